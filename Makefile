@@ -1,0 +1,24 @@
+# Two commands a user needs: `make demo` and `make test`. Each creates .venv when missing.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+
+.PHONY: demo test test-all bench clean
+
+$(BIN)/holdpose: pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e ".[onnx,test]"
+	touch $(BIN)/holdpose
+
+demo: $(BIN)/holdpose
+	$(BIN)/holdpose demo -o demo_output
+
+test: $(BIN)/holdpose
+	$(BIN)/python -m pytest -q
+
+test-all: $(BIN)/holdpose
+	$(BIN)/python -m pytest -q -m "slow or not slow"
+
+clean:
+	rm -rf $(VENV) demo_output
