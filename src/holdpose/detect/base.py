@@ -1,0 +1,57 @@
+"""The one interface every pose detector implements.
+
+A detector maps an RGB image to the people in it, in COCO-WholeBody 133:
+
+    keypoints, scores = detector(image)            # whole image, bottom-up
+    keypoints, scores = detector.detect_in_boxes(image, boxes)   # top-down
+
+``image`` is ``uint8 [H, W, 3]`` RGB; ``keypoints`` float32 ``[P, 133, 2]`` in pixels
+of ``image``; ``scores`` float32 ``[P, 133]`` in [0, 1] (0: not found); ``boxes``
+float ``[N, 4]`` as (x0, y0, x1, y1) pixels, and the result has one row per box.
+Detectors are set up once (models loaded in ``__init__``) and called per frame;
+``close()`` frees native resources.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+NUM_KEYPOINTS = 133
+
+
+def no_people() -> tuple[np.ndarray, np.ndarray]:
+    """The empty detection result."""
+    return np.zeros((0, NUM_KEYPOINTS, 2), np.float32), np.zeros((0, NUM_KEYPOINTS), np.float32)
+
+
+def expand_box(box, factor: float, size: tuple[int, int] | None = None, *, square: bool = False) -> np.ndarray:
+    """Scale an (x0, y0, x1, y1) box about its centre; optionally make it square and clip to ``size``."""
+    x0, y0, x1, y1 = np.asarray(box, np.float64)
+    cx, cy = (x0 + x1) / 2, (y0 + y1) / 2
+    half_w, half_h = (x1 - x0) * factor / 2, (y1 - y0) * factor / 2
+    if square:
+        half_w = half_h = max(half_w, half_h)
+    out = np.array([cx - half_w, cy - half_h, cx + half_w, cy + half_h])
+    if size is not None:
+        out = np.clip(out, 0, [size[0], size[1], size[0], size[1]])
+    return out
+
+
+class PoseDetector:
+    """Base class: subclasses implement :meth:`__call__` and :meth:`detect_in_boxes`."""
+
+    def __call__(self, image: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        raise NotImplementedError
+
+    def detect_in_boxes(self, image: np.ndarray, boxes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        raise NotImplementedError
+
+    def close(self) -> None:
+        pass
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+        return False

@@ -1,0 +1,25 @@
+"""Errors a user can act on.
+
+The CLI prints a :class:`HoldposeError` as one line on stderr and exits non-zero;
+anything else is a bug and keeps its traceback.
+"""
+
+
+class HoldposeError(Exception):
+    """A problem with the user's input, files or environment, with a message saying what to do."""
+
+
+class MissingDependencyError(HoldposeError, ImportError):
+    """An optional dependency is not installed; the message gives the pip command."""
+
+
+def require(module: str, extra: str):
+    """Import ``module`` or raise :class:`MissingDependencyError` naming the extra to install."""
+    import importlib
+
+    try:
+        return importlib.import_module(module)
+    except ImportError as err:
+        raise MissingDependencyError(
+            f"{module} is not installed; run: pip install \"holdpose[{extra}]\""
+        ) from err

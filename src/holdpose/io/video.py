@@ -1,0 +1,269 @@
+"""Frames in and out, one at a time: videos (PyAV), image folders, single images.
+
+Frames are ``uint8 [H, W, 3]`` RGB arrays. Readers decode lazily so memory does
+not grow with the length of the video; writers encode as frames arrive and
+publish the file only when it is complete.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from fractions import Fraction
+from pathlib import Path
+from typing import Iterator
+
+import numpy as np
+
+from holdpose.errors import HoldposeError
+from holdpose.io.atomic import atomic_path
+
+logger = logging.getLogger(__name__)
+
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff"}
+VIDEO_SUFFIXES = {".mp4", ".mov", ".mkv", ".webm", ".avi", ".m4v", ".gif"}
+
+
+def scaled_size(size: tuple[int, int], short_side: int | None) -> tuple[int, int]:
+    """``(width, height)`` with the short side scaled to ``short_side`` (even numbers, aspect kept)."""
+    w, h = size
+    if not short_side:
+        return w, h
+    scale = short_side / min(w, h)
+    return max(2, int(round(w * scale / 2)) * 2), max(2, int(round(h * scale / 2)) * 2)
+
+
+class FrameSource:
+    """RGB frames from a video file, a folder of images, or one image.
+
+    Args:
+        path: the input.
+        short_side: resize so the shorter side has this many pixels (None keeps the size).
+        fps: frame rate for image inputs (videos report their own).
+        start, stop: frame range to read (stop exclusive; None reads to the end).
+
+    Attributes ``size`` (width, height after resizing), ``fps`` and ``num_frames``
+    (the number :meth:`__iter__` will yield, from the container header for videos)
+    are known before decoding.
+    """
+
+    def __init__(self, path: str | os.PathLike, *, short_side: int | None = None, fps: float | None = None,
+                 start: int = 0, stop: int | None = None):
+        self.path = Path(path)
+        self.short_side = short_side
+        self.start, self.stop = start, stop
+        if not self.path.exists():
+            raise HoldposeError(f"{self.path}: no such file or folder")
+        if self.path.is_dir():
+            self.kind = "images"
+            self._files = sorted((p for p in self.path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES),
+                                 key=lambda p: p.name)
+            if not self._files:
+                raise HoldposeError(f"{self.path}: folder holds no images ({', '.join(sorted(IMAGE_SUFFIXES))})")
+            first = _read_image(self._files[0])
+            self.source_size = (first.shape[1], first.shape[0])
+            self.fps = float(fps or 30.0)
+            total = len(self._files)
+        elif self.path.suffix.lower() in IMAGE_SUFFIXES:
+            self.kind = "image"
+            self._files = [self.path]
+            first = _read_image(self.path)
+            self.source_size = (first.shape[1], first.shape[0])
+            self.fps = float(fps or 30.0)
+            total = 1
+        else:
+            self.kind = "video"
+            total = self._probe_video()
+            self.fps = float(fps or self.fps)
+        self.size = scaled_size(self.source_size, short_side)
+        stop = total if stop is None else min(stop, total)
+        self.num_frames = max(0, stop - start)
+
+    def _probe_video(self) -> int:
+        av = _import_av()
+        if self.path.stat().st_size == 0:
+            raise HoldposeError(f"{self.path}: file is empty")
+        try:
+            with av.open(str(self.path)) as container:
+                if not container.streams.video:
+                    raise HoldposeError(f"{self.path}: holds no video stream")
+                stream = container.streams.video[0]
+                self.source_size = (stream.codec_context.width, stream.codec_context.height)
+                rate = stream.average_rate or stream.guessed_rate or 30
+                self.fps = float(rate)
+                frames = stream.frames
+                if not frames and stream.duration and stream.time_base:
+                    frames = int(round(float(stream.duration * stream.time_base) * self.fps))
+                if not frames and container.duration:
+                    frames = int(round(container.duration / 1e6 * self.fps))
+        except av.error.FFmpegError as err:
+            raise HoldposeError(f"{self.path}: not a readable video ({err.strerror or err})") from err
+        if not self.source_size[0] or not self.source_size[1]:
+            raise HoldposeError(f"{self.path}: video stream has no picture size")
+        self._header_frames = frames or 0
+        return frames or 10**9
+
+    def __len__(self) -> int:
+        return self.num_frames
+
+    def __iter__(self) -> Iterator[np.ndarray]:
+        if self.kind == "video":
+            yield from self._iter_video()
+            return
+        for file in self._files[self.start:self.stop]:
+            image = _read_image(file)
+            if (image.shape[1], image.shape[0]) != self.size:
+                import cv2
+
+                image = cv2.resize(image, self.size, interpolation=cv2.INTER_AREA)
+            yield image
+
+    def _iter_video(self) -> Iterator[np.ndarray]:
+        av = _import_av()
+        w, h = self.size
+        count = 0
+        try:
+            with av.open(str(self.path)) as container:
+                stream = container.streams.video[0]
+                stream.thread_type = "AUTO"
+                for index, frame in enumerate(container.decode(stream)):
+                    if index < self.start:
+                        continue  # skipping undecoded-to-RGB frames is cheap
+                    if self.stop is not None and index >= self.stop:
+                        break
+                    yield frame.to_ndarray(format="rgb24", width=w, height=h)
+                    count += 1
+        except av.error.FFmpegError as err:
+            raise HoldposeError(f"{self.path}: video is damaged after frame {self.start + count} ({err.strerror or err})") from err
+        expected = min(self._header_frames, self.stop or 10**9) - self.start
+        if self._header_frames and count < expected:
+            raise HoldposeError(f"{self.path}: video is truncated: decoded {count} of {expected} frames")
+
+
+def _read_image(path: Path) -> np.ndarray:
+    import cv2
+
+    image = cv2.imread(str(path), cv2.IMREAD_COLOR)
+    if image is None:
+        raise HoldposeError(f"{path}: not a readable image")
+    return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
+
+
+def read_image(path: str | os.PathLike) -> np.ndarray:
+    """One image file as ``uint8 [H, W, 3]`` RGB."""
+    path = Path(path)
+    if not path.exists():
+        raise HoldposeError(f"{path}: no such file")
+    return _read_image(path)
+
+
+def _import_av():
+    try:
+        import av
+    except ImportError as err:  # pragma: no cover - av is a core dependency
+        raise HoldposeError('PyAV is not installed; run: pip install av') from err
+    return av
+
+
+# --- writers ------------------------------------------------------------------
+
+
+class VideoWriter:
+    """Encode RGB frames to H.264 MP4 (yuv420p), published atomically on :meth:`close`.
+
+    Odd widths or heights are padded by one black pixel, since yuv420p needs even sizes.
+    """
+
+    def __init__(self, path: str | os.PathLike, *, fps: float, size: tuple[int, int], crf: int = 18,
+                 codec: str = "libx264"):
+        av = _import_av()
+        self.path = Path(path)
+        self.size = size
+        self._even = (size[0] + size[0] % 2, size[1] + size[1] % 2)
+        self._atomic = atomic_path(self.path)
+        self._tmp = self._atomic.__enter__()
+        fmt = self.path.suffix.lstrip(".").lower() or "mp4"
+        self._container = av.open(str(self._tmp), mode="w", format={"m4v": "mp4", "mkv": "matroska"}.get(fmt, fmt))
+        self._stream = self._container.add_stream(codec, rate=Fraction(fps).limit_denominator(1001))
+        self._stream.width, self._stream.height = self._even
+        self._stream.pix_fmt = "yuv420p"
+        if codec == "libx264":
+            self._stream.options = {"crf": str(crf), "preset": "veryfast"}
+        self.frames_written = 0
+
+    def write(self, frame: np.ndarray) -> None:
+        av = _import_av()
+        if frame.shape[:2] != (self.size[1], self.size[0]):
+            raise ValueError(f"frame is {frame.shape[1]}x{frame.shape[0]}, writer expects {self.size[0]}x{self.size[1]}")
+        if self._even != self.size:
+            padded = np.zeros((self._even[1], self._even[0], 3), np.uint8)
+            padded[: frame.shape[0], : frame.shape[1]] = frame
+            frame = padded
+        video_frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(frame), format="rgb24")
+        for packet in self._stream.encode(video_frame):
+            self._container.mux(packet)
+        self.frames_written += 1
+
+    def close(self) -> None:
+        for packet in self._stream.encode():
+            self._container.mux(packet)
+        self._container.close()
+        self._atomic.__exit__(None, None, None)
+
+    def abort(self) -> None:
+        self._container.close()
+        try:
+            self._atomic.__exit__(RuntimeError, RuntimeError("aborted"), None)
+        except RuntimeError:
+            pass
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, exc_type, exc, tb):
+        if exc_type is None:
+            self.close()
+        else:
+            self.abort()
+        return False
+
+
+class ImageFolderWriter:
+    """Write frames as ``frame_000000.png`` (lossless) into a folder, published atomically."""
+
+    def __init__(self, path: str | os.PathLike, **_ignored):
+        self.path = Path(path)
+        self._atomic = atomic_path(self.path, directory=True)
+        self._tmp = self._atomic.__enter__()
+        self.frames_written = 0
+
+    def write(self, frame: np.ndarray) -> None:
+        import cv2
+
+        name = self._tmp / f"frame_{self.frames_written:06d}.png"
+        if not cv2.imwrite(str(name), cv2.cvtColor(frame, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_PNG_COMPRESSION, 1]):
+            raise HoldposeError(f"{name}: could not write image")
+        self.frames_written += 1
+
+    def close(self) -> None:
+        self._atomic.__exit__(None, None, None)
+
+    def abort(self) -> None:
+        try:
+            self._atomic.__exit__(RuntimeError, RuntimeError("aborted"), None)
+        except RuntimeError:
+            pass
+
+    __enter__ = VideoWriter.__enter__
+    __exit__ = VideoWriter.__exit__
+
+
+def open_writer(path: str | os.PathLike, *, fps: float, size: tuple[int, int]):
+    """A :class:`VideoWriter` for a video suffix, an :class:`ImageFolderWriter` for a path without suffix."""
+    path = Path(path)
+    suffix = path.suffix.lower()
+    if suffix in VIDEO_SUFFIXES:
+        return VideoWriter(path, fps=fps, size=size)
+    if suffix == "":
+        return ImageFolderWriter(path)
+    raise HoldposeError(f"{path}: output must be a video ({', '.join(sorted(VIDEO_SUFFIXES))}) or a folder name")

@@ -1,0 +1,160 @@
+"""PoseSequence: the one data type every stage of holdpose passes along."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+
+import numpy as np
+
+from holdpose.errors import HoldposeError
+from holdpose.skeleton import COCO_WHOLEBODY, Skeleton
+
+
+@dataclass
+class PoseSequence:
+    """Keypoints of P person slots over T frames, in pixels of a ``size`` canvas.
+
+    Attributes:
+        keypoints: float32 ``[T, P, K, 2]``, (x, y) in pixels, origin top-left.
+            Values of missing points are meaningless (kept at 0).
+        scores: float32 ``[T, P, K]`` in [0, 1]; 0 means missing.
+        track_ids: int32 ``[T, P]``; the same id is the same person across frames,
+            -1 marks an empty slot.
+        layout: the :class:`Skeleton` giving the meaning of the K axis.
+        size: canvas ``(width, height)`` in pixels.
+        fps: frames per second.
+    """
+
+    keypoints: np.ndarray
+    scores: np.ndarray
+    track_ids: np.ndarray
+    layout: Skeleton = field(default=COCO_WHOLEBODY)
+    size: tuple[int, int] = (512, 512)
+    fps: float = 30.0
+
+    def __post_init__(self):
+        self.keypoints = np.asarray(self.keypoints, dtype=np.float32)
+        self.scores = np.asarray(self.scores, dtype=np.float32)
+        self.track_ids = np.asarray(self.track_ids, dtype=np.int32)
+        self.size = (int(self.size[0]), int(self.size[1]))
+        self.fps = float(self.fps)
+        t, p, k = self.scores.shape if self.scores.ndim == 3 else (None, None, None)
+        if self.keypoints.shape != (t, p, k, 2) or self.track_ids.shape != (t, p):
+            raise ValueError(
+                f"inconsistent shapes: keypoints {self.keypoints.shape} (want [T, P, K, 2]), "
+                f"scores {self.scores.shape} (want [T, P, K]), track_ids {self.track_ids.shape} (want [T, P])"
+            )
+        if k != self.layout.num_keypoints:
+            raise ValueError(f"layout {self.layout.name} has {self.layout.num_keypoints} keypoints, arrays have {k}")
+
+    # --- construction -------------------------------------------------------
+
+    @classmethod
+    def empty(cls, num_frames: int, num_people: int = 1, *, layout: Skeleton = COCO_WHOLEBODY,
+              size=(512, 512), fps: float = 30.0) -> "PoseSequence":
+        """A sequence with every point missing and every slot empty."""
+        k = layout.num_keypoints
+        return cls(
+            keypoints=np.zeros((num_frames, num_people, k, 2), np.float32),
+            scores=np.zeros((num_frames, num_people, k), np.float32),
+            track_ids=np.full((num_frames, num_people), -1, np.int32),
+            layout=layout, size=size, fps=fps,
+        )
+
+    @classmethod
+    def from_frames(cls, frames: list[tuple[np.ndarray, np.ndarray, np.ndarray]], *,
+                    layout: Skeleton = COCO_WHOLEBODY, size=(512, 512), fps: float = 30.0) -> "PoseSequence":
+        """Stack per-frame ``(keypoints [P_t, K, 2], scores [P_t, K], track_ids [P_t])``;
+        frames with fewer people are padded with empty slots."""
+        num_people = max([len(f[1]) for f in frames] + [1])
+        seq = cls.empty(len(frames), num_people, layout=layout, size=size, fps=fps)
+        for t, (kp, sc, ids) in enumerate(frames):
+            n = len(sc)
+            seq.keypoints[t, :n] = kp
+            seq.scores[t, :n] = sc
+            seq.track_ids[t, :n] = ids
+        return seq
+
+    # --- shape ----------------------------------------------------------------
+
+    @property
+    def num_frames(self) -> int:
+        return self.keypoints.shape[0]
+
+    @property
+    def num_people(self) -> int:
+        return self.keypoints.shape[1]
+
+    @property
+    def num_keypoints(self) -> int:
+        return self.keypoints.shape[2]
+
+    @property
+    def duration(self) -> float:
+        """Length in seconds."""
+        return self.num_frames / self.fps
+
+    def __len__(self) -> int:
+        return self.num_frames
+
+    def __getitem__(self, frames) -> "PoseSequence":
+        """Select frames by slice, index array or int (an int keeps the T axis, length 1)."""
+        if isinstance(frames, (int, np.integer)):
+            frames = slice(frames, frames + 1 if frames != -1 else None)
+        return replace(self, keypoints=self.keypoints[frames], scores=self.scores[frames],
+                       track_ids=self.track_ids[frames])
+
+    def copy(self) -> "PoseSequence":
+        return replace(self, keypoints=self.keypoints.copy(), scores=self.scores.copy(),
+                       track_ids=self.track_ids.copy())
+
+    @property
+    def present(self) -> np.ndarray:
+        """bool ``[T, P, K]``: the point was detected."""
+        return self.scores > 0
+
+    # --- checks -----------------------------------------------------------------
+
+    def validate(self, *, margin: float = 1.0) -> "PoseSequence":
+        """Raise :class:`HoldposeError` for NaN/inf values, scores outside [0, 1], or present
+        points farther than ``margin`` canvas sizes outside the canvas. Returns self."""
+        if not np.isfinite(self.keypoints).all() or not np.isfinite(self.scores).all():
+            t = int(np.argwhere(~np.isfinite(self.keypoints).all(axis=(2, 3)) | ~np.isfinite(self.scores).all(axis=2))[0, 0])
+            raise HoldposeError(f"keypoints contain NaN or infinite values (first in frame {t})")
+        if (self.scores < 0).any() or (self.scores > 1).any():
+            raise HoldposeError(f"scores must lie in [0, 1]; found {self.scores.min():.3g}..{self.scores.max():.3g}")
+        w, h = self.size
+        if w <= 0 or h <= 0:
+            raise HoldposeError(f"canvas size must be positive, got {self.size}")
+        lo = -margin * np.array([w, h])
+        hi = (1 + margin) * np.array([w, h])
+        outside = self.present & ((self.keypoints < lo) | (self.keypoints > hi)).any(-1)
+        if outside.any():
+            t, p, k = np.argwhere(outside)[0]
+            x, y = self.keypoints[t, p, k]
+            raise HoldposeError(
+                f"keypoint {self.layout.keypoint_names[k]} of person {p} in frame {t} is at ({x:.1f}, {y:.1f}), "
+                f"far outside the {w}x{h} canvas; are the coordinates normalised or is the canvas size wrong?"
+            )
+        return self
+
+    # --- geometry ---------------------------------------------------------------
+
+    def boxes(self, min_score: float = 0.0) -> np.ndarray:
+        """float32 ``[T, P, 4]`` boxes (x0, y0, x1, y1) around points with score > ``min_score``;
+        NaN where a slot has no such point."""
+        mask = self.scores > min_score
+        big = np.float32(np.inf)
+        x = self.keypoints[..., 0]
+        y = self.keypoints[..., 1]
+        with np.errstate(invalid="ignore"):
+            out = np.stack([
+                np.where(mask, x, big).min(-1), np.where(mask, y, big).min(-1),
+                np.where(mask, x, -big).max(-1), np.where(mask, y, -big).max(-1),
+            ], axis=-1)
+        out[~mask.any(-1)] = np.nan
+        return out
+
+    def with_layout_arrays(self, keypoints: np.ndarray, scores: np.ndarray, layout: Skeleton) -> "PoseSequence":
+        """The same frames, people, canvas and fps with other keypoint arrays."""
+        return replace(self, keypoints=keypoints, scores=scores, layout=layout, track_ids=self.track_ids.copy())
