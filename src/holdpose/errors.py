@@ -13,13 +13,13 @@ class MissingDependencyError(HoldposeError, ImportError):
     """An optional dependency is not installed; the message gives the pip command."""
 
 
-def require(module: str, extra: str):
-    """Import ``module`` or raise :class:`MissingDependencyError` naming the extra to install."""
+def require(module: str, extra: str | None = None, *, package: str | None = None):
+    """Import ``module`` or raise :class:`MissingDependencyError` with the pip command that installs it:
+    ``pip install "holdpose[extra]"``, or ``pip install package`` for a core dependency."""
     import importlib
 
     try:
         return importlib.import_module(module)
     except ImportError as err:
-        raise MissingDependencyError(
-            f"{module} is not installed; run: pip install \"holdpose[{extra}]\""
-        ) from err
+        what = f'"holdpose[{extra}]"' if extra else (package or module)
+        raise MissingDependencyError(f"{module} is not installed; run: pip install {what}") from err

@@ -157,6 +157,18 @@ def read_image(path: str | os.PathLike) -> np.ndarray:
     return _read_image(path)
 
 
+def write_image(path: str | os.PathLike, image: np.ndarray) -> None:
+    """Write an RGB image; the format follows the suffix (.png is lossless). Atomic."""
+    import cv2
+
+    path = Path(path)
+    ok, data = cv2.imencode(path.suffix or ".png", cv2.cvtColor(image, cv2.COLOR_RGB2BGR))
+    if not ok:
+        raise HoldposeError(f"{path}: cannot encode an image of this type")
+    with atomic_path(path) as tmp:
+        tmp.write_bytes(data.tobytes())
+
+
 def _import_av():
     try:
         import av

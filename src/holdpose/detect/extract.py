@@ -1,0 +1,162 @@
+"""Extract a PoseSequence from a video, an image folder or an image.
+
+Both cores are used by splitting the frames into contiguous chunks, one worker
+process per chunk. Each worker decodes its own chunk (decoding is cheap next to
+detection) and keeps MediaPipe's tracking mode within it, so frame order and
+temporal coherence are kept; the parent only collects small keypoint arrays and
+reports progress. Memory does not grow with the number of frames beyond those
+arrays (about 1 KB per person per frame).
+
+Frames where nobody is found stay in the sequence with every score 0, so the
+sequence stays aligned with the video.
+"""
+
+from __future__ import annotations
+
+import logging
+import multiprocessing as mp
+import os
+import queue
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from holdpose.errors import HoldposeError
+from holdpose.io.video import FrameSource
+from holdpose.sequence import PoseSequence
+
+logger = logging.getLogger(__name__)
+
+# Tracking mode needs a few frames to settle, and each worker pays ~1.5 s to load
+# its models: chunks shorter than this are not worth a process.
+MIN_FRAMES_PER_WORKER = 24
+
+
+@dataclass
+class DetectorConfig:
+    """What a worker needs to build its detector (picklable, no model inside)."""
+
+    name: str = "mediapipe"
+    max_people: int = 1
+    options: dict = field(default_factory=dict)
+
+    def build(self, *, video: bool):
+        if self.name == "mediapipe":
+            from holdpose.detect.mediapipe import MediaPipeDetector
+
+            return MediaPipeDetector(max_people=self.max_people, video=video, **self.options)
+        if self.name == "dwpose":
+            from holdpose.detect.dwpose import DWPoseDetector
+
+            return DWPoseDetector(**self.options)
+        raise HoldposeError(f"unknown detector {self.name!r}; choose mediapipe or dwpose")
+
+
+def _detect_chunk(path, short_side, fps, start, stop, config: DetectorConfig, progress):
+    """Worker: detect people in frames [start, stop). Returns per-frame (keypoints, scores)."""
+    source = FrameSource(path, short_side=short_side, fps=fps, start=start, stop=stop)
+    results = []
+    with config.build(video=source.kind != "image") as detector:
+        for frame in source:
+            keypoints, scores = detector(frame)
+            keypoints, scores = keypoints[: config.max_people], scores[: config.max_people]
+            results.append((keypoints.astype(np.float32), scores.astype(np.float32)))
+            if progress is not None:
+                progress.put(1)
+    return start, results
+
+
+def extract_poses(path: str | os.PathLike, *, detector: str | DetectorConfig = "mediapipe", max_people: int = 1,
+                  short_side: int | None = None, fps: float | None = None, workers: int | None = None,
+                  progress: bool = True, **detector_options) -> PoseSequence:
+    """Detect poses in every frame of ``path``.
+
+    Args:
+        path: a video, a folder of images (in name order) or one image.
+        detector: "mediapipe" (default, offline) or "dwpose" (give ``pose_model=`` path).
+        max_people: most people per frame; people are then given track ids that are
+            stable across frames (see :func:`holdpose.refine.track.assign_track_ids`).
+        short_side: resize frames so their short side has this many pixels first.
+            Keypoints are in pixels of the resized frames, and ``size`` says so.
+        fps: frame rate for image folders (videos carry their own).
+        workers: processes to use (default: one per core, fewer for short inputs).
+        progress: show a progress bar on stderr.
+
+    Returns:
+        A COCO-WholeBody :class:`PoseSequence` with one frame per input frame.
+    """
+    config = detector if isinstance(detector, DetectorConfig) else DetectorConfig(detector, max_people, detector_options)
+    source = FrameSource(path, short_side=short_side, fps=fps)
+    total = source.num_frames
+    if workers is None:
+        workers = os.cpu_count() or 1
+    workers = max(1, min(workers, total // MIN_FRAMES_PER_WORKER))
+    bounds = np.linspace(0, total, workers + 1).round().astype(int)
+    chunks = [(int(a), int(b)) for a, b in zip(bounds[:-1], bounds[1:])]
+    logger.info("%s: %d frames %dx%d, %d worker(s)", path, total, *source.size, workers)
+
+    from tqdm import tqdm
+
+    per_frame: list = [None] * total
+    with tqdm(total=total, unit="frame", desc="extract", disable=not progress, leave=False) as bar:
+        if workers == 1:
+            counter = _BarQueue(bar)
+            _, results = _detect_chunk(str(path), short_side, fps, 0, total, config, counter)
+            for t, result in enumerate(results):
+                per_frame[t] = result
+        else:
+            _run_pool(str(path), short_side, fps, chunks, config, bar, per_frame)
+
+    frames = []
+    for t, result in enumerate(per_frame):
+        if result is None:
+            raise HoldposeError(f"{path}: frame {t} was not decoded; is the file damaged?")
+        keypoints, scores = result
+        frames.append((keypoints, scores, np.arange(len(scores), dtype=np.int32)))
+    seq = PoseSequence.from_frames(frames, size=source.size, fps=source.fps)
+    if max_people > 1:
+        from holdpose.refine.track import assign_track_ids
+
+        seq = assign_track_ids(seq)
+    else:
+        seq.track_ids[:] = np.where(seq.scores.max(-1) > 0, 0, -1)
+    return seq
+
+
+class _BarQueue:
+    """A stand-in for a multiprocessing queue in the single-process case: ticks the bar."""
+
+    def __init__(self, bar):
+        self.bar = bar
+
+    def put(self, n):
+        self.bar.update(n)
+
+
+_progress_queue = None
+
+
+def _set_progress_queue(progress_queue):
+    global _progress_queue
+    _progress_queue = progress_queue
+
+
+def _detect_chunk_in_worker(*args):
+    return _detect_chunk(*args, _progress_queue)
+
+
+def _run_pool(path, short_side, fps, chunks, config, bar, per_frame):
+    # fork starts workers fastest and the parent has loaded no models; elsewhere spawn.
+    context = mp.get_context("fork" if "fork" in mp.get_all_start_methods() else "spawn")
+    progress_queue = context.Queue()
+    with context.Pool(len(chunks), initializer=_set_progress_queue, initargs=(progress_queue,)) as pool:
+        pending = [pool.apply_async(_detect_chunk_in_worker, (path, short_side, fps, a, b, config)) for a, b in chunks]
+        while not all(job.ready() for job in pending):
+            try:
+                bar.update(progress_queue.get(timeout=0.2))
+            except queue.Empty:
+                pass
+        for job in pending:
+            start, results = job.get()  # re-raises a worker's HoldposeError here
+            for offset, result in enumerate(results):
+                per_frame[start + offset] = result

@@ -1,0 +1,170 @@
+"""MediaPipe holistic: body, hands and face, offline (the models ship in the mediapipe wheel).
+
+Only ``model_complexity=1`` is usable offline: 0 and 2 download their models on first use.
+
+MediaPipe holistic finds one person per call. For several people, :meth:`__call__`
+repeats it: find the most salient person, paint their box over with the image's
+mean colour, look again, until ``max_people`` are found or nobody is left. Given
+boxes (:meth:`detect_in_boxes`), it runs once per enlarged crop.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+
+from holdpose.convert import mediapipe_to_wholebody
+from holdpose.detect.base import PoseDetector, expand_box, no_people
+from holdpose.errors import require
+
+logger = logging.getLogger(__name__)
+
+BODY = slice(0, 17)
+
+
+def _landmarks(landmark_list, width: int, height: int) -> np.ndarray | None:
+    if landmark_list is None:
+        return None
+    return np.array([(p.x * width, p.y * height) for p in landmark_list.landmark], np.float32)
+
+
+class MediaPipeDetector(PoseDetector):
+    """MediaPipe holistic as a holdpose detector.
+
+    Args:
+        max_people: most people :meth:`__call__` returns per image.
+        video: frames come from one video in order. With one person this uses
+            MediaPipe's tracking mode (the landmarks of one frame seed the next,
+            skipping person detection), which is faster and steadier.
+        min_detection_confidence, min_tracking_confidence: MediaPipe's thresholds.
+        erase_padding: how far beyond a found person's keypoint box (as a fraction
+            of its size) is painted over before looking for the next person.
+    """
+
+    def __init__(self, *, max_people: int = 1, video: bool = False, min_detection_confidence: float = 0.5,
+                 min_tracking_confidence: float = 0.5, erase_padding: float = 0.1):
+        if max_people < 1:
+            raise ValueError(f"max_people must be at least 1, got {max_people}")
+        mp = require("mediapipe", package="mediapipe==0.10.21")
+        self.max_people = max_people
+        self.erase_padding = erase_padding
+        self._holistic_cls = mp.solutions.holistic.Holistic
+        self._options = dict(model_complexity=1, min_detection_confidence=min_detection_confidence,
+                             min_tracking_confidence=min_tracking_confidence)
+        self._tracking = video and max_people == 1
+        # With several people, the segmentation mask says which pixels to paint over.
+        self._model = self._holistic_cls(static_image_mode=not self._tracking, enable_segmentation=max_people > 1,
+                                         **self._options)
+        self.last_mask = None
+
+    def close(self) -> None:
+        self._model.close()
+
+    def detect_one(self, image: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
+        """The most salient person in ``image``: ``(keypoints [133, 2], scores [133])``, or None."""
+        h, w = image.shape[:2]
+        result = self._model.process(np.ascontiguousarray(image))
+        self.last_mask = result.segmentation_mask
+        if result.pose_landmarks is None:
+            return None
+        visibility = np.array([p.visibility for p in result.pose_landmarks.landmark], np.float32)
+        return mediapipe_to_wholebody(
+            pose=_landmarks(result.pose_landmarks, w, h), pose_scores=np.clip(visibility, 0, 1),
+            left_hand=_landmarks(result.left_hand_landmarks, w, h),
+            right_hand=_landmarks(result.right_hand_landmarks, w, h),
+            face=_landmarks(result.face_landmarks, w, h),
+        )
+
+    def __call__(self, image: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        if self.max_people == 1:
+            found = self.detect_one(image)
+            return no_people() if found is None else (found[0][None], found[1][None])
+        h, w = image.shape[:2]
+        work = image.copy()
+        fill = image.reshape(-1, 3).mean(0).astype(np.uint8)
+        keypoints, scores, boxes = [], [], []
+        # Look in the whole image, then in overlapping square windows, where small
+        # people fill more of the detector's input.
+        for x0, y0, x1, y1 in [(0, 0, w, h)] + _windows(w, h):
+            for _ in range(self.max_people):
+                if len(keypoints) == self.max_people:
+                    break
+                found = self.detect_one(work[y0:y1, x0:x1])
+                if found is None:
+                    break
+                kp = found[0] + np.array([x0, y0], np.float32)
+                box = _body_box(kp, found[1])
+                if box is None:
+                    break
+                self._paint_over(work[y0:y1, x0:x1], box - [x0, y0, x0, y0], fill)
+                if any(_iou(box, other) > 0.5 for other in boxes):
+                    continue  # painting over missed part of someone already found
+                keypoints.append(kp)
+                scores.append(found[1])
+                boxes.append(box)
+        if not keypoints:
+            return no_people()
+        return np.stack(keypoints), np.stack(scores)
+
+    def _paint_over(self, image: np.ndarray, box: np.ndarray, fill: np.ndarray) -> None:
+        """Paint the person just found (segmentation mask, grown a little, inside their
+        enlarged box) with ``fill`` so the next search finds someone else."""
+        import cv2
+
+        h, w = image.shape[:2]
+        x0, y0, x1, y1 = expand_box(box, 1 + 2 * self.erase_padding, (w, h)).astype(int)
+        region = np.zeros((h, w), bool)
+        region[y0:y1, x0:x1] = True
+        if self.last_mask is not None:
+            grow = max(3, int(0.05 * max(x1 - x0, y1 - y0))) | 1
+            mask = cv2.dilate((self.last_mask > 0.5).astype(np.uint8), np.ones((grow, grow), np.uint8)) > 0
+            region &= mask
+        image[region] = fill
+
+    def detect_in_boxes(self, image: np.ndarray, boxes: np.ndarray, *, padding: float = 1.5) -> tuple[np.ndarray, np.ndarray]:
+        """One person per box, searched in the box enlarged ``padding`` times (MediaPipe needs context)."""
+        h, w = image.shape[:2]
+        keypoints = np.zeros((len(boxes), 133, 2), np.float32)
+        scores = np.zeros((len(boxes), 133), np.float32)
+        for i, box in enumerate(np.asarray(boxes, np.float64)):
+            x0, y0, x1, y1 = expand_box(box, padding, (w, h), square=True).round().astype(int)
+            if x1 - x0 < 2 or y1 - y0 < 2:
+                continue
+            found = self.detect_one(image[y0:y1, x0:x1])
+            if found is not None:
+                keypoints[i] = found[0] + np.array([x0, y0], np.float32)
+                scores[i] = found[1]
+        return keypoints, scores
+
+
+def _windows(width: int, height: int, overlap: float = 0.5) -> list[tuple[int, int, int, int]]:
+    """Square windows with the image's short side, sliding along the long side with ``overlap``."""
+    side = min(width, height)
+    long_side = max(width, height)
+    if long_side <= side * 1.1:
+        return []
+    count = int(np.ceil((long_side - side) / (side * (1 - overlap)))) + 1
+    starts = np.linspace(0, long_side - side, count).round().astype(int)
+    if width >= height:
+        return [(int(s), 0, int(s) + side, height) for s in starts]
+    return [(0, int(s), width, int(s) + side) for s in starts]
+
+
+def _body_box(keypoints: np.ndarray, scores: np.ndarray, min_score: float = 0.3) -> np.ndarray | None:
+    """(x0, y0, x1, y1) around the present points, body points preferred."""
+    present = scores > min_score
+    if present[BODY].sum() >= 2:
+        present[17:] = False
+    if present.sum() < 2:
+        return None
+    xy = keypoints[present]
+    return np.concatenate([xy.min(0), xy.max(0)])
+
+
+def _iou(a: np.ndarray, b: np.ndarray) -> float:
+    ix = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
+    iy = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
+    inter = ix * iy
+    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
+    return float(inter / union) if union > 0 else 0.0
