@@ -87,7 +87,8 @@ def test_stamps_equal_opencv_circles_including_borders():
         centers = rng.integers(-3, 40, (60, 2))
         colors = rng.integers(0, 256, (60, 3)).astype(np.uint8)
         ours = np.zeros((37, 41, 3), np.uint8)
-        _stamp(ours, centers, disk, colors)
+        disk_flat = disk[:, 1] * 41 + disk[:, 0]
+        _stamp(ours, centers, centers[:, 1] * 41 + centers[:, 0], disk_flat, disk, colors)
         theirs = np.zeros_like(ours)
         for (x, y), c in zip(centers, colors):
             cv2.circle(theirs, (int(x), int(y)), radius, tuple(int(v) for v in c), thickness=-1)

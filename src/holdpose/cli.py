@@ -15,6 +15,7 @@ import sys
 from pathlib import Path
 
 from holdpose.errors import HoldposeError
+from holdpose.progress import progress_bar
 
 logger = logging.getLogger("holdpose")
 
@@ -60,8 +61,6 @@ def _json_options(args) -> dict:
 
 
 def cmd_render(args) -> None:
-    from tqdm import tqdm
-
     from holdpose.io.posefile import load_poses
     from holdpose.io.video import open_writer
     from holdpose.render.openpose import get_style, render_pose_maps
@@ -75,7 +74,7 @@ def cmd_render(args) -> None:
         _write_single_image(maps, seq, output)
     else:
         with open_writer(output, fps=seq.fps, size=size) as writer:
-            for frame in tqdm(maps, total=seq.num_frames, unit="frame", desc="render", disable=args.quiet, leave=False):
+            for frame in progress_bar(maps, total=seq.num_frames, desc="render", enabled=not args.quiet):
                 writer.write(frame)
     print(f"{output}: {seq.num_frames} pose maps ({style.name}), {size[0]}x{size[1]}")
 
@@ -100,7 +99,8 @@ def cmd_demo(args) -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="holdpose", description="Make characters in AI-generated video hold a pose.")
-    parser.add_argument("-v", "--verbose", action="store_true", help="log what each stage does")
+    parser.add_argument("-v", "--verbose", action="count", default=0,
+                        help="log what each stage does (-vv: also the models' own messages)")
     parser.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
@@ -144,7 +144,8 @@ def _add_json_options(p) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
+    level = {0: logging.WARNING, 1: logging.INFO}.get(args.verbose, logging.DEBUG)
+    logging.basicConfig(level=level,
                         format="holdpose: %(levelname)s: %(message)s")
     try:
         args.func(args)

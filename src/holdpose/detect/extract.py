@@ -23,6 +23,7 @@ import numpy as np
 
 from holdpose.errors import HoldposeError
 from holdpose.io.video import FrameSource
+from holdpose.progress import progress_bar
 from holdpose.sequence import PoseSequence
 
 logger = logging.getLogger(__name__)
@@ -95,10 +96,8 @@ def extract_poses(path: str | os.PathLike, *, detector: str | DetectorConfig = "
     chunks = [(int(a), int(b)) for a, b in zip(bounds[:-1], bounds[1:])]
     logger.info("%s: %d frames %dx%d, %d worker(s)", path, total, *source.size, workers)
 
-    from tqdm import tqdm
-
     per_frame: list = [None] * total
-    with tqdm(total=total, unit="frame", desc="extract", disable=not progress, leave=False) as bar:
+    with progress_bar(total=total, desc="extract", enabled=progress) as bar:
         if workers == 1:
             counter = _BarQueue(bar)
             _, results = _detect_chunk(str(path), short_side, fps, 0, total, config, counter)
@@ -146,8 +145,10 @@ def _detect_chunk_in_worker(*args):
 
 
 def _run_pool(path, short_side, fps, chunks, config, bar, per_frame):
-    # fork starts workers fastest and the parent has loaded no models; elsewhere spawn.
-    context = mp.get_context("fork" if "fork" in mp.get_all_start_methods() else "spawn")
+    # spawn, not fork: a parent that already runs MediaPipe (or any library's threads)
+    # can deadlock a forked child. Workers pay only their own imports, which they
+    # would pay anyway for the models.
+    context = mp.get_context("spawn")
     progress_queue = context.Queue()
     with context.Pool(len(chunks), initializer=_set_progress_queue, initargs=(progress_queue,)) as pool:
         pending = [pool.apply_async(_detect_chunk_in_worker, (path, short_side, fps, a, b, config)) for a, b in chunks]

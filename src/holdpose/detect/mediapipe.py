@@ -10,7 +10,9 @@ boxes (:meth:`detect_in_boxes`), it runs once per enlarged crop.
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import os
 
 import numpy as np
 
@@ -21,6 +23,29 @@ from holdpose.errors import require
 logger = logging.getLogger(__name__)
 
 BODY = slice(0, 17)
+
+
+@contextlib.contextmanager
+def native_stderr_silenced():
+    """Send file descriptor 2 to /dev/null while MediaPipe's C++ code runs.
+
+    MediaPipe and TFLite log every model load and some per-run notices straight to
+    fd 2 ("Created TensorFlow Lite XNNPACK delegate", "Feedback manager requires
+    ..."), bypassing Python's logging, so only a descriptor swap quiets them. Python
+    errors still arrive as exceptions. ``holdpose -v`` (DEBUG logging) keeps the output.
+    """
+    if logger.isEnabledFor(logging.DEBUG):
+        yield
+        return
+    saved = os.dup(2)
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, 2)
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(devnull)
 
 
 def _landmarks(landmark_list, width: int, height: int) -> np.ndarray | None:
@@ -54,8 +79,9 @@ class MediaPipeDetector(PoseDetector):
                              min_tracking_confidence=min_tracking_confidence)
         self._tracking = video and max_people == 1
         # With several people, the segmentation mask says which pixels to paint over.
-        self._model = self._holistic_cls(static_image_mode=not self._tracking, enable_segmentation=max_people > 1,
-                                         **self._options)
+        with native_stderr_silenced():
+            self._model = self._holistic_cls(static_image_mode=not self._tracking,
+                                             enable_segmentation=max_people > 1, **self._options)
         self.last_mask = None
 
     def close(self) -> None:
@@ -64,7 +90,8 @@ class MediaPipeDetector(PoseDetector):
     def detect_one(self, image: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
         """The most salient person in ``image``: ``(keypoints [133, 2], scores [133])``, or None."""
         h, w = image.shape[:2]
-        result = self._model.process(np.ascontiguousarray(image))
+        with native_stderr_silenced():
+            result = self._model.process(np.ascontiguousarray(image))
         self.last_mask = result.segmentation_mask
         if result.pose_landmarks is None:
             return None

@@ -93,10 +93,9 @@ def get_style(style: str | PoseMapStyle) -> PoseMapStyle:
 
 
 def _pixel(points: np.ndarray, size: tuple[int, int]) -> np.ndarray:
-    """Pixel positions as the reference computes them: normalise, scale back, truncate (float64)."""
-    w, h = size
-    norm = points.astype(np.float64) / np.array([w, h])
-    return norm * np.array([w, h], np.float64)
+    """Integer pixel positions as the reference computes them: normalise, scale back, truncate."""
+    wh = np.array(size, np.float64)
+    return (points.astype(np.float64) / wh * wh).astype(np.int64)
 
 
 class PoseMapRenderer:
@@ -104,6 +103,10 @@ class PoseMapRenderer:
 
     ``renderer(keypoints [P, 133, 2], scores [P, 133])`` returns ``uint8 [H, W, 3]``.
     Points with score <= ``threshold`` are not drawn.
+
+    Drawing is split in two: :meth:`plan` does all the geometry (positions, limb
+    ellipses, colours, what is visible) in numpy for any number of frames at once;
+    :meth:`draw` then makes only the OpenCV fill calls and disk stamps of one frame.
     """
 
     def __init__(self, size: tuple[int, int], style: str | PoseMapStyle = "openpose_full",
@@ -114,72 +117,102 @@ class PoseMapRenderer:
         self.size = (int(size[0]), int(size[1]))
         self.style = get_style(style)
         self.threshold = threshold
+        w = self.size[0]
+        self._disk3 = DISK_3[:, 1] * w + DISK_3[:, 0]  # flat offsets of the disk pixels
+        self._disk4 = DISK_4[:, 1] * w + DISK_4[:, 0]
 
     def __call__(self, keypoints: np.ndarray, scores: np.ndarray) -> np.ndarray:
         parts = wholebody_to_openpose(np.asarray(keypoints), np.asarray(scores))
-        return self.draw_parts(parts)
+        return self.draw(self.plan(parts))
 
     def draw_parts(self, parts: dict[str, tuple[np.ndarray, np.ndarray]]) -> np.ndarray:
-        """Draw OpenPose parts (``{"body": ([P,18,2], [P,18]), "left_hand": ..., ...}``)."""
+        """Draw OpenPose parts of one frame (``{"body": ([P,18,2], [P,18]), "left_hand": ..., ...}``)."""
+        return self.draw(self.plan(parts))
+
+    def plan(self, parts: dict[str, tuple[np.ndarray, np.ndarray]]) -> dict[str, np.ndarray]:
+        """Geometry of everything to draw, for parts with any leading axes ``[..., P, K, 2]``."""
+        w, h = self.size
+        threshold = self.threshold
+        body, body_scores = parts["body"]
+        present = body_scores > threshold
+        xy = _pixel(body, self.size)
+        exact = body.astype(np.float64) / np.array([w, h]) * np.array([w, h])
+        a, b = exact[..., LIMB_A, :], exact[..., LIMB_B, :]
+        delta = a - b
+        limb_color = np.broadcast_to(np.array(LIMB_COLORS, np.float64), delta.shape[:-1] + (3,))
+        joint_color = np.broadcast_to(np.array(BODY_COLORS, np.float64), body.shape[:-1] + (3,))
+        if self.style.confidence_weighted:
+            limb_color = np.floor(limb_color * (body_scores[..., LIMB_A] * body_scores[..., LIMB_B])[..., None])
+            joint_color = np.floor(joint_color * body_scores[..., None])
+        plan = {
+            "limb_drawn": present[..., LIMB_A] & present[..., LIMB_B],
+            "limb_center": ((a + b) / 2).astype(np.int64),
+            "limb_half_length": (np.sqrt(delta[..., 0] ** 2 + delta[..., 1] ** 2) / 2).astype(np.int64),
+            "limb_angle": np.degrees(np.arctan2(delta[..., 1], delta[..., 0])).astype(np.int64),
+            "limb_color": limb_color.astype(np.int64),
+            "joint_visible": present,
+            "joint_flat": xy[..., 1] * w + xy[..., 0],
+            "joint_xy": xy,
+            "joint_color": joint_color.astype(np.uint8),
+        }
+        for name in ("left_hand", "right_hand", "face"):
+            points, scores = parts[name]
+            pxy = _pixel(points, self.size)
+            # The reference skips points whose integer pixel x or y is 0 (its "eps" test).
+            visible = (scores > threshold) & (pxy[..., 0] > 0) & (pxy[..., 1] > 0)
+            plan[f"{name}_visible"] = visible
+            plan[f"{name}_xy"] = pxy
+            plan[f"{name}_flat"] = pxy[..., 1] * w + pxy[..., 0]
+            if name != "face":
+                plan[f"{name}_edge_drawn"] = visible[..., EDGE_A] & visible[..., EDGE_B]
+        return plan
+
+    def draw(self, plan: dict[str, np.ndarray], frame: int | tuple = ()) -> np.ndarray:
+        """Draw one frame of a :meth:`plan` (``frame`` indexes its leading axes; () when it has none)."""
         w, h = self.size
         canvas = np.zeros((h, w, 3), np.uint8)
+        view = {key: value[frame] for key, value in plan.items()}
         style = self.style
         # The reference draws person by person: body, left hand, right hand, face.
-        for p in range(parts["body"][0].shape[0]):
+        for p in range(view["joint_visible"].shape[0]):
             if style.body:
-                self._draw_body(canvas, *(a[p] for a in parts["body"]))
+                self._draw_body(canvas, view, p)
             if style.hands:
-                self._draw_hand(canvas, *(a[p] for a in parts["left_hand"]))
-                self._draw_hand(canvas, *(a[p] for a in parts["right_hand"]))
+                self._draw_hand(canvas, view, p, "left_hand")
+                self._draw_hand(canvas, view, p, "right_hand")
             if style.face:
-                self._draw_face(canvas, *(a[p] for a in parts["face"]))
+                self._stamp_points(canvas, view, p, "face", self._disk3, DISK_3, FACE_COLOR)
         if style.channel_order == "BGR":
             canvas = np.ascontiguousarray(canvas[..., ::-1])
         return canvas
 
-    def _draw_body(self, canvas, points, scores):
+    def _draw_body(self, canvas, view, p):
         cv2 = self._cv2
-        present = scores > self.threshold
-        if not present.any():
-            return
-        xy = _pixel(points, self.size)
-        a, b = xy[LIMB_A], xy[LIMB_B]
-        center = ((a + b) / 2).astype(np.int64)
-        delta = a - b
-        half_length = (np.sqrt(delta[:, 0] ** 2 + delta[:, 1] ** 2) / 2).astype(np.int64)
-        angle = np.degrees(np.arctan2(delta[:, 1], delta[:, 0])).astype(np.int64)
-        drawn = present[LIMB_A] & present[LIMB_B]
-        weighted = self.style.confidence_weighted
-        for i in np.flatnonzero(drawn):
+        center, half_length, angle = view["limb_center"][p], view["limb_half_length"][p], view["limb_angle"][p]
+        colors = view["limb_color"][p]
+        for i in np.flatnonzero(view["limb_drawn"][p]).tolist():
             polygon = cv2.ellipse2Poly((int(center[i, 0]), int(center[i, 1])), (int(half_length[i]), STICK_HALF_WIDTH),
                                        int(angle[i]), 0, 360, 1)
-            color = LIMB_COLORS[i]
-            if weighted:
-                alpha = float(scores[LIMB_A[i]] * scores[LIMB_B[i]])
-                color = tuple(int(c * alpha) for c in color)
-            cv2.fillConvexPoly(canvas, polygon, color)
-        colors = np.array(BODY_COLORS, np.float64)[present]
-        if weighted:
-            colors = np.floor(colors * scores[present, None].astype(np.float64))
-        _stamp(canvas, xy[present].astype(np.int64), DISK_4, colors.astype(np.uint8))
+            cv2.fillConvexPoly(canvas, polygon, colors[i].tolist())
+        visible = view["joint_visible"][p]
+        if visible.any():
+            _stamp(canvas, view["joint_xy"][p][visible], view["joint_flat"][p][visible], self._disk4, DISK_4,
+                   view["joint_color"][p][visible])
 
-    def _draw_hand(self, canvas, points, scores):
+    def _draw_hand(self, canvas, view, p, hand):
         cv2 = self._cv2
-        present = scores > self.threshold
-        if not present.any():
-            return
-        xy = _pixel(points, self.size).astype(np.int64)
-        # The reference skips points whose integer pixel x or y is 0 (its "eps" test).
-        visible = present & (xy[:, 0] > 0) & (xy[:, 1] > 0)
-        for e in np.flatnonzero(visible[EDGE_A] & visible[EDGE_B]):
-            p, q = xy[EDGE_A[e]], xy[EDGE_B[e]]
-            cv2.line(canvas, (int(p[0]), int(p[1])), (int(q[0]), int(q[1])), HAND_EDGE_COLORS[e], thickness=2)
-        _stamp(canvas, xy[visible], DISK_4, np.array(HAND_JOINT_COLOR, np.uint8))
+        xy = view[f"{hand}_xy"][p]
+        for e in np.flatnonzero(view[f"{hand}_edge_drawn"][p]).tolist():
+            start, end = xy[EDGE_A[e]].tolist(), xy[EDGE_B[e]].tolist()
+            cv2.line(canvas, start, end, HAND_EDGE_COLORS[e], thickness=2)
+        self._stamp_points(canvas, view, p, hand, self._disk4, DISK_4, HAND_JOINT_COLOR)
 
-    def _draw_face(self, canvas, points, scores):
-        xy = _pixel(points, self.size).astype(np.int64)
-        visible = (scores > self.threshold) & (xy[:, 0] > 0) & (xy[:, 1] > 0)
-        _stamp(canvas, xy[visible], DISK_3, np.array(FACE_COLOR, np.uint8))
+    @staticmethod
+    def _stamp_points(canvas, view, p, part, disk_flat, disk, color):
+        visible = view[f"{part}_visible"][p]
+        if visible.any():
+            _stamp(canvas, view[f"{part}_xy"][p][visible], view[f"{part}_flat"][p][visible], disk_flat, disk,
+                   np.array(color, np.uint8))
 
 
 def _disk_offsets(radius: int) -> np.ndarray:
@@ -198,32 +231,35 @@ DISK_3 = _disk_offsets(3)
 DISK_4 = _disk_offsets(4)
 
 
-def _stamp(canvas: np.ndarray, centers: np.ndarray, disk: np.ndarray, colors: np.ndarray) -> None:
-    """Fill disks at integer ``centers [N, 2]`` with ``colors`` ([3] or [N, 3]) in one scatter.
+def _stamp(canvas: np.ndarray, centers: np.ndarray, center_flat: np.ndarray, disk_flat: np.ndarray,
+           disk: np.ndarray, colors: np.ndarray) -> None:
+    """Fill disks at integer ``centers [N, 2]`` (flat indices ``center_flat [N]``) with ``colors``
+    ([3] or [N, 3]) in one scatter. ``disk`` holds the disk's (dx, dy) offsets, ``disk_flat``
+    the same as flat offsets for this canvas width.
 
     Equivalent to N ``cv2.circle`` calls in order (about 4x faster): numpy assigns
     repeated indices in order, so where disks overlap the later one wins, as when
     drawn one by one.
     """
-    if len(centers) == 0:
-        return
     h, w = canvas.shape[:2]
     radius = disk[-1, 1]  # offsets are sorted by row: the last row is +radius
-    flat = (centers[:, 1] * w + centers[:, 0])[:, None] + (disk[:, 1] * w + disk[:, 0])[None, :]  # [N, D]
+    flat = (center_flat[:, None] + disk_flat[None, :]).ravel()  # [N * D]
     if colors.ndim == 2:
         colors = np.repeat(colors, disk.shape[0], axis=0)
     if centers.min() < radius or centers[:, 0].max() >= w - radius or centers[:, 1].max() >= h - radius:
         pixels = centers[:, None, :] + disk[None, :, :]  # clip disks at the border, as OpenCV does
         inside = ((pixels >= 0) & (pixels < (w, h))).all(-1).ravel()
-        flat = flat.ravel()[inside]
+        flat = flat[inside]
         colors = colors[inside] if colors.ndim == 2 else colors
     pixels_rgb = canvas.reshape(-1, 3)
     if colors.ndim == 1:  # one colour: three scalar scatters beat one [N, 3] scatter
-        flat = flat.ravel()
         for channel in range(3):
             pixels_rgb[flat, channel] = colors[channel]
     else:
-        pixels_rgb[flat.ravel()] = colors
+        pixels_rgb[flat] = colors
+
+
+PLAN_CHUNK = 256  # frames planned at once: vectorised, yet memory stays flat with length
 
 
 def render_pose_maps(seq: PoseSequence, style: str | PoseMapStyle = "openpose_full", *,
@@ -237,7 +273,9 @@ def render_pose_maps(seq: PoseSequence, style: str | PoseMapStyle = "openpose_fu
     size = tuple(size or seq.size)
     renderer = PoseMapRenderer(size, style, threshold)
     scale = np.array(size, np.float32) / np.array(seq.size, np.float32)
-    parts = wholebody_to_openpose(seq.keypoints * scale, seq.scores)  # once, for all frames
-    for t in range(seq.num_frames):
-        people = seq.track_ids[t] >= 0
-        yield renderer.draw_parts({name: (p[t, people], s[t, people]) for name, (p, s) in parts.items()})
+    for start in range(0, seq.num_frames, PLAN_CHUNK):
+        chunk = slice(start, start + PLAN_CHUNK)
+        scores = np.where(seq.track_ids[chunk, :, None] >= 0, seq.scores[chunk], 0)  # empty slots draw nothing
+        plan = renderer.plan(wholebody_to_openpose(seq.keypoints[chunk] * scale, scores))
+        for t in range(len(scores)):
+            yield renderer.draw(plan, t)

@@ -1,0 +1,101 @@
+"""The command line: outputs on real inputs, and one clear line for every user error."""
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from holdpose.cli import main
+from holdpose.io.posefile import save_poses
+from holdpose.io.video import FrameSource, VideoWriter, write_image
+
+from conftest import random_sequence
+
+
+def run_cli(*args):
+    """Run ``holdpose`` in a fresh process, as a user does."""
+    return subprocess.run([sys.executable, "-m", "holdpose.cli", *map(str, args)], capture_output=True, text=True,
+                          timeout=120)
+
+
+def test_extract_and_render_an_image(tmp_path, astronaut, capsys):
+    write_image(tmp_path / "a.png", astronaut)
+    assert main(["-q", "extract", str(tmp_path / "a.png"), "-o", str(tmp_path / "p.json")]) == 0
+    frames = json.loads((tmp_path / "p.json").read_text())
+    assert len(frames) == 1 and len(frames[0]["people"]) == 1
+    assert frames[0]["canvas_width"] == 512
+    assert main(["-q", "render", str(tmp_path / "p.json"), "-o", str(tmp_path / "map.png")]) == 0
+    pose_map = FrameSource(tmp_path / "map.png")
+    assert pose_map.size == (512, 512)
+    assert "1 pose maps" in capsys.readouterr().out
+
+
+def test_render_to_video_and_png_folder(tmp_path):
+    seq = random_sequence(num_frames=6, size=(128, 96))
+    save_poses(seq, tmp_path / "p.npz")
+    assert main(["-q", "render", str(tmp_path / "p.npz"), "-o", str(tmp_path / "maps.mp4")]) == 0
+    video = FrameSource(tmp_path / "maps.mp4")
+    assert video.num_frames == 6 and video.size == (128, 96) and video.fps == 25
+    assert main(["-q", "render", str(tmp_path / "p.npz"), "-o", str(tmp_path / "maps"), "--style", "openpose"]) == 0
+    assert sorted(p.name for p in (tmp_path / "maps").iterdir())[:2] == ["frame_000000.png", "frame_000001.png"]
+
+
+def make_bad_inputs(tmp_path):
+    (tmp_path / "empty.mp4").write_bytes(b"")
+    (tmp_path / "notes.mp4").write_text("not a video at all\n" * 40)
+    with VideoWriter(tmp_path / "full.mp4", fps=10, size=(128, 96)) as writer:
+        for i in range(40):
+            writer.write(np.full((96, 128, 3), i * 6, np.uint8))
+    data = (tmp_path / "full.mp4").read_bytes()
+    (tmp_path / "truncated.mp4").write_bytes(data[: len(data) // 2])
+    (tmp_path / "broken.json").write_text('[{"people": [')
+    nan = random_sequence(num_frames=2, num_people=1)
+    nan_frames = json.dumps([{"people": [{"pose_keypoints_2d": [float("nan"), 1, 1] * 18}],
+                              "canvas_width": 64, "canvas_height": 64}])
+    (tmp_path / "nan.json").write_text(nan_frames)
+    far = random_sequence(num_frames=1, num_people=1)
+    far.keypoints[0, 0, 0] = [1e6, 1e6]
+    far.scores[0, 0, 0] = 1
+    save_poses(far, tmp_path / "far.json", confidences="real")
+    return nan
+
+
+@pytest.mark.parametrize("command, message", [
+    (["extract", "{d}/missing.mp4", "-o", "{d}/out.json"], "no such file"),
+    (["extract", "{d}/empty.mp4", "-o", "{d}/out.json"], "empty"),
+    (["extract", "{d}/notes.mp4", "-o", "{d}/out.json"], "not a readable video"),
+    (["extract", "{d}/truncated.mp4", "-o", "{d}/out.json"], "truncated|damaged|not a readable video"),
+    (["render", "{d}/broken.json", "-o", "{d}/out.mp4"], "not readable JSON"),
+    (["render", "{d}/nan.json", "-o", "{d}/out.mp4"], "NaN"),
+    (["render", "{d}/far.json", "-o", "{d}/out.mp4"], "far outside"),
+    (["render", "{d}/missing.json", "-o", "{d}/out.mp4"], "no such file"),
+])
+def test_user_errors_print_one_line_and_leave_no_output(tmp_path, command, message):
+    make_bad_inputs(tmp_path)
+    before = set(tmp_path.iterdir())
+    result = run_cli(*[part.format(d=tmp_path) for part in command])
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith("holdpose: error: ")
+    assert "Traceback" not in result.stderr
+    import re
+    assert re.search(message, lines[0]), lines[0]
+    assert set(tmp_path.iterdir()) == before  # no half-written output, no temporary files
+
+
+def test_bad_arguments_are_usage_errors(tmp_path):
+    result = run_cli("render", "x.json", "-o", "y.mp4", "--size", "big")
+    assert result.returncode == 2 and "size must look like 512x768" in result.stderr
+    result = run_cli("render", str(tmp_path / "x.json"), "-o", str(tmp_path / "y.mp4"), "--style", "sketch")
+    assert result.returncode != 0 and "unknown pose map style" in result.stderr
+
+
+def test_help_does_not_import_heavy_modules():
+    code = ("import sys; from holdpose.cli import build_parser; build_parser().format_help(); "
+            "heavy = [m for m in ('mediapipe', 'av', 'cv2', 'torch', 'onnxruntime') if m in sys.modules]; "
+            "print(heavy)")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert result.stdout.strip() == "[]"

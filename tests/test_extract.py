@@ -1,0 +1,90 @@
+"""Extraction with the real offline MediaPipe models on real photos."""
+
+import json
+
+import numpy as np
+import pytest
+
+from holdpose.detect.extract import extract_poses
+from holdpose.detect.mediapipe import MediaPipeDetector
+from holdpose.io.video import VideoWriter, write_image
+
+from conftest import fixture_path
+
+
+def test_astronaut_gives_one_person_with_sensible_landmarks(astronaut):
+    with MediaPipeDetector() as detector:
+        keypoints, scores = detector(astronaut)
+    assert keypoints.shape == (1, 133, 2) and scores.shape == (1, 133)
+    kp, sc = keypoints[0], scores[0]
+    nose, left_eye, right_eye = kp[0], kp[1], kp[2]
+    left_shoulder, right_shoulder = kp[5], kp[6]
+    assert (sc[[0, 1, 2, 5, 6]] > 0.9).all()
+    # Her face is around (225, 130) in the 512x512 photo; shoulders lower and wider.
+    assert np.allclose(nose, [225, 130], atol=25)
+    assert left_eye[1] < nose[1] and right_eye[1] < nose[1]
+    assert left_eye[0] > right_eye[0]  # she faces the camera: her left is on the image's right
+    assert left_shoulder[0] > nose[0] > right_shoulder[0]
+    assert left_shoulder[1] > nose[1] + 60 and right_shoulder[1] > nose[1] + 60
+    assert 150 < left_shoulder[0] - right_shoulder[0] < 260
+    face = kp[23:91]
+    assert (sc[23:91] == 1).all()
+    assert (face.min(0) > [150, 60]).all() and (face.max(0) < [300, 200]).all()
+    assert face[8, 1] > nose[1]  # chin below the nose
+
+
+def test_frames_without_people_are_kept_as_missing(tmp_path, astronaut):
+    small = astronaut[::2, ::2].copy()  # 256x256
+    path = tmp_path / "clip.mp4"
+    with VideoWriter(path, fps=10, size=(256, 256)) as writer:
+        for i in range(8):
+            writer.write(np.zeros_like(small) if i in (3, 4) else small)
+    seq = extract_poses(path, progress=False)
+    assert seq.num_frames == 8 and seq.fps == 10 and seq.size == (256, 256)
+    found = (seq.scores[:, 0] > 0).any(-1)
+    assert found.tolist() == [True, True, True, False, False, True, True, True]
+    assert (seq.track_ids[:, 0] == np.where(found, 0, -1)).all()
+
+
+def test_two_workers_keep_frame_order(tmp_path, astronaut):
+    small = astronaut[::2, ::2].copy()
+    folder = tmp_path / "frames"
+    folder.mkdir()
+    shifts = list(range(0, 48 * 2, 2))
+    for i, dx in enumerate(shifts):  # the person moves right 2 px a frame
+        frame = np.roll(small, dx // 2, axis=1)
+        write_image(folder / f"{i:04d}.png", frame)
+    seq = extract_poses(folder, workers=2, fps=24, progress=False)
+    assert seq.num_frames == 48
+    nose_x = seq.keypoints[:, 0, 0, 0]
+    assert (seq.scores[:, 0, 0] > 0.5).all()
+    assert np.corrcoef(nose_x, np.arange(48))[0, 1] > 0.98  # monotone motion survives the split
+
+
+def test_several_people_on_a_real_photo():
+    image_path = fixture_path("images", "coco_000000197388.jpg")  # five skiers
+    seq = extract_poses(image_path, max_people=6, progress=False)
+    assert seq.num_frames == 1
+    people = (seq.track_ids[0] >= 0).sum()
+    assert people >= 3
+    ann = json.loads(fixture_path("images", "annotations.json").read_text())
+    gt_noses = np.array([a["keypoints"][:2] for a in ann["annotations"]
+                         if a["image_id"] == 197388 and a["keypoints"][2] > 0])
+    found_noses = seq.keypoints[0, seq.track_ids[0] >= 0, 0]
+    nearest = np.linalg.norm(found_noses[:, None] - gt_noses[None], axis=-1).min(1)
+    assert (nearest < 40).sum() >= 2  # at least two sit on real skiers' heads
+
+
+def test_top_down_in_ground_truth_boxes():
+    from holdpose.io.video import read_image
+
+    image = read_image(fixture_path("images", "coco_000000000785.jpg"))
+    ann = json.loads(fixture_path("images", "annotations.json").read_text())
+    gt = next(a for a in ann["annotations"] if a["image_id"] == 785)
+    x, y, w, h = gt["bbox"]
+    with MediaPipeDetector() as detector:
+        keypoints, scores = detector.detect_in_boxes(image, np.array([[x, y, x + w, y + h]]))
+    gt_kp = np.array(gt["keypoints"]).reshape(17, 3)
+    visible = gt_kp[:, 2] > 0
+    err = np.linalg.norm(keypoints[0, :17][visible] - gt_kp[visible, :2], axis=-1)
+    assert np.median(err) < 0.05 * h  # PCK-style: typical error under 5 % of the person's height
