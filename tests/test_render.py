@@ -149,3 +149,4 @@ def test_unknown_style():
     with pytest.raises(ValueError, match="unknown pose map style"):
         PoseMapRenderer((10, 10), "sketch")
     assert "openpose_full" in STYLES
+

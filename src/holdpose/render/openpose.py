@@ -188,12 +188,13 @@ class PoseMapRenderer:
 
     def _draw_body(self, canvas, view, p):
         cv2 = self._cv2
-        center, half_length, angle = view["limb_center"][p], view["limb_half_length"][p], view["limb_angle"][p]
-        colors = view["limb_color"][p]
-        for i in np.flatnonzero(view["limb_drawn"][p]).tolist():
-            polygon = cv2.ellipse2Poly((int(center[i, 0]), int(center[i, 1])), (int(half_length[i]), STICK_HALF_WIDTH),
-                                       int(angle[i]), 0, 360, 1)
-            cv2.fillConvexPoly(canvas, polygon, colors[i].tolist())
+        drawn = np.flatnonzero(view["limb_drawn"][p])
+        for center, half_length, angle, color in zip(view["limb_center"][p][drawn].tolist(),
+                                                     view["limb_half_length"][p][drawn].tolist(),
+                                                     view["limb_angle"][p][drawn].tolist(),
+                                                     view["limb_color"][p][drawn].tolist()):
+            polygon = cv2.ellipse2Poly(center, (half_length, STICK_HALF_WIDTH), angle, 0, 360, 1)
+            cv2.fillConvexPoly(canvas, polygon, color)
         visible = view["joint_visible"][p]
         if visible.any():
             _stamp(canvas, view["joint_xy"][p][visible], view["joint_flat"][p][visible], self._disk4, DISK_4,
