@@ -14,8 +14,10 @@ NOT_FEET = np.r_[0:17, 23:133]
 
 def test_npz_round_trip_is_lossless(tmp_path):
     seq = random_sequence()
+    seq.interpolated[1, 0, :5] = True
     path = save_poses(seq, tmp_path / "poses.npz")
     back = load_poses(path)
+    assert np.array_equal(back.interpolated, seq.interpolated)
     assert np.array_equal(back.keypoints, seq.keypoints)
     assert np.array_equal(back.scores, seq.scores)
     assert np.array_equal(back.track_ids, seq.track_ids)

@@ -23,6 +23,8 @@ class PoseSequence:
         layout: the :class:`Skeleton` giving the meaning of the K axis.
         size: canvas ``(width, height)`` in pixels.
         fps: frames per second.
+        interpolated: bool ``[T, P, K]``, True where a point was not detected but
+            filled in by refinement (gap filling, resampling), so later stages can tell.
     """
 
     keypoints: np.ndarray
@@ -31,6 +33,7 @@ class PoseSequence:
     layout: Skeleton = field(default=COCO_WHOLEBODY)
     size: tuple[int, int] = (512, 512)
     fps: float = 30.0
+    interpolated: np.ndarray | None = None
 
     def __post_init__(self):
         self.keypoints = np.asarray(self.keypoints, dtype=np.float32)
@@ -38,8 +41,11 @@ class PoseSequence:
         self.track_ids = np.asarray(self.track_ids, dtype=np.int32)
         self.size = (int(self.size[0]), int(self.size[1]))
         self.fps = float(self.fps)
+        if self.interpolated is None:
+            self.interpolated = np.zeros(self.scores.shape, bool)
+        self.interpolated = np.asarray(self.interpolated, dtype=bool)
         t, p, k = self.scores.shape if self.scores.ndim == 3 else (None, None, None)
-        if self.keypoints.shape != (t, p, k, 2) or self.track_ids.shape != (t, p):
+        if self.keypoints.shape != (t, p, k, 2) or self.track_ids.shape != (t, p) or self.interpolated.shape != (t, p, k):
             raise ValueError(
                 f"inconsistent shapes: keypoints {self.keypoints.shape} (want [T, P, K, 2]), "
                 f"scores {self.scores.shape} (want [T, P, K]), track_ids {self.track_ids.shape} (want [T, P])"
@@ -102,11 +108,11 @@ class PoseSequence:
         if isinstance(frames, (int, np.integer)):
             frames = slice(frames, frames + 1 if frames != -1 else None)
         return replace(self, keypoints=self.keypoints[frames], scores=self.scores[frames],
-                       track_ids=self.track_ids[frames])
+                       track_ids=self.track_ids[frames], interpolated=self.interpolated[frames])
 
     def copy(self) -> "PoseSequence":
         return replace(self, keypoints=self.keypoints.copy(), scores=self.scores.copy(),
-                       track_ids=self.track_ids.copy())
+                       track_ids=self.track_ids.copy(), interpolated=self.interpolated.copy())
 
     @property
     def present(self) -> np.ndarray:
@@ -157,4 +163,5 @@ class PoseSequence:
 
     def with_layout_arrays(self, keypoints: np.ndarray, scores: np.ndarray, layout: Skeleton) -> "PoseSequence":
         """The same frames, people, canvas and fps with other keypoint arrays."""
-        return replace(self, keypoints=keypoints, scores=scores, layout=layout, track_ids=self.track_ids.copy())
+        return replace(self, keypoints=keypoints, scores=scores, layout=layout, track_ids=self.track_ids.copy(),
+                       interpolated=np.zeros(np.shape(scores), bool))

@@ -87,6 +87,7 @@ def write_npz(seq: PoseSequence, path: str | os.PathLike) -> None:
             np.savez_compressed(
                 f, format=NPZ_FORMAT, keypoints=seq.keypoints, scores=seq.scores, track_ids=seq.track_ids,
                 layout=seq.layout.name, size=np.array(seq.size), fps=np.array(seq.fps),
+                interpolated=seq.interpolated,
             )
 
 
@@ -98,6 +99,7 @@ def read_npz(path: str | os.PathLike) -> PoseSequence:
             return PoseSequence(
                 keypoints=data["keypoints"], scores=data["scores"], track_ids=data["track_ids"],
                 layout=get_layout(str(data["layout"])), size=tuple(data["size"]), fps=float(data["fps"]),
+                interpolated=data["interpolated"] if "interpolated" in data else None,
             )
     except (OSError, ValueError, KeyError, zipfile.BadZipFile, EOFError) as err:
         raise HoldposeError(f"{path}: cannot read NPZ pose file ({err})") from err
