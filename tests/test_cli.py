@@ -99,3 +99,29 @@ def test_help_does_not_import_heavy_modules():
             "print(heavy)")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert result.stdout.strip() == "[]"
+
+
+def test_extract_with_the_dwpose_backend_and_a_tiny_onnx_model(tmp_path):
+    from test_dwpose import make_pose_model  # a model whose keypoints sit on the brightest row and column
+
+    model = tmp_path / "pose.onnx"
+    make_pose_model(model)
+    image = np.zeros((240, 320, 3), np.uint8)
+    image[:, 150:170] = 255
+    image[110:130, :] = 255
+    write_image(tmp_path / "frame.png", image)
+    assert main(["-q", "extract", str(tmp_path / "frame.png"), "-o", str(tmp_path / "p.npz"),
+                 "--detector", "dwpose", "--pose-model", str(model)]) == 0
+    from holdpose.io.posefile import load_poses
+
+    seq = load_poses(tmp_path / "p.npz")
+    assert seq.num_frames == 1 and seq.size == (image.shape[1], image.shape[0])
+    assert (seq.track_ids[0] >= 0).sum() == 1
+    assert np.allclose(seq.keypoints[0, 0, :, 0], 160, atol=12) and np.allclose(seq.keypoints[0, 0, :, 1], 120, atol=12)
+
+
+def test_dwpose_without_a_model_path_says_how_to_get_one(tmp_path, astronaut):
+    write_image(tmp_path / "a.png", astronaut)
+    result = run_cli("extract", tmp_path / "a.png", "-o", tmp_path / "p.json", "--detector", "dwpose")
+    assert result.returncode == 2 and "--pose-model" in result.stderr and "Traceback" not in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
