@@ -19,6 +19,7 @@ import numpy as np
 from holdpose.convert import mediapipe_to_wholebody
 from holdpose.detect.base import PoseDetector, expand_box, no_people
 from holdpose.errors import require
+from holdpose.skeleton import MEDIAPIPE_POSE_FOR_COCO_BODY
 
 logger = logging.getLogger(__name__)
 
@@ -68,7 +69,7 @@ class MediaPipeDetector(PoseDetector):
     """
 
     def __init__(self, *, max_people: int = 1, video: bool = False, min_detection_confidence: float = 0.5,
-                 min_tracking_confidence: float = 0.5, erase_padding: float = 0.1):
+                 min_tracking_confidence: float = 0.5, erase_padding: float = 0.1, segmentation: bool = False):
         if max_people < 1:
             raise ValueError(f"max_people must be at least 1, got {max_people}")
         mp = require("mediapipe", package="mediapipe==0.10.21")
@@ -81,8 +82,9 @@ class MediaPipeDetector(PoseDetector):
         # With several people, the segmentation mask says which pixels to paint over.
         with native_stderr_silenced():
             self._model = self._holistic_cls(static_image_mode=not self._tracking,
-                                             enable_segmentation=max_people > 1, **self._options)
-        self.last_mask = None
+                                             enable_segmentation=segmentation or max_people > 1, **self._options)
+        self.last_mask = None  # person mask [H, W] in 0..1 of the last call, when segmentation is on
+        self.last_depth = None  # [133] MediaPipe z of the body points (smaller is nearer), NaN elsewhere
 
     def close(self) -> None:
         self._model.close()
@@ -93,9 +95,13 @@ class MediaPipeDetector(PoseDetector):
         with native_stderr_silenced():
             result = self._model.process(np.ascontiguousarray(image))
         self.last_mask = result.segmentation_mask
+        self.last_depth = None
         if result.pose_landmarks is None:
             return None
         visibility = np.array([p.visibility for p in result.pose_landmarks.landmark], np.float32)
+        depth = np.full(133, np.nan, np.float32)
+        depth[:17] = np.array([p.z for p in result.pose_landmarks.landmark], np.float32)[MEDIAPIPE_POSE_FOR_COCO_BODY]
+        self.last_depth = depth
         return mediapipe_to_wholebody(
             pose=_landmarks(result.pose_landmarks, w, h), pose_scores=np.clip(visibility, 0, 1),
             left_hand=_landmarks(result.left_hand_landmarks, w, h),

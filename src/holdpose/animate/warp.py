@@ -1,0 +1,418 @@
+"""The embedded animator: a 2-D puppet made from the reference photo, posed per frame.
+
+In the spirit of Animated Drawings (Smith et al., 2023), for photographs:
+
+Rig (once per reference, :class:`PuppetRig`)
+    1. The person mask comes from MediaPipe's segmentation; the background behind
+       the person is filled by inpainting (Telea, 2004).
+    2. The body is split into layers: the base (torso, head, legs) and one layer per
+       arm, because arms cross the body and must be able to leave it. The base
+       layer's texture under the arms is inpainted too, so a raised arm uncovers a
+       plausible torso rather than the photo's arm or the background.
+    3. Each layer gets a triangle mesh over its part of the mask (grid points inside,
+       Delaunay, triangles outside the mask dropped) and per-vertex skinning weights
+       over the layer's parts: a Gaussian of the distance to each part's bone in the
+       reference, normalised, so joints bend smoothly instead of tearing.
+
+Pose (per frame, :meth:`PuppetRig.deform`)
+    4. Each part gets a 2-D affine transform from the reference pose to the target:
+       limbs rotate about their proximal joint and stretch along the bone only (the
+       width is kept); torso, head and hands are least-squares similarity fits of
+       all their points (face and hand landmarks included when present). A part the
+       target lacks follows its parent.
+    5. Vertices move by linear blend skinning, ``v' = sum_p w_p A_p v``.
+    6. Triangles are rasterised back to front into a triangle-index buffer (base,
+       then the arms), each pixel is mapped back into its layer's texture through
+       its triangle's affine map, and the result is composited over the filled
+       background.
+
+Because every limb transform sends the reference joints exactly onto the target
+joints, the output holds the target pose by construction. Depth between the arms
+comes from MediaPipe's z of the reference (the nearer arm is drawn last) and is
+fixed for the clip: targets carry no depth.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Iterator
+
+import numpy as np
+
+from holdpose.animate.base import Animator, FrameCallback, check_poses, check_reference
+from holdpose.errors import HoldposeError
+from holdpose.sequence import PoseSequence
+
+logger = logging.getLogger(__name__)
+
+MIN_SCORE = 0.3
+LEFT_HAND = slice(91, 112)
+RIGHT_HAND = slice(112, 133)
+FACE = slice(23, 91)
+HEAD_POINTS = np.r_[0:5, 23:91]
+
+
+@dataclass(frozen=True)
+class Part:
+    """A rigid piece of the puppet.
+
+    ``bone``: the two joints whose segment the part follows (None for fitted parts);
+    ``fit``: joints fitted by a similarity (torso, head, hands); ``parent``: whose
+    transform to use when the target lacks this part; ``layer``: 0 base, 1 left arm, 2 right arm.
+    """
+
+    name: str
+    bone: tuple[int, int] | None
+    fit: tuple[int, ...]
+    parent: str | None
+    layer: int
+
+
+PARTS = (
+    Part("torso", None, (5, 6, 11, 12), None, 0),
+    Part("head", None, tuple(HEAD_POINTS), "torso", 0),
+    Part("left_thigh", (11, 13), (), "torso", 0),
+    Part("left_shin", (13, 15), (), "left_thigh", 0),
+    Part("left_foot", (15, 17), (), "left_shin", 0),
+    Part("right_thigh", (12, 14), (), "torso", 0),
+    Part("right_shin", (14, 16), (), "right_thigh", 0),
+    Part("right_foot", (16, 20), (), "right_shin", 0),
+    Part("left_upper_arm", (5, 7), (), "torso", 1),
+    Part("left_forearm", (7, 9), (), "left_upper_arm", 1),
+    Part("left_hand", None, tuple(range(91, 112)), "left_forearm", 1),
+    Part("right_upper_arm", (6, 8), (), "torso", 2),
+    Part("right_forearm", (8, 10), (), "right_upper_arm", 2),
+    Part("right_hand", None, tuple(range(112, 133)), "right_forearm", 2),
+)
+PART_INDEX = {part.name: i for i, part in enumerate(PARTS)}
+ARM_LAYERS = (1, 2)
+
+
+# --- transforms --------------------------------------------------------------------
+
+
+def bone_transform(p0, p1, q0, q1) -> np.ndarray:
+    """3x3 affine taking segment p0->p1 onto q0->q1: rotate about p0, stretch along the
+    bone only (its width is kept), then move p0 onto q0."""
+    u = p1 - p0
+    v = q1 - q0
+    lu, lv = np.linalg.norm(u), np.linalg.norm(v)
+    if lu < 1e-6 or lv < 1e-6:
+        return translation(q0 - p0)
+    u_hat, v_hat = u / lu, v / lv
+    u_perp, v_perp = np.array([-u_hat[1], u_hat[0]]), np.array([-v_hat[1], v_hat[0]])
+    # columns: where the bone axis and its normal go
+    linear = (lv / lu) * np.outer(v_hat, u_hat) + np.outer(v_perp, u_perp)
+    return _affine(linear, q0 - linear @ p0)
+
+
+def similarity_fit(source: np.ndarray, target: np.ndarray) -> np.ndarray:
+    """3x3 least-squares similarity (rotation, uniform scale, translation) taking
+    ``source [N, 2]`` onto ``target [N, 2]`` (Umeyama, 1991); a translation for N = 1."""
+    mu_s, mu_t = source.mean(0), target.mean(0)
+    if len(source) < 2:
+        return translation(mu_t - mu_s)
+    s, t = source - mu_s, target - mu_t
+    covariance = t.T @ s / len(source)
+    u, d, vt = np.linalg.svd(covariance)
+    sign = np.diag([1.0, np.sign(np.linalg.det(u @ vt)) or 1.0])
+    rotation = u @ sign @ vt
+    variance = (s ** 2).sum() / len(source)
+    scale = (d * np.diag(sign)).sum() / variance if variance > 1e-9 else 1.0
+    linear = scale * rotation
+    return _affine(linear, mu_t - linear @ mu_s)
+
+
+def translation(offset) -> np.ndarray:
+    return _affine(np.eye(2), offset)
+
+
+def _affine(linear, offset) -> np.ndarray:
+    out = np.eye(3)
+    out[:2, :2] = linear
+    out[:2, 2] = offset
+    return out
+
+
+def part_transforms(ref_points, ref_present, target_points, target_present) -> np.ndarray:
+    """``[len(PARTS), 3, 3]``: each part's affine from the reference pose to the target pose."""
+    transforms = np.zeros((len(PARTS), 3, 3))
+    for i, part in enumerate(PARTS):  # PARTS lists parents before children
+        matrix = None
+        if part.bone is not None:
+            a, b = part.bone
+            if ref_present[[a, b]].all() and target_present[[a, b]].all():
+                matrix = bone_transform(ref_points[a], ref_points[b], target_points[a], target_points[b])
+        else:
+            shared = [k for k in part.fit if ref_present[k] and target_present[k]]
+            if len(shared) >= (2 if part.name != "torso" else 2):
+                matrix = similarity_fit(ref_points[shared], target_points[shared])
+        if matrix is None:
+            matrix = transforms[PART_INDEX[part.parent]] if part.parent else _fallback_torso(
+                ref_points, ref_present, target_points, target_present)
+        transforms[i] = matrix
+    return transforms
+
+
+def _fallback_torso(ref_points, ref_present, target_points, target_present) -> np.ndarray:
+    """When the target lacks two torso points: move with whatever body points both have."""
+    shared = [k for k in range(17) if ref_present[k] and target_present[k]]
+    if not shared:
+        return np.eye(3)
+    return translation(target_points[shared].mean(0) - ref_points[shared].mean(0))
+
+
+# --- rig -----------------------------------------------------------------------------
+
+
+@dataclass
+class Layer:
+    vertices: np.ndarray  # [V, 2] reference pixels
+    triangles: np.ndarray  # [F, 3] vertex indices
+    weights: np.ndarray  # [V, len(PARTS)], rows sum to 1, zero outside the layer's parts
+    texture: int  # 0: base texture (arms inpainted), 1: the photo
+
+
+class PuppetRig:
+    """Set up once per reference photo; :meth:`deform` poses it per frame.
+
+    Args:
+        reference: the photo, ``uint8 [H, W, 3]`` RGB.
+        keypoints, scores: its pose ``[133, 2]``, ``[133]`` (COCO-WholeBody, pixels).
+        mask: person mask ``[H, W]`` (bool or 0..1), from segmentation.
+        depth: optional per-keypoint z ``[133]`` (MediaPipe: smaller is nearer), to order the arms.
+        grid_step: mesh vertex spacing in pixels (default: 1/40 of the short side, at least 6).
+    """
+
+    def __init__(self, reference: np.ndarray, keypoints: np.ndarray, scores: np.ndarray, mask: np.ndarray,
+                 depth: np.ndarray | None = None, grid_step: int | None = None):
+        import cv2
+
+        self.reference = check_reference(reference)
+        h, w = reference.shape[:2]
+        self.size = (w, h)
+        self.points = np.asarray(keypoints, np.float64)
+        self.present = np.asarray(scores) > MIN_SCORE
+        if not (self.present[[5, 6]].all() or self.present[[11, 12]].all()):
+            raise HoldposeError("the reference pose needs both shoulders or both hips to rig the puppet")
+        self.mask = np.asarray(mask) > 0.5
+        if self.mask.sum() < 100:
+            raise HoldposeError("no person found in the reference's segmentation mask")
+        self.grid_step = grid_step or max(6, min(w, h) // 40)
+        self.scale = self._body_scale()
+
+        # 1-2. nearest part per mask pixel decides the layer; textures and background by inpainting
+        distances = self._part_distances(np.argwhere(self.mask)[:, ::-1].astype(np.float64))
+        nearest = distances.argmin(1)
+        layer_of_part = np.array([p.layer for p in PARTS])
+        arm_reach = 0.3 * self.scale  # about an arm's radius: farther pixels stay with the body
+        pixel_layer = np.where(distances.min(1) < arm_reach, layer_of_part[nearest], 0)
+        ys, xs = np.nonzero(self.mask)
+        self.layer_masks = []
+        for layer in range(3):
+            m = np.zeros((h, w), bool)
+            m[ys[pixel_layer == layer], xs[pixel_layer == layer]] = True
+            self.layer_masks.append(m)
+        # The body continues under the arms only within its own outline (convex hull of
+        # what is left of it): beside the body, a moved arm uncovers the background.
+        hull = cv2.convexHull(np.argwhere(self.layer_masks[0])[:, ::-1].astype(np.int32))
+        body_outline = np.zeros((h, w), np.uint8)
+        cv2.fillConvexPoly(body_outline, hull, 1)
+        self.base_mask = self.layer_masks[0] | (self.mask & (body_outline > 0))
+        grown = cv2.dilate(self.mask.astype(np.uint8), np.ones((7, 7), np.uint8))
+        bgr = cv2.cvtColor(self.reference, cv2.COLOR_RGB2BGR)
+        self.background = cv2.cvtColor(cv2.inpaint(bgr, grown, 7, cv2.INPAINT_TELEA), cv2.COLOR_BGR2RGB)
+        arms = (self.layer_masks[1] | self.layer_masks[2]).astype(np.uint8)
+        base_texture = cv2.inpaint(bgr, cv2.dilate(arms, np.ones((3, 3), np.uint8)), 7, cv2.INPAINT_TELEA)
+        self.atlas = np.concatenate([cv2.cvtColor(base_texture, cv2.COLOR_BGR2RGB), self.reference], axis=1)
+
+        # 3. meshes and skinning weights
+        self.layers = []
+        base = self._mesh(self.base_mask, parts=[i for i, p in enumerate(PARTS) if p.layer == 0], texture=0)
+        self.layers.append(base)
+        arm_order = list(ARM_LAYERS)
+        if depth is not None:  # nearer arm (smaller z) last
+            wrist_z = {1: depth[9], 2: depth[10]}
+            arm_order.sort(key=lambda layer: -wrist_z[layer])
+        for layer in arm_order:
+            if self.layer_masks[layer].sum() >= 20:
+                parts = [i for i, p in enumerate(PARTS) if p.layer == layer] + [PART_INDEX["torso"]]
+                self.layers.append(self._mesh(self.layer_masks[layer], parts=parts, texture=1))
+
+    def _body_scale(self) -> float:
+        """A body length in pixels: shoulder width, or hip width, whichever is known (larger)."""
+        lengths = [np.linalg.norm(self.points[a] - self.points[b]) for a, b in ((5, 6), (11, 12))
+                   if self.present[[a, b]].all()]
+        return float(max(lengths))
+
+    def _part_segments(self) -> np.ndarray:
+        """``[len(PARTS), 2, 2]`` a reference segment per part, for skinning distances (NaN: absent)."""
+        p, present = self.points, self.present
+        segments = np.full((len(PARTS), 2, 2), np.nan)
+        neck = p[[5, 6]].mean(0) if present[[5, 6]].all() else None
+        pelvis = p[[11, 12]].mean(0) if present[[11, 12]].all() else None
+        for i, part in enumerate(PARTS):
+            if part.bone is not None and present[list(part.bone)].all():
+                segments[i] = p[list(part.bone)]
+            elif part.name == "torso":
+                top = neck if neck is not None else pelvis
+                bottom = pelvis if pelvis is not None else top + [0, 1.5 * self.scale]
+                segments[i] = [top, bottom]
+            elif part.name == "head" and present[0]:
+                base = neck if neck is not None else p[0] + [0, 0.4 * self.scale]
+                segments[i] = [base + 0.3 * (p[0] - base), p[0] + 0.3 * (p[0] - base)]
+            elif part.name.endswith("hand"):
+                wrist = 9 if part.name.startswith("left") else 10
+                elbow = wrist - 2
+                hand = LEFT_HAND if wrist == 9 else RIGHT_HAND
+                hand_present = self.present[hand]
+                if present[wrist] and hand_present.sum() >= 3:
+                    segments[i] = [p[wrist], p[hand][hand_present].mean(0)]
+                elif present[[wrist, elbow]].all():
+                    segments[i] = [p[wrist], p[wrist] + 0.35 * (p[wrist] - p[elbow])]
+        return segments
+
+    def _part_distances(self, xy: np.ndarray) -> np.ndarray:
+        """``[N, len(PARTS)]`` distance from each point to each part's segment (inf: part absent)."""
+        segments = self._part_segments()
+        a, b = segments[:, 0], segments[:, 1]  # [P, 2]
+        ab = b - a
+        denom = np.maximum((ab ** 2).sum(-1), 1e-9)
+        t = np.clip(((xy[:, None, :] - a[None]) * ab[None]).sum(-1) / denom, 0, 1)
+        closest = a[None] + t[..., None] * ab[None]
+        distances = np.linalg.norm(xy[:, None, :] - closest, axis=-1)
+        return np.where(np.isfinite(distances), distances, np.inf)
+
+    def _mesh(self, mask: np.ndarray, parts: list[int], texture: int) -> Layer:
+        import cv2
+        from scipy.spatial import Delaunay
+
+        step = self.grid_step
+        h, w = mask.shape
+        gy, gx = np.mgrid[step // 2:h:step, step // 2:w:step]
+        inside = mask[gy, gx]
+        points = [np.stack([gx[inside], gy[inside]], 1)]
+        contours, _ = cv2.findContours(mask.astype(np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_NONE)
+        for contour in contours:
+            points.append(contour[:: max(1, step // 2), 0, :])
+        vertices = np.unique(np.concatenate(points).astype(np.float64), axis=0)
+        triangles = Delaunay(vertices).simplices
+        centroids = vertices[triangles].mean(1)
+        keep = mask[np.clip(centroids[:, 1].round().astype(int), 0, h - 1),
+                    np.clip(centroids[:, 0].round().astype(int), 0, w - 1)]
+        # drop long slivers that bridge concave gaps (between an arm and the body)
+        edges = np.linalg.norm(vertices[triangles] - vertices[np.roll(triangles, 1, axis=1)], axis=-1)
+        keep &= edges.max(1) < 3 * step
+        triangles = triangles[keep]
+        distances = self._part_distances(vertices)
+        allowed = np.full(len(PARTS), np.inf)
+        allowed[parts] = 0
+        sigma = 0.15 * self.scale
+        logits = -0.5 * ((distances + allowed) / sigma) ** 2
+        logits -= logits.max(1, keepdims=True)
+        weights = np.exp(logits)
+        weights[:, np.isinf(allowed)] = 0
+        weights /= weights.sum(1, keepdims=True)
+        return Layer(vertices, triangles, weights, texture)
+
+    # --- per frame ----------------------------------------------------------------
+
+    def deform(self, target_points: np.ndarray, target_scores: np.ndarray) -> np.ndarray:
+        """The puppet in the target pose (``[133, 2]`` pixels on the reference canvas), ``uint8 [H, W, 3]``."""
+        import cv2
+
+        transforms = part_transforms(self.points, self.present, np.asarray(target_points, np.float64),
+                                     np.asarray(target_scores) > MIN_SCORE)
+        w, h = self.size
+        index = np.full((h, w), -1, np.int32)  # which triangle covers each output pixel
+        maps = []  # per triangle: the affine map from output pixel to atlas pixel, as 6 numbers
+        offset = 0
+        for layer in self.layers:  # back to front: later layers overwrite
+            blended = np.einsum("vp,pij->vij", layer.weights, transforms)  # linear blend skinning
+            moved = np.einsum("vij,vj->vi", blended[:, :2, :2], layer.vertices) + blended[:, :2, 2]
+            corners = moved[layer.triangles]  # [F, 3, 2]
+            fixed = np.round(corners * 16).astype(np.int32)  # 4 bits of subpixel precision
+            for k, triangle in enumerate(fixed, start=offset):
+                cv2.fillConvexPoly(index, triangle, k, cv2.LINE_8, 4)
+            source = layer.vertices[layer.triangles] + [layer.texture * w, 0]
+            maps.append(triangle_maps(corners, source))
+            offset += len(fixed)
+        matrices = np.concatenate(maps).astype(np.float32)
+        covered = index >= 0
+        ys, xs = np.nonzero(covered)
+        m = matrices[index[ys, xs]]  # [N, 6]
+        xs, ys = xs.astype(np.float32), ys.astype(np.float32)
+        map_x = np.full((h, w), -1, np.float32)
+        map_y = np.full((h, w), -1, np.float32)
+        map_x[covered] = m[:, 0] * xs + m[:, 1] * ys + m[:, 2]
+        map_y[covered] = m[:, 3] * xs + m[:, 4] * ys + m[:, 5]
+        warped = cv2.remap(self.atlas, map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+        out = self.background.copy()
+        out[covered] = warped[covered]
+        return out
+
+
+def triangle_maps(target: np.ndarray, source: np.ndarray) -> np.ndarray:
+    """``[F, 6]`` affine maps (row-major 2x3) taking each target triangle ``[F, 3, 2]`` onto
+    its source triangle. Degenerate (flattened) triangles map to their first source vertex."""
+    d1, d2 = target[:, 1] - target[:, 0], target[:, 2] - target[:, 0]
+    s1, s2 = source[:, 1] - source[:, 0], source[:, 2] - source[:, 0]
+    det = d1[:, 0] * d2[:, 1] - d1[:, 1] * d2[:, 0]
+    ok = np.abs(det) > 1e-6
+    inv_det = np.where(ok, 1.0 / np.where(ok, det, 1.0), 0.0)
+    # D^-1 for D = [d1 d2] (columns), then M = S D^-1 with S = [s1 s2]
+    inv = np.stack([np.stack([d2[:, 1], -d2[:, 0]], -1), np.stack([-d1[:, 1], d1[:, 0]], -1)], 1) * inv_det[:, None, None]
+    linear = np.stack([s1, s2], -1) @ inv  # [F, 2, 2]
+    shift = source[:, 0] - np.einsum("fij,fj->fi", linear, target[:, 0])
+    shift = np.where(ok[:, None], shift, source[:, 0])
+    return np.concatenate([linear[:, 0], shift[:, :1], linear[:, 1], shift[:, 1:]], axis=1)
+
+
+# --- the backend ----------------------------------------------------------------------
+
+
+def rig_reference(reference: np.ndarray, keypoints: np.ndarray | None = None, scores: np.ndarray | None = None,
+                  **rig_options) -> PuppetRig:
+    """Detect the reference's pose (unless given) and segmentation, and build its :class:`PuppetRig`."""
+    from holdpose.detect.mediapipe import MediaPipeDetector
+
+    reference = check_reference(reference)
+    with MediaPipeDetector(segmentation=True) as detector:
+        found = detector.detect_one(reference)
+        mask, depth = detector.last_mask, detector.last_depth
+    if keypoints is None:
+        if found is None:
+            raise HoldposeError("nobody found in the reference photo; use a photo where one person is clearly visible")
+        keypoints, scores = found
+    if mask is None:
+        raise HoldposeError("segmentation found no person in the reference photo")
+    return PuppetRig(reference, keypoints, scores, mask, depth=depth, **rig_options)
+
+
+class WarpAnimator(Animator):
+    """CPU puppet animation of the reference photo, no model weights (see the module docstring).
+
+    ``seed``, ``num_inference_steps`` and ``guidance_scale`` do not apply and are ignored.
+    """
+
+    name = "warp"
+    pose_style = "openpose_full"
+
+    def __init__(self, rig: PuppetRig | None = None):
+        self.rig = rig
+
+    def __call__(self, reference: np.ndarray, poses: PoseSequence, *, seed: int = 0,
+                 callback: FrameCallback | None = None, person: int = 0, **ignored) -> Iterator[np.ndarray]:
+        # 1. check inputs
+        reference = check_reference(reference)
+        poses = check_poses(poses, reference)
+        # 2. rig the reference once
+        if self.rig is None or not np.array_equal(self.rig.reference, reference):
+            self.rig = rig_reference(reference)
+        # 3. pose it frame by frame
+        for t in range(poses.num_frames):
+            frame = self.rig.deform(poses.keypoints[t, person], poses.scores[t, person])
+            if callback is not None:
+                callback(t, frame)
+            yield frame
