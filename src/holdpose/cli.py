@@ -88,6 +88,78 @@ def _write_single_image(frames, seq, output: Path) -> None:
     write_image(output, next(iter(frames)))
 
 
+def cmd_refine(args) -> None:
+    from holdpose.io.posefile import load_poses, save_poses
+    from holdpose.refine import pipeline
+
+    raw = load_poses(args.poses)
+    clean = pipeline.refine(raw, track=args.track, fill=args.fill, max_gap=args.max_gap, fix_swaps=args.fix_swaps,
+                            smooth=args.smooth, fps=args.fps)
+    save_poses(clean, args.output, **_json_options(args))
+    if args.plot:
+        from holdpose.refine.plot import plot_tracks
+
+        plot_tracks(raw, clean, args.plot, keypoint=args.plot_keypoint)
+        print(f"{args.plot}: raw vs refined {args.plot_keypoint}")
+    print(f"{args.output}: {clean.num_frames} frames at {clean.fps:g} fps")
+
+
+def _reference_pose(path: str):
+    """A reference pose from an image (detected) or a pose file (its first frame, first person)."""
+    from holdpose.io.posefile import load_poses
+    from holdpose.io.video import IMAGE_SUFFIXES, read_image
+
+    if Path(path).suffix.lower() in IMAGE_SUFFIXES:
+        from holdpose.detect.mediapipe import MediaPipeDetector
+
+        image = read_image(path)
+        with MediaPipeDetector() as detector:
+            keypoints, scores = detector(image)
+        if len(scores) == 0:
+            raise HoldposeError(f"{path}: nobody found in the reference image")
+        return keypoints[0], scores[0], (image.shape[1], image.shape[0])
+    ref = load_poses(path)
+    return ref.keypoints[0, 0], ref.scores[0, 0], ref.size
+
+
+def cmd_align(args) -> None:
+    from holdpose.io.posefile import load_poses, save_poses
+    from holdpose.refine.align import align_to_reference
+
+    driving = load_poses(args.poses)
+    keypoints, scores, size = _reference_pose(args.reference)
+    aligned, info = align_to_reference(driving, keypoints, scores, orientation_only=args.orientation_only,
+                                       reference_size=size)
+    save_poses(aligned, args.output, **_json_options(args))
+    print(f"{args.output}: {aligned.num_frames} frames on the reference's {size[0]}x{size[1]} canvas; "
+          f"character/driver body ratio {info.body_ratio:.3f}")
+
+
+def cmd_animate(args) -> None:
+    from holdpose.animate.output import write_animation
+    from holdpose.io.posefile import load_poses
+    from holdpose.io.video import read_image
+
+    reference = read_image(args.reference)
+    poses = load_poses(args.poses)
+    if args.backend != "warp":
+        from holdpose.animate.cli import run_diffusion_backend
+
+        run_diffusion_backend(args, reference, poses)
+        return
+    from holdpose.animate.warp import WarpAnimator, rig_reference
+
+    rig = rig_reference(reference)
+    if not args.no_align:
+        from holdpose.refine.align import align_to_reference
+
+        poses, _ = align_to_reference(poses, rig.points, rig.present.astype("float32"),
+                                      reference_size=(reference.shape[1], reference.shape[0]))
+    frames = WarpAnimator(rig)(reference, poses, person=args.person)
+    count = write_animation(frames, poses, args.output, side_by_side=args.side_by_side, progress=not args.quiet)
+    print(f"{args.output}: {count} frames, {poses.size[0]}x{poses.size[1]}, {poses.fps:g} fps")
+
+
 def cmd_demo(args) -> None:
     from holdpose.demo import run_demo
 
@@ -127,7 +199,42 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--threshold", type=float, default=0.3, help="draw points with a score above this (default 0.3)")
     p.set_defaults(func=cmd_render)
 
-    p = sub.add_parser("demo", help="run the whole job on a photo that ships with scikit-image")
+    p = sub.add_parser("refine", help="clean a pose sequence: track, fill gaps, fix left/right swaps, smooth, change fps")
+    p.add_argument("poses", help="pose file (.json, .npz or folder of .json)")
+    p.add_argument("-o", "--output", required=True, help="refined poses (.json, .npz or folder)")
+    p.add_argument("--track", action="store_true", help="re-assign person ids across frames")
+    p.add_argument("--fill", action="store_true", help="interpolate short gaps")
+    p.add_argument("--max-gap", type=_positive_int, default=5, help="longest gap to fill, in frames (default 5)")
+    p.add_argument("--fix-swaps", action="store_true", help="repair left/right limb swaps")
+    p.add_argument("--smooth", nargs="?", const="offline", choices=["offline", "one_euro"],
+                   help="smooth jitter: offline (zero-phase, default) or one_euro (causal)")
+    p.add_argument("--fps", type=float, help="resample to this frame rate")
+    p.add_argument("--plot", help="PNG of raw vs refined track of --plot-keypoint")
+    p.add_argument("--plot-keypoint", default="right_wrist", help="keypoint name for --plot (default right_wrist)")
+    _add_json_options(p)
+    p.set_defaults(func=cmd_refine)
+
+    p = sub.add_parser("align", help="retarget poses to a reference character's body, size and placement")
+    p.add_argument("poses", help="driving pose file")
+    p.add_argument("--reference", required=True, help="the character: an image (pose detected) or a pose file")
+    p.add_argument("-o", "--output", required=True, help="aligned poses")
+    p.add_argument("--orientation-only", action="store_true",
+                   help="keep only the driver's bone directions; every bone gets the reference's length")
+    _add_json_options(p)
+    p.set_defaults(func=cmd_align)
+
+    p = sub.add_parser("animate", help="make a reference character follow a pose sequence")
+    p.add_argument("reference", help="the character's photo")
+    p.add_argument("poses", help="pose file")
+    p.add_argument("-o", "--output", required=True, help="output video (.mp4)")
+    p.add_argument("--backend", choices=["warp", "controlnet", "animatediff"], default="warp",
+                   help="warp: embedded CPU puppet, no weights (default); controlnet, animatediff: diffusion")
+    p.add_argument("--no-align", action="store_true", help="warp: the poses are already aligned to the reference")
+    p.add_argument("--person", type=int, default=0, help="person slot to animate (default 0)")
+    p.add_argument("--side-by-side", help="also write pose map | overlay | frame to this video")
+    p.set_defaults(func=cmd_animate)
+
+    p = sub.add_parser("demo", help="animate a photo that ships with scikit-image, with a built-in wave")
     p.add_argument("-o", "--output", default="demo_output", help="output folder (default demo_output)")
     p.add_argument("--reference", help="your own reference photo instead of the bundled one")
     p.add_argument("--video", help="your own driving video")

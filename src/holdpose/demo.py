@@ -1,12 +1,17 @@
 """``holdpose demo``: the whole job on material that ships with the dependencies.
 
 By default the reference is scikit-image's astronaut photo (Eileen Collins, NASA,
-public domain). It extracts the reference pose, writes it as OpenPose JSON and
-draws the pose map and an overlay, so a new user sees every file type holdpose makes.
+public domain), a head-and-shoulders portrait, and the motion is the waving
+keyframes that ship with holdpose. With ``--reference`` and ``--video`` it runs on
+the user's own photo and driving video instead. Steps: detect the reference pose,
+get the driving poses (keyframes, or extracted and smoothed from the video), align
+them to the character, animate with the embedded warp animator, and check pose
+adherence by re-detecting the poses in the result.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 from pathlib import Path
 
@@ -22,47 +27,66 @@ def load_demo_reference() -> np.ndarray:
     return data.astronaut()
 
 
-def overlay(image: np.ndarray, pose_map: np.ndarray) -> np.ndarray:
-    """The pose map drawn over a dimmed copy of ``image``, for checking by eye."""
-    drawn = pose_map.any(-1, keepdims=True)
-    return np.where(drawn, pose_map, (image * 0.5).astype(np.uint8))
-
-
 def run_demo(output: str | Path, *, reference: str | None = None, video: str | None = None,
              progress: bool = True) -> dict[str, Path]:
-    from holdpose.detect.extract import extract_poses
-    from holdpose.detect.mediapipe import MediaPipeDetector
-    from holdpose.errors import HoldposeError
+    from holdpose.animate.output import pose_adherence, write_animation
+    from holdpose.animate.warp import WarpAnimator, rig_reference
     from holdpose.io.posefile import save_poses
     from holdpose.io.video import read_image, write_image
+    from holdpose.refine.align import align_to_reference
     from holdpose.render.openpose import render_pose_maps
-    from holdpose.sequence import PoseSequence
 
     output = Path(output)
     output.mkdir(parents=True, exist_ok=True)
-    image = read_image(reference) if reference else load_demo_reference()
-    with MediaPipeDetector() as detector:
-        keypoints, scores = detector(image)
-    if len(scores) == 0:
-        raise HoldposeError("nobody found in the reference photo; use a photo where one person is clearly visible")
-    ref = PoseSequence.from_frames([(keypoints, scores, np.zeros(1, np.int32))], size=(image.shape[1], image.shape[0]))
-    files = {"reference": output / "reference.png", "reference_pose": output / "reference_pose.json",
-             "pose_map": output / "reference_pose_map.png", "overlay": output / "reference_overlay.png"}
-    write_image(files["reference"], image)
-    save_poses(ref, files["reference_pose"])
-    pose_map = next(render_pose_maps(ref, "openpose_full"))
-    write_image(files["pose_map"], pose_map)
-    write_image(files["overlay"], overlay(image, pose_map))
-    if video:
-        files["video_poses"] = output / "video_poses.json"
-        files["video_pose_maps"] = output / "video_pose_maps.mp4"
-        seq = extract_poses(video, short_side=512, progress=progress)
-        save_poses(seq, files["video_poses"])
-        from holdpose.io.video import VideoWriter
+    files = {name: output / filename for name, filename in (
+        ("animation", "animation.mp4"), ("side_by_side", "side_by_side.mp4"), ("contact_sheet", "contact_sheet.png"),
+        ("poses", "poses.json"), ("reference_pose_map", "reference_pose_map.png"), ("adherence", "adherence.json"))}
 
-        with VideoWriter(files["video_pose_maps"], fps=seq.fps, size=seq.size) as writer:
-            for frame in render_pose_maps(seq):
-                writer.write(frame)
+    # 1. the character: detect its pose and segment it
+    image = read_image(reference) if reference else load_demo_reference()
+    rig = rig_reference(image)
+    ref_seq = _single_frame(rig.points.astype(np.float32), (rig.present * 1.0).astype(np.float32), image)
+    write_image(files["reference_pose_map"], next(render_pose_maps(ref_seq)))
+
+    # 2. the motion: built-in keyframes, or poses extracted from the user's video
+    driving = _driving_poses(video, progress)
+
+    # 3. give the motion the character's body, on the character's canvas
+    aligned, info = align_to_reference(driving, rig.points, rig.present.astype(np.float32),
+                                       reference_size=(image.shape[1], image.shape[0]))
+    logger.info("body ratio character/driver %.3f", info.body_ratio)
+    save_poses(aligned, files["poses"])
+
+    # 4. animate and write
+    frames = WarpAnimator(rig)(image, aligned)
+    write_animation(frames, aligned, files["animation"], side_by_side=files["side_by_side"],
+                    contact_sheet=files["contact_sheet"], progress=progress)
+
+    # 5. does the result hold the pose?
+    summary = pose_adherence(files["animation"], aligned, progress=progress)
+    files["adherence"].write_text(json.dumps(summary, indent=2))
     for name, path in files.items():
-        print(f"{name:>16}: {path}")
+        print(f"{name:>18}: {path}")
+    print(f"pose adherence: PCK@0.05 {summary['pck@0.05']:.3f}, PCK@0.1 {summary['pck@0.1']:.3f} "
+          f"over {summary['points']} visible body points, mean error {summary['mean_error_px']:.1f} px")
     return files
+
+
+def _single_frame(keypoints, scores, image):
+    from holdpose.sequence import PoseSequence
+
+    return PoseSequence.from_frames([(keypoints[None], scores[None], np.zeros(1, np.int32))],
+                                    size=(image.shape[1], image.shape[0]))
+
+
+def _driving_poses(video: str | None, progress: bool):
+    from holdpose.refine.keyframes import load_builtin_motion
+
+    if not video:
+        return load_builtin_motion("wave")
+    from holdpose.detect.extract import extract_poses
+    from holdpose.refine.gaps import fill_gaps
+    from holdpose.refine.smooth import smooth
+
+    raw = extract_poses(video, short_side=512, progress=progress)
+    return smooth(fill_gaps(raw), method="offline")

@@ -206,8 +206,9 @@ class PuppetRig:
         distances = self._part_distances(np.argwhere(self.mask)[:, ::-1].astype(np.float64))
         nearest = distances.argmin(1)
         layer_of_part = np.array([p.layer for p in PARTS])
-        arm_reach = 0.3 * self.scale  # about an arm's radius: farther pixels stay with the body
-        pixel_layer = np.where(distances.min(1) < arm_reach, layer_of_part[nearest], 0)
+        # About a limb's radius (less for hands, which often rest on clothes): farther pixels stay with the body.
+        reach = np.array([0.15 if p.name.endswith("hand") else 0.22 for p in PARTS]) * self.scale
+        pixel_layer = np.where(distances.min(1) < reach[nearest], layer_of_part[nearest], 0)
         ys, xs = np.nonzero(self.mask)
         self.layer_masks = []
         for layer in range(3):

@@ -98,3 +98,18 @@ def assign_track_ids(seq: PoseSequence, *, max_age: int = 30, min_similarity: fl
                 tr.last_frame = t
             out.track_ids[t, p] = tr.track_id
     return out
+
+
+def slots_by_track(seq: PoseSequence) -> PoseSequence:
+    """Reorder person slots so that slot j holds the same person (the j-th track id) in every
+    frame, which the along-time refine steps (gaps, smoothing, swaps) assume.
+    Frames where a person is absent get an empty slot (id -1, scores 0)."""
+    ids = np.unique(seq.track_ids[seq.track_ids >= 0])
+    out = PoseSequence.empty(seq.num_frames, max(len(ids), 1), layout=seq.layout, size=seq.size, fps=seq.fps)
+    for j, track_id in enumerate(ids):
+        frames, slots = np.nonzero(seq.track_ids == track_id)
+        out.keypoints[frames, j] = seq.keypoints[frames, slots]
+        out.scores[frames, j] = seq.scores[frames, slots]
+        out.interpolated[frames, j] = seq.interpolated[frames, slots]
+        out.track_ids[frames, j] = track_id
+    return out

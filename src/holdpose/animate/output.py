@@ -1,0 +1,88 @@
+"""Writing animations: the video, an optional side-by-side with the pose maps, a contact sheet,
+and a pose-adherence check (re-detect the poses on the output and compare with the target)."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Iterable
+
+import numpy as np
+
+from holdpose.io.video import VideoWriter, write_image
+from holdpose.progress import progress_bar
+from holdpose.render.openpose import render_pose_maps
+from holdpose.sequence import PoseSequence
+
+logger = logging.getLogger(__name__)
+
+
+def overlay_pose(frame: np.ndarray, pose_map: np.ndarray) -> np.ndarray:
+    """The pose map drawn over a dimmed copy of ``frame``, for checking by eye."""
+    drawn = pose_map.any(-1, keepdims=True)
+    return np.where(drawn, pose_map, (frame * 0.5).astype(np.uint8))
+
+
+def write_animation(frames: Iterable[np.ndarray], poses: PoseSequence, output: str | Path, *,
+                    side_by_side: str | Path | None = None, contact_sheet: str | Path | None = None,
+                    progress: bool = True, sheet_frames: int = 8) -> int:
+    """Encode ``frames`` (one per pose frame) to ``output``; optionally also a side-by-side video
+    (pose map | overlay | frame) and a contact sheet PNG of ``sheet_frames`` evenly spaced frames.
+    Streams: only the sheet's few frames are kept. Returns the number of frames written."""
+    size = poses.size
+    wanted = set(np.linspace(0, poses.num_frames - 1, min(sheet_frames, poses.num_frames)).round().astype(int))
+    sheet = []
+    writers = [VideoWriter(output, fps=poses.fps, size=size)]
+    if side_by_side:
+        writers.append(VideoWriter(side_by_side, fps=poses.fps, size=(3 * size[0], size[1])))
+    maps = render_pose_maps(poses, "openpose_full")
+    count = 0
+    try:
+        for t, (frame, pose_map) in enumerate(progress_bar(zip(frames, maps), total=poses.num_frames,
+                                                            desc="animate", enabled=progress)):
+            writers[0].write(frame)
+            if side_by_side:
+                writers[1].write(np.concatenate([pose_map, overlay_pose(frame, pose_map), frame], axis=1))
+            if t in wanted:
+                sheet.append(np.concatenate([frame, overlay_pose(frame, pose_map)], axis=0))
+            count += 1
+    except BaseException:
+        for writer in writers:
+            writer.abort()
+        raise
+    for writer in writers:
+        writer.close()
+    if contact_sheet and sheet:
+        write_image(contact_sheet, np.concatenate(sheet, axis=1))
+    return count
+
+
+def pose_adherence(video: str | Path, target: PoseSequence, *, alphas=(0.05, 0.1, 0.2), person: int = 0,
+                   min_score: float = 0.3, progress: bool = False) -> dict:
+    """Re-detect poses in ``video`` and compare with ``target``'s visible body keypoints.
+
+    PCK at each alpha: the fraction of target body points (score > ``min_score``) whose
+    re-detected position lies within ``alpha`` times the person's height, the height
+    being the target's body box height in that frame (visible points only).
+    Also the mean error in pixels. Points the detector misses count as wrong.
+    """
+    from holdpose.detect.extract import extract_poses
+    from holdpose.evaluate.keypoints import pck
+
+    found = extract_poses(video, progress=progress)
+    n = min(found.num_frames, target.num_frames)
+    want = target.keypoints[:n, person, :17].astype(np.float64)
+    visible = target.scores[:n, person, :17] > min_score
+    got = found.keypoints[:n, 0, :17].astype(np.float64)
+    got[found.scores[:n, 0, :17] <= min_score] = np.nan
+    ys = np.where(visible, want[..., 1], np.nan)
+    with np.errstate(all="ignore"):
+        height = np.nanmax(ys, axis=1) - np.nanmin(ys, axis=1)
+    keep = np.isfinite(height) & (height > 0)
+    summary = {"frames": int(n), "points": int(visible[keep].sum())}
+    for alpha in alphas:
+        summary[f"pck@{alpha:g}"] = float(pck(got[keep], want[keep], visible[keep], height[keep], alpha))
+    error = np.linalg.norm(got - want, axis=-1)[visible & np.isfinite(got).all(-1)]
+    summary["mean_error_px"] = float(error.mean()) if error.size else float("nan")
+    summary["detected"] = float(np.isfinite(got[visible]).all(-1).mean()) if visible.any() else float("nan")
+    return summary
