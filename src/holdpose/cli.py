@@ -94,7 +94,7 @@ def cmd_refine(args) -> None:
 
     raw = load_poses(args.poses)
     clean = pipeline.refine(raw, track=args.track, fill=args.fill, max_gap=args.max_gap, fix_swaps=args.fix_swaps,
-                            smooth=args.smooth, fps=args.fps)
+                            smooth=args.smooth, smooth_window=args.smooth_window, fps=args.fps)
     save_poses(clean, args.output, **_json_options(args))
     if args.plot:
         from holdpose.refine.plot import plot_tracks
@@ -208,6 +208,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--fix-swaps", action="store_true", help="repair left/right limb swaps")
     p.add_argument("--smooth", nargs="?", const="offline", choices=["offline", "one_euro"],
                    help="smooth jitter: offline (zero-phase, default) or one_euro (causal)")
+    p.add_argument("--smooth-window", type=float, help="offline smoothing window in seconds (default 0.75; "
+                   "shorter keeps fast motion sharper)")
     p.add_argument("--fps", type=float, help="resample to this frame rate")
     p.add_argument("--plot", help="PNG of raw vs refined track of --plot-keypoint")
     p.add_argument("--plot-keypoint", default="right_wrist", help="keypoint name for --plot (default right_wrist)")

@@ -1,8 +1,9 @@
 """The refine steps chained in their natural order, as ``holdpose refine`` runs them.
 
-Order matters: ids must be stable before anything looks along time; gaps are filled
-before smoothing so the filter sees whole tracks; swaps are repaired before smoothing
-so a flipped frame is not averaged into its neighbours; resampling comes last.
+Order matters: ids must be stable before anything looks along time; swaps are repaired
+before gaps are filled (else a gap would be interpolated between a flipped frame and a
+correct one); gaps are filled before smoothing so the filter sees whole tracks;
+resampling comes last.
 """
 
 from __future__ import annotations
@@ -11,21 +12,32 @@ from holdpose.sequence import PoseSequence
 
 
 def refine(seq: PoseSequence, *, track: bool = False, fill: bool = False, max_gap: int = 5, fix_swaps: bool = False,
-           smooth: str | None = None, fps: float | None = None) -> PoseSequence:
-    """Apply the chosen refine steps to ``seq`` and return the result (the input is not changed)."""
+           smooth: str | None = None, smooth_window: float | None = None, fps: float | None = None) -> PoseSequence:
+    """Apply the chosen refine steps to ``seq`` and return the result (the input is not changed).
+
+    ``smooth`` is "offline" (zero-phase Savitzky-Golay over ``smooth_window`` seconds, default
+    0.75) or "one_euro" (causal); ``max_gap`` is in frames, ``fps`` the new frame rate."""
     if track:
         from holdpose.refine.track import assign_track_ids, slots_by_track
 
         seq = slots_by_track(assign_track_ids(seq))
-    if fill:
-        from holdpose.refine.gaps import fill_gaps
-
-        seq = fill_gaps(seq, max_gap=max_gap)
     if fix_swaps:
         from holdpose.refine.swaps import fix_swaps as repair
 
         seq = repair(seq)[0]
-    if smooth:
+    if fill:
+        from holdpose.refine.gaps import fill_gaps
+
+        seq = fill_gaps(seq, max_gap=max_gap)
+    if smooth == "offline":
+        from holdpose.refine.smooth import smooth_offline
+
+        window = None
+        if smooth_window:
+            frames = max(int(round(smooth_window * seq.fps)), 5)
+            window = frames + 1 - frames % 2
+        seq = smooth_offline(seq, window=window)
+    elif smooth:
         from holdpose.refine.smooth import smooth as smoother
 
         seq = smoother(seq, method=smooth)
