@@ -104,6 +104,45 @@ def cmd_refine(args) -> None:
     print(f"{args.output}: {clean.num_frames} frames at {clean.fps:g} fps")
 
 
+def cmd_keyframes(args) -> None:
+    from holdpose.io.posefile import save_poses
+    from holdpose.refine.keyframes import builtin_motions, from_keyframes, load_builtin_motion, load_keyframes
+
+    if args.keyframes in builtin_motions() and not Path(args.keyframes).exists():
+        seq = load_builtin_motion(args.keyframes, fps=args.fps, easing=args.easing)
+    else:
+        seq = from_keyframes(load_keyframes(args.keyframes), fps=args.fps, easing=args.easing,
+                             base_dir=Path(args.keyframes).parent)
+    save_poses(seq, args.output, **_json_options(args))
+    print(f"{args.output}: {seq.num_frames} frames at {seq.fps:g} fps ({seq.duration:.2f} s)")
+
+
+def cmd_edit(args) -> None:
+    from holdpose.io.posefile import load_poses, save_poses
+    from holdpose.refine import keyframes
+
+    seq = load_poses(args.poses)
+    window = dict(start=args.start, end=args.end, ramp=args.ramp)
+    for part, dx, dy in args.move or []:
+        seq = keyframes.move(seq, part, float(dx), float(dy), **window)
+    for part, degrees in args.rotate or []:
+        seq = keyframes.rotate(seq, part, float(degrees), **window)
+    for part, factor in args.scale or []:
+        seq = keyframes.scale(seq, part, float(factor), **window)
+    save_poses(seq, args.output, **_json_options(args))
+    print(f"{args.output}: {seq.num_frames} frames edited")
+
+
+def cmd_import_bvh(args) -> None:
+    from holdpose.io.bvh import Camera, bvh_to_sequence
+    from holdpose.io.posefile import save_poses
+
+    camera = Camera(azimuth=args.azimuth, elevation=args.elevation, focal_length=args.focal_length)
+    seq = bvh_to_sequence(args.bvh, size=args.size, camera=camera, fps=args.fps)
+    save_poses(seq, args.output, **_json_options(args))
+    print(f"{args.output}: {seq.num_frames} frames at {seq.fps:g} fps, {seq.size[0]}x{seq.size[1]}")
+
+
 def _reference_pose(path: str):
     """A reference pose from an image (detected) or a pose file (its first frame, first person)."""
     from holdpose.io.posefile import load_poses
@@ -175,8 +214,12 @@ def build_parser() -> argparse.ArgumentParser:
                         help="log what each stage does (-vv: also the models' own messages)")
     parser.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    # -q and -v work after the command too (`holdpose render x.json -o y.mp4 -q`)
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("-v", "--verbose", action="count", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
+    common.add_argument("-q", "--quiet", action="store_true", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
 
-    p = sub.add_parser("extract", help="detect poses in a video, image folder or image")
+    p = sub.add_parser("extract", parents=[common], help="detect poses in a video, image folder or image")
     p.add_argument("input", help="video file, folder of images, or image")
     p.add_argument("-o", "--output", required=True, help="poses.json (OpenPose), poses.npz, or a folder (one JSON per frame)")
     p.add_argument("--detector", choices=["mediapipe", "dwpose"], default="mediapipe")
@@ -189,7 +232,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_json_options(p)
     p.set_defaults(func=cmd_extract)
 
-    p = sub.add_parser("render", help="draw pose maps (ControlNet OpenPose style)")
+    p = sub.add_parser("render", parents=[common], help="draw pose maps (ControlNet OpenPose style)")
     p.add_argument("poses", help="pose file (.json, .npz or folder of .json)")
     p.add_argument("-o", "--output", required=True, help="maps.mp4 (video), maps/ (PNG per frame) or map.png (one frame)")
     p.add_argument("--style", default="openpose_full", help="openpose, openpose_hand, openpose_face, openpose_full, "
@@ -199,7 +242,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--threshold", type=float, default=0.3, help="draw points with a score above this (default 0.3)")
     p.set_defaults(func=cmd_render)
 
-    p = sub.add_parser("refine", help="clean a pose sequence: track, fill gaps, fix left/right swaps, smooth, change fps")
+    p = sub.add_parser("refine", parents=[common], help="clean a pose sequence: track, fill gaps, fix left/right swaps, smooth, change fps")
     p.add_argument("poses", help="pose file (.json, .npz or folder of .json)")
     p.add_argument("-o", "--output", required=True, help="refined poses (.json, .npz or folder)")
     p.add_argument("--track", action="store_true", help="re-assign person ids across frames")
@@ -216,7 +259,39 @@ def build_parser() -> argparse.ArgumentParser:
     _add_json_options(p)
     p.set_defaults(func=cmd_refine)
 
-    p = sub.add_parser("align", help="retarget poses to a reference character's body, size and placement")
+    p = sub.add_parser("keyframes", parents=[common], help="build a pose sequence from keyframe poses (JSON) with easing")
+    p.add_argument("keyframes", help="keyframes JSON file, or the name of a built-in motion (wave)")
+    p.add_argument("-o", "--output", required=True, help="poses (.json, .npz or folder)")
+    p.add_argument("--fps", type=float, help="frame rate (default: the file's)")
+    p.add_argument("--easing", default="ease_in_out", choices=["linear", "ease_in", "ease_out", "ease_in_out"])
+    _add_json_options(p)
+    p.set_defaults(func=cmd_keyframes)
+
+    p = sub.add_parser("edit", parents=[common], help="move, rotate or scale a body part over a time range")
+    p.add_argument("poses", help="pose file")
+    p.add_argument("-o", "--output", required=True, help="edited poses")
+    p.add_argument("--move", nargs=3, action="append", metavar=("PART", "DX", "DY"), help="shift a part by pixels")
+    p.add_argument("--rotate", nargs=2, action="append", metavar=("PART", "DEGREES"),
+                   help="turn a part about its joint, counter-clockwise on screen (e.g. left_forearm 30)")
+    p.add_argument("--scale", nargs=2, action="append", metavar=("PART", "FACTOR"), help="scale a part about its joint")
+    p.add_argument("--start", type=float, help="first second to edit (default: the beginning)")
+    p.add_argument("--end", type=float, help="second to stop editing (default: the end)")
+    p.add_argument("--ramp", type=float, default=0.0, help="seconds over which the edit fades in and out")
+    _add_json_options(p)
+    p.set_defaults(func=cmd_edit)
+
+    p = sub.add_parser("import-bvh", parents=[common], help="project a BVH motion-capture file to a 2-D pose sequence")
+    p.add_argument("bvh", help="motion file (.bvh)")
+    p.add_argument("-o", "--output", required=True, help="poses (.json, .npz or folder)")
+    p.add_argument("--size", type=_size, default=(512, 512), help="canvas WxH (default 512x512)")
+    p.add_argument("--azimuth", type=float, default=0.0, help="camera azimuth in degrees (0: facing the figure)")
+    p.add_argument("--elevation", type=float, default=0.0, help="camera elevation in degrees")
+    p.add_argument("--focal-length", type=float, help="perspective camera focal length in pixels (default orthographic)")
+    p.add_argument("--fps", type=float, help="resample to this frame rate (default: the file's)")
+    _add_json_options(p)
+    p.set_defaults(func=cmd_import_bvh)
+
+    p = sub.add_parser("align", parents=[common], help="retarget poses to a reference character's body, size and placement")
     p.add_argument("poses", help="driving pose file")
     p.add_argument("--reference", required=True, help="the character: an image (pose detected) or a pose file")
     p.add_argument("-o", "--output", required=True, help="aligned poses")
@@ -225,7 +300,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_json_options(p)
     p.set_defaults(func=cmd_align)
 
-    p = sub.add_parser("animate", help="make a reference character follow a pose sequence")
+    p = sub.add_parser("animate", parents=[common], help="make a reference character follow a pose sequence")
     p.add_argument("reference", help="the character's photo")
     p.add_argument("poses", help="pose file")
     p.add_argument("-o", "--output", required=True, help="output video (.mp4)")
@@ -236,7 +311,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--side-by-side", help="also write pose map | overlay | frame to this video")
     p.set_defaults(func=cmd_animate)
 
-    p = sub.add_parser("demo", help="animate a photo that ships with scikit-image, with a built-in wave")
+    p = sub.add_parser("demo", parents=[common], help="animate a photo that ships with scikit-image, with a built-in wave")
     p.add_argument("-o", "--output", default="demo_output", help="output folder (default demo_output)")
     p.add_argument("--reference", help="your own reference photo instead of the bundled one")
     p.add_argument("--video", help="your own driving video")
