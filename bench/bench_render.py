@@ -41,6 +41,9 @@ from pathlib import Path
 
 import numpy as np
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import git_state  # noqa: E402
+
 REPO = Path(__file__).resolve().parents[1]
 BENCH = REPO / "bench"
 FIXTURES = REPO.parent / "shared" / "fixtures"
@@ -245,15 +248,6 @@ def compare(seq, ref_maps: np.ndarray, threshold: float) -> tuple[np.ndarray, np
 
 # --- report --------------------------------------------------------------------------
 
-def git_state() -> str:
-    try:
-        head = subprocess.run(["git", "-C", str(REPO), "rev-parse", "--short", "HEAD"], capture_output=True,
-                              text=True, check=True).stdout.strip()
-        dirty = subprocess.run(["git", "-C", str(REPO), "status", "--porcelain", "--untracked-files=no"],
-                               capture_output=True, text=True).stdout.strip()
-        return head + ("+dirty" if dirty else "")
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"
 
 
 def main(argv=None) -> int:
