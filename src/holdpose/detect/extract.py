@@ -135,9 +135,15 @@ class _BarQueue:
 _progress_queue = None
 
 
-def _set_progress_queue(progress_queue):
+def _init_worker(progress_queue, quiet_native_logs: bool):
     global _progress_queue
     _progress_queue = progress_queue
+    if quiet_native_logs:
+        # MediaPipe/TFLite print model-loading notices to fd 2 from their own threads, at
+        # moments no wrapper can catch; a worker reports errors by exception, not stderr.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, 2)
+        os.close(devnull)
 
 
 def _detect_chunk_in_worker(*args):
@@ -150,7 +156,8 @@ def _run_pool(path, short_side, fps, chunks, config, bar, per_frame):
     # would pay anyway for the models.
     context = mp.get_context("spawn")
     progress_queue = context.Queue()
-    with context.Pool(len(chunks), initializer=_set_progress_queue, initargs=(progress_queue,)) as pool:
+    quiet = not logging.getLogger("holdpose").isEnabledFor(logging.DEBUG)
+    with context.Pool(len(chunks), initializer=_init_worker, initargs=(progress_queue, quiet)) as pool:
         pending = [pool.apply_async(_detect_chunk_in_worker, (path, short_side, fps, a, b, config)) for a, b in chunks]
         while not all(job.ready() for job in pending):
             try:
