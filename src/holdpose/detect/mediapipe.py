@@ -13,6 +13,8 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import sys
+import types
 
 import numpy as np
 
@@ -24,6 +26,29 @@ from holdpose.skeleton import MEDIAPIPE_POSE_FOR_COCO_BODY
 logger = logging.getLogger(__name__)
 
 BODY = slice(0, 17)
+
+
+def import_mediapipe():
+    """Import mediapipe without the 0.8 s it spends importing matplotlib.pyplot.
+
+    ``mediapipe.python.solutions.drawing_utils`` imports pyplot at module level for a 3-D
+    plotting helper holdpose never calls; that is more than half of mediapipe's import
+    time, paid by every extraction worker. A placeholder module stands in for pyplot
+    while mediapipe loads and is removed afterwards, so a later ``import
+    matplotlib.pyplot`` (holdpose's own plots) loads the real one.
+    """
+    if "mediapipe" in sys.modules:
+        return sys.modules["mediapipe"]
+    placeholder = None
+    if "matplotlib.pyplot" not in sys.modules:
+        placeholder = types.ModuleType("matplotlib.pyplot")
+        placeholder.__doc__ = "placeholder: holdpose does not use mediapipe's plotting helpers"
+        sys.modules["matplotlib.pyplot"] = placeholder
+    try:
+        return require("mediapipe", package="mediapipe==0.10.21")
+    finally:
+        if placeholder is not None and sys.modules.get("matplotlib.pyplot") is placeholder:
+            del sys.modules["matplotlib.pyplot"]
 
 
 @contextlib.contextmanager
@@ -72,7 +97,7 @@ class MediaPipeDetector(PoseDetector):
                  min_tracking_confidence: float = 0.5, erase_padding: float = 0.1, segmentation: bool = False):
         if max_people < 1:
             raise ValueError(f"max_people must be at least 1, got {max_people}")
-        mp = require("mediapipe", package="mediapipe==0.10.21")
+        mp = import_mediapipe()
         self.max_people = max_people
         self.erase_padding = erase_padding
         self._holistic_cls = mp.solutions.holistic.Holistic
