@@ -10,10 +10,10 @@ The figures it checks:
 2. Memory: the peak resident memory of ``holdpose extract`` on 600 frames within 10% of
    its peak on 150 frames. holdpose extracts in a pool of worker processes, so the peak is
    that of the SUM of VmRSS over the whole process tree (parent and every descendant),
-   sampled every ~20 ms from /proc. Pages the forked workers share with the parent are
-   counted once per process, as RSS counts them. The children are the pool's workers
-   plus a few short-lived gcc/ld runs (sounddevice's ctypes.util.find_library, when
-   each worker imports mediapipe), a few MiB at most.
+   sampled every ~20 ms from /proc (pages shared between processes count once per
+   process, as RSS counts them). The children are the pool's workers (one per core),
+   multiprocessing's resource tracker, and a few short-lived gcc/ld runs (sounddevice's
+   ctypes.util.find_library, when a worker imports mediapipe) of a few MiB.
 
 Inputs (made once, into bench/out/, from ../shared/fixtures/videos/dance_musepose_dance.mp4
 read with FrameSource(short_side=512)): dance_512.mp4 (all 288 frames; both sides of the
@@ -219,6 +219,7 @@ def bench_throughput(video: Path, frames: int, repeat: int, baseline_venv: Path 
         sides["baseline"] = [str(python), rel(BENCH / "baseline_tutorial_extract.py"), rel(video), rel(pngs)]
     runs = {name: [] for name in sides}
     cpu = {name: [] for name in sides}
+    loads = {name: [] for name in sides}
     splits = []
     for i in range(repeat):  # interleaved, so both sides see the same drift in machine load
         for name, cmd in sides.items():
@@ -226,7 +227,8 @@ def bench_throughput(video: Path, frames: int, repeat: int, baseline_venv: Path 
                 shutil.rmtree(pngs, ignore_errors=True)  # every run writes fresh files
             print(f"  run {i + 1}/{repeat}: {name} ...", end="", flush=True)
             result = run_process(cmd)
-            print(f" {result['seconds']:.2f} s (load {load()[0]})", flush=True)
+            loads[name].append(load()[0])
+            print(f" {result['seconds']:.2f} s (load {loads[name][-1]})", flush=True)
             runs[name].append(result["seconds"])
             cpu[name].append(result["cpu_seconds"])
             if name == "baseline":
@@ -240,7 +242,7 @@ def bench_throughput(video: Path, frames: int, repeat: int, baseline_venv: Path 
         best = seconds.index(min(seconds))
         report[name] = {"command": " ".join(sides[name]), "seconds": seconds, "best": seconds[best],
                         "fps": frames / seconds[best], "cpu_seconds": cpu[name],
-                        "cores_busy_in_best": cpu[name][best] / seconds[best]}
+                        "cores_busy_in_best": cpu[name][best] / seconds[best], "load_after": loads[name]}
     report["holdpose"]["output"] = rel(poses)
     if "baseline" in runs:
         best = min(splits, key=lambda s: s["process_seconds"])
@@ -256,7 +258,9 @@ def bench_memory(videos: dict[int, Path]) -> dict:
         print(f"  holdpose extract, {count} frames ...", end="", flush=True)
         result = run_process(holdpose_cmd(video, OUT / f"extract_{count}_poses.json"), sample_memory=True)
         result.pop("stdout")
-        print(f" peak {result['peak_rss_mib']:.0f} MiB in {result['seconds']:.1f} s (load {load()[0]})", flush=True)
+        result["load_after"] = load()[0]
+        print(f" peak {result['peak_rss_mib']:.0f} MiB in {result['seconds']:.1f} s (load {result['load_after']})",
+              flush=True)
         report["runs"][str(count)] = {"video": rel(video), **result}
     lo, hi = (report["runs"][str(c)]["peak_rss_mib"] for c in MEMORY_FRAMES)
     report["ratio"] = hi / lo
@@ -303,7 +307,7 @@ def print_tables(report: dict) -> None:
               f"(of which torch {s['imports_torch']:.2f}), Holistic setup {s['setup']:.2f}, "
               f"frame loop {s['loop']:.2f} ({parts}), interpreter start-up and exit {other:.2f}.")
     print(f"\nMemory: holdpose extract, peak of the summed VmRSS over its process tree "
-          f"(parent + workers, sampled every {1000 * SAMPLE_SECONDS:.0f} ms)\n")
+          f"(parent + workers + helpers, sampled every {1000 * SAMPLE_SECONDS:.0f} ms)\n")
     print("| frames | seconds | peak RSS, tree (MiB) | parent peak (MiB) | children peak (MiB) |")
     print("|---:|---:|---:|---:|---:|")
     for count, r in mem["runs"].items():
