@@ -14,15 +14,14 @@ sequence stays aligned with the video.
 from __future__ import annotations
 
 import logging
-import multiprocessing as mp
 import os
-import queue
 from dataclasses import dataclass, field
 
 import numpy as np
 
 from holdpose.errors import HoldposeError
 from holdpose.io.video import FrameSource
+from holdpose.parallel import run_chunks
 from holdpose.progress import progress_bar
 from holdpose.sequence import PoseSequence
 
@@ -97,14 +96,10 @@ def extract_poses(path: str | os.PathLike, *, detector: str | DetectorConfig = "
     logger.info("%s: %d frames %dx%d, %d worker(s)", path, total, *source.size, workers)
 
     per_frame: list = [None] * total
+    jobs = [(str(path), short_side, fps, a, b, config) for a, b in chunks]
     with progress_bar(total=total, desc="extract", enabled=progress) as bar:
-        if workers == 1:
-            counter = _BarQueue(bar)
-            _, results = _detect_chunk(str(path), short_side, fps, 0, total, config, counter)
-            for t, result in enumerate(results):
-                per_frame[t] = result
-        else:
-            _run_pool(str(path), short_side, fps, chunks, config, bar, per_frame)
+        for start, results in run_chunks(_detect_chunk, jobs, bar):  # a worker's HoldposeError is raised here
+            per_frame[start: start + len(results)] = results
 
     frames = []
     for t, result in enumerate(per_frame):
@@ -122,49 +117,3 @@ def extract_poses(path: str | os.PathLike, *, detector: str | DetectorConfig = "
     return seq
 
 
-class _BarQueue:
-    """A stand-in for a multiprocessing queue in the single-process case: ticks the bar."""
-
-    def __init__(self, bar):
-        self.bar = bar
-
-    def put(self, n):
-        self.bar.update(n)
-
-
-_progress_queue = None
-
-
-def _init_worker(progress_queue, quiet_native_logs: bool):
-    global _progress_queue
-    _progress_queue = progress_queue
-    if quiet_native_logs:
-        # MediaPipe/TFLite print model-loading notices to fd 2 from their own threads, at
-        # moments no wrapper can catch; a worker reports errors by exception, not stderr.
-        devnull = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(devnull, 2)
-        os.close(devnull)
-
-
-def _detect_chunk_in_worker(*args):
-    return _detect_chunk(*args, _progress_queue)
-
-
-def _run_pool(path, short_side, fps, chunks, config, bar, per_frame):
-    # spawn, not fork: a parent that already runs MediaPipe (or any library's threads)
-    # can deadlock a forked child. Workers pay only their own imports, which they
-    # would pay anyway for the models.
-    context = mp.get_context("spawn")
-    progress_queue = context.Queue()
-    quiet = not logging.getLogger("holdpose").isEnabledFor(logging.DEBUG)
-    with context.Pool(len(chunks), initializer=_init_worker, initargs=(progress_queue, quiet)) as pool:
-        pending = [pool.apply_async(_detect_chunk_in_worker, (path, short_side, fps, a, b, config)) for a, b in chunks]
-        while not all(job.ready() for job in pending):
-            try:
-                bar.update(progress_queue.get(timeout=0.2))
-            except queue.Empty:
-                pass
-        for job in pending:
-            start, results = job.get()  # re-raises a worker's HoldposeError here
-            for offset, result in enumerate(results):
-                per_frame[start + offset] = result

@@ -1,0 +1,65 @@
+"""Chunks of work on every core, with one progress bar: the pool that extraction and
+evaluation share.
+
+A job is a module-level function called as ``function(*args, progress)``, where
+``progress.put(n)`` reports ``n`` more frames done. One job runs in this process; more
+run in a pool of spawned processes, which report progress through a queue that the
+parent drains into the bar while it waits.
+"""
+
+from __future__ import annotations
+
+import logging
+import multiprocessing as mp
+import os
+import queue
+from typing import Callable, Sequence
+
+
+class _BarQueue:
+    """Stands in for the progress queue in this process: ticks the bar."""
+
+    def __init__(self, bar):
+        self.bar = bar
+
+    def put(self, n):
+        self.bar.update(n)
+
+
+_progress_queue = None
+
+
+def _init_worker(progress_queue, quiet_native_logs: bool):
+    global _progress_queue
+    _progress_queue = progress_queue
+    if quiet_native_logs:
+        # MediaPipe/TFLite print model-loading notices to fd 2 from their own threads, at
+        # moments no wrapper can catch; a worker reports errors by exception, not stderr.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, 2)
+        os.close(devnull)
+
+
+def _call_in_worker(function, args):
+    return function(*args, _progress_queue)
+
+
+def run_chunks(function: Callable, jobs: Sequence[tuple], bar) -> list:
+    """``[function(*job, progress) for job in jobs]``, in parallel when there are several
+    jobs. A worker's exception is raised here (after the pool has stopped)."""
+    if len(jobs) == 1:
+        return [function(*jobs[0], _BarQueue(bar))]
+    # spawn, not fork: a parent that already runs MediaPipe (or any library's threads)
+    # can deadlock a forked child. Workers pay only their own imports, which they
+    # would pay anyway for the models.
+    context = mp.get_context("spawn")
+    progress_queue = context.Queue()
+    quiet = not logging.getLogger("holdpose").isEnabledFor(logging.DEBUG)
+    with context.Pool(len(jobs), initializer=_init_worker, initargs=(progress_queue, quiet)) as pool:
+        pending = [pool.apply_async(_call_in_worker, (function, tuple(job))) for job in jobs]
+        while not all(job.ready() for job in pending):
+            try:
+                bar.update(progress_queue.get(timeout=0.2))
+            except queue.Empty:
+                pass
+        return [job.get() for job in pending]
