@@ -311,6 +311,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--side-by-side", help="also write pose map | overlay | frame to this video")
     p.set_defaults(func=cmd_animate)
 
+    from holdpose.evaluate.cli import add_subcommands as add_evaluate
+
+    add_evaluate(sub, [common])
+
     p = sub.add_parser("demo", parents=[common], help="animate a photo that ships with scikit-image, with a built-in wave")
     p.add_argument("-o", "--output", default="demo_output", help="output folder (default demo_output)")
     p.add_argument("--reference", help="your own reference photo instead of the bundled one")

@@ -20,7 +20,7 @@ for the "all" area range and 20 detections per image (the ``AP``, ``AP .5``, ``A
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Iterable, Mapping, NamedTuple
+from typing import Callable, Iterable, Mapping, NamedTuple
 
 import numpy as np
 
@@ -29,6 +29,22 @@ import numpy as np
 COCO_SIGMAS = np.array(
     [.026, .025, .025, .035, .035, .079, .079, .072, .072, .062, .062, .107, .107, .087, .087, .089, .089]
 )
+# Per-keypoint OKS constants of the 133 COCO-WholeBody points (17 body, 6 feet, 68 face,
+# 21 left hand, 21 right hand), as COCO-WholeBody's evaluation uses them
+# (jin-s13/COCO-WholeBody evaluation/myeval_wholebody.py; mmpose
+# configs/_base_/datasets/coco_wholebody.py). The first 17 are COCO_SIGMAS.
+COCO_WHOLEBODY_SIGMAS = np.array([
+    .026, .025, .025, .035, .035, .079, .079, .072, .072, .062, .062, .107, .107, .087, .087, .089, .089,
+    .068, .066, .066, .092, .094, .094,
+    .042, .043, .044, .043, .040, .035, .031, .025, .020, .023, .029, .032, .037, .038, .043, .041, .045,
+    .013, .012, .011, .011, .012, .012, .011, .011, .013, .015, .009, .007, .007, .007, .012, .009, .008,
+    .016, .010, .017, .011, .009, .011, .009, .007, .013, .008, .011, .012, .010, .034, .008, .008, .009,
+    .008, .008, .007, .010, .008, .009, .009, .009, .007, .007, .008, .011, .008, .008, .008, .010, .008,
+    .029, .022, .035, .037, .047, .026, .025, .024, .035, .018, .024, .022, .026, .017, .021, .021, .032,
+    .020, .019, .022, .031,
+    .029, .022, .035, .037, .047, .026, .025, .024, .035, .018, .024, .022, .026, .017, .021, .021, .032,
+    .020, .019, .022, .031,
+])
 # OKS thresholds .50:.05:.95 and recall points 0:.01:1, built as pycocotools builds them.
 OKS_THRESHOLDS = np.linspace(.5, .95, int(np.round((.95 - .5) / .05)) + 1, endpoint=True)
 RECALL_POINTS = np.linspace(.0, 1.0, int(np.round((1.0 - .0) / .01)) + 1, endpoint=True)
@@ -269,14 +285,24 @@ def _ground_truth(ground_truth) -> tuple[list[int], dict[int, list[dict]]]:
     return sorted(ids), per_image
 
 
-def _evaluate_image(dt_kp: np.ndarray, gts: list[dict], sigmas: np.ndarray):
+# A similarity for :func:`coco_keypoint_ap`: (predictions [D, K, 2], ground truth [G, K, 2],
+# labelled [G, K], areas [G], boxes [G, 4] xywh, sigmas [K]) -> [D, G] in [0, 1].
+Similarity = Callable[[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray], np.ndarray]
+
+
+def _oks_similarity(dt_kp, gt_kp, gt_visible, areas, boxes, sigmas):
+    return oks_matrix(dt_kp, gt_kp, gt_visible, areas, sigmas=sigmas, gt_boxes=boxes)
+
+
+def _evaluate_image(dt_kp: np.ndarray, gts: list[dict], sigmas: np.ndarray, similarity: Similarity = _oks_similarity):
     """Greedy matching of one image's detections (sorted by score, highest first) at each
     OKS threshold, as pycocotools ``COCOeval.evaluateImg``.
 
     Returns ``(matched [T, D] bool, dt_ignore [T, D] bool, gt_ignore [G] bool)``.
     """
     num_kp = len(sigmas)
-    labelled = [g.get("num_keypoints", np.count_nonzero(np.asarray(g["keypoints"])[2::3])) for g in gts]
+    labelled = [g["num_keypoints"] if "num_keypoints" in g else np.count_nonzero(np.asarray(g["keypoints"])[2::3])
+                for g in gts]
     ignore = np.array([bool(g.get("iscrowd", 0)) or n == 0 for g, n in zip(gts, labelled)], bool).reshape(-1)
     # Ignored ground truth last (stable), as pycocotools orders it.
     order = np.argsort(ignore, kind="mergesort")
@@ -290,8 +316,8 @@ def _evaluate_image(dt_kp: np.ndarray, gts: list[dict], sigmas: np.ndarray):
         return matched, dt_ignore, ignore
 
     flat = np.array([np.asarray(g["keypoints"], np.float64).reshape(num_kp, 3) for g in gts])
-    sim = oks_matrix(dt_kp, flat[..., :2], flat[..., 2] > 0, np.array([g["area"] for g in gts], np.float64),
-                     sigmas=sigmas, gt_boxes=np.array([g["bbox"] for g in gts], np.float64))
+    sim = similarity(dt_kp, flat[..., :2], flat[..., 2] > 0, np.array([g["area"] for g in gts], np.float64),
+                     np.array([g["bbox"] for g in gts], np.float64), sigmas)
     for t, threshold in enumerate(OKS_THRESHOLDS):
         gt_taken = np.zeros(num_g, bool)
         for d in range(num_d):
@@ -313,7 +339,7 @@ def _evaluate_image(dt_kp: np.ndarray, gts: list[dict], sigmas: np.ndarray):
 
 
 def coco_keypoint_ap(predictions: Iterable[Mapping], ground_truth, *, sigmas=COCO_SIGMAS,
-                     max_detections: int = 20) -> KeypointAP:
+                     max_detections: int = 20, similarity: Similarity | None = None) -> KeypointAP:
     """OKS-based average precision and recall, computed as the COCO keypoint challenge does.
 
     Per image, predictions are sorted by score (stable) and cut to ``max_detections``; at
@@ -335,6 +361,11 @@ def coco_keypoint_ap(predictions: Iterable[Mapping], ground_truth, *, sigmas=COC
             defaults to the count of labelled points).
         sigmas: ``[K]`` per-keypoint OKS constants.
         max_detections: predictions kept per image (COCO: 20).
+        similarity: replaces OKS as the matching score, with the same thresholds and
+            accumulation: a function ``(predictions [D, K, 2], ground truth [G, K, 2],
+            labelled [G, K], areas [G], boxes [G, 4] xywh, sigmas [K]) -> [D, G]``.
+            HumanSD's and Stable-Pose's cosine-similarity AP (CAP) is this AP with
+            :func:`holdpose.evaluate.adherence.cosine_similarity_matrix`.
     """
     sigmas = np.asarray(sigmas, np.float64)
     num_kp = len(sigmas)
@@ -357,7 +388,7 @@ def coco_keypoint_ap(predictions: Iterable[Mapping], ground_truth, *, sigmas=COC
         preds = preds_per_image[image_id]
         order = np.argsort([-s for s, _ in preds], kind="mergesort")[:max_detections]
         dt_kp = np.array([preds[i][1] for i in order]).reshape(len(order), num_kp, 2)
-        m, di, gi = _evaluate_image(dt_kp, gts_per_image[image_id], sigmas)
+        m, di, gi = _evaluate_image(dt_kp, gts_per_image[image_id], sigmas, similarity or _oks_similarity)
         scores.append(np.array([preds[i][0] for i in order], np.float64))
         matched.append(m)
         dt_ignore.append(di)
@@ -396,5 +427,5 @@ def coco_keypoint_ap(predictions: Iterable[Mapping], ground_truth, *, sigmas=COC
     )
 
 
-__all__ = ["COCO_SIGMAS", "OKS_THRESHOLDS", "RECALL_POINTS", "KeypointAP", "Matching", "coco_keypoint_ap",
-           "match_people", "oks", "oks_matrix", "pck"]
+__all__ = ["COCO_SIGMAS", "COCO_WHOLEBODY_SIGMAS", "OKS_THRESHOLDS", "RECALL_POINTS", "KeypointAP", "Matching",
+           "Similarity", "coco_keypoint_ap", "match_people", "oks", "oks_matrix", "pck"]

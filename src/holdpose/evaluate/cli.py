@@ -1,0 +1,174 @@
+"""The ``evaluate``, ``compare`` and ``evaluate-detector`` subcommands.
+
+``holdpose.cli`` adds them with ``add_subcommands(sub, parents)`` on its subparsers object. Each
+handler takes the parsed arguments (the main parser's ``--quiet`` included, when there),
+calls one API function, prints where its output went and a short summary, and raises
+:class:`holdpose.errors.HoldposeError` for problems the user can fix.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from holdpose.errors import HoldposeError
+
+SUMMARY = ["oks_ap", "cap", "pck@0.1", "pce", "mse_p", "ssim", "psnr", "l1", "flicker", "flicker_score", "warp_error",
+           "keypoint_jitter", "lpips", "fid", "kid", "fvd", "clip_i", "clip_t"]
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(f"must be a whole number, got {text!r}") from err
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+def _fraction(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(f"must be a number, got {text!r}") from err
+    if not 0 <= value <= 1:
+        raise argparse.ArgumentTypeError(f"must lie in [0, 1], got {value}")
+    return value
+
+
+def _detector_options(p: argparse.ArgumentParser, *, choices=("auto", "mediapipe", "dwpose", "none"),
+                      default="auto") -> None:
+    p.add_argument("--detector", choices=choices, default=default,
+                   help=f"pose detector for re-detection (default {default}" + (
+                       "; auto picks DWPose when --pose-model is given, else MediaPipe, which probably made the target "
+                       "and so flatters adherence; none skips re-detection)" if "auto" in choices else ")"))
+    p.add_argument("--pose-model", help="dwpose: path to the DWPose/RTMPose .onnx file")
+    p.add_argument("--det-model", help="dwpose: path to a YOLOX person detector .onnx file (optional)")
+
+
+def add_subcommands(subparsers, parents: list[argparse.ArgumentParser] = ()) -> None:
+    """Add ``evaluate``, ``compare`` and ``evaluate-detector`` to ``subparsers``
+    (the object ``ArgumentParser.add_subparsers`` returns), each with ``parents``."""
+    parents = list(parents)
+    p = subparsers.add_parser("evaluate", parents=parents, help="does a generated video hold the pose? metrics and an HTML report",
+                              description="Re-detect the poses in OUTPUT and score them against the target; measure "
+                              "flicker, warping error and keypoint jitter; compare with a ground-truth video. Writes "
+                              "metrics.json and index.html (with plots) into the report folder.")
+    p.add_argument("video", metavar="OUTPUT", help="the generated video (or image folder)")
+    p.add_argument("--target", help="target poses (.json, .npz or folder of .json): adherence metrics")
+    p.add_argument("--ground-truth", help="ground-truth video: SSIM, PSNR, L1 (and LPIPS, FID, KID, FVD)")
+    p.add_argument("--reference", help="reference image of the character: CLIP-I with --clip-model")
+    p.add_argument("-o", "--output", required=True, help="report folder (metrics.json, index.html, plots)")
+    _detector_options(p)
+    p.add_argument("--max-people", type=_positive_int, help="most people per frame (default: the target's most)")
+    p.add_argument("--min-score", type=_fraction, default=0.3, help="keypoint score counted as present (default 0.3)")
+    p.add_argument("--flow", choices=["dis", "farneback"], default="dis",
+                   help="OpenCV optical flow for the warping error (default dis)")
+    p.add_argument("--workers", type=_positive_int, help="processes to use (default: one per core)")
+    p.add_argument("--worst-frames", type=int, default=4, help="worst frames shown in the report (default 4)")
+    learned = p.add_argument_group("learned metrics (need torch and weights you have locally; nothing is downloaded)")
+    learned.add_argument("--lpips", action="store_true", help="LPIPS (pip install lpips; AlexNet weights in torch's "
+                         "hub cache)")
+    learned.add_argument("--fid-features", help="FID and KID features: 'inception' (pip install pytorch-fid; its "
+                         "weights in torch's hub cache), or an .onnx / TorchScript .pt image model")
+    learned.add_argument("--fvd-model", help="FVD: path of StyleGAN-V's i3d_torchscript.pt")
+    learned.add_argument("--clip-model", help="CLIP-I / CLIP-T: a local CLIP model folder (save_pretrained)")
+    learned.add_argument("--prompt", help="the text prompt, for CLIP-T")
+    p.set_defaults(func=cmd_evaluate)
+
+    p = subparsers.add_parser("compare", parents=parents, help="several generated videos side by side with one table of metrics",
+                              description="Evaluate each video against the same target poses; write compare.mp4 "
+                              "(target pose map and each video with its re-detected pose), metrics.json and index.html.")
+    p.add_argument("videos", nargs="+", metavar="VIDEO", help="generated videos")
+    p.add_argument("--target", required=True, help="target poses (.json, .npz or folder of .json)")
+    p.add_argument("--ground-truth", help="ground-truth video for SSIM, PSNR, L1")
+    p.add_argument("--labels", nargs="+", help="one name per video (default: file names)")
+    p.add_argument("-o", "--output", required=True, help="output folder")
+    _detector_options(p)
+    p.add_argument("--max-people", type=_positive_int, help="most people per frame (default: the target's most)")
+    p.add_argument("--tile-height", type=_positive_int, help="height of each tile of compare.mp4 (default: smallest "
+                   "video height, at most 512)")
+    p.add_argument("--workers", type=_positive_int, help="processes to use (default: one per core)")
+    p.set_defaults(func=cmd_compare)
+
+    p = subparsers.add_parser("evaluate-detector", parents=parents, help="accuracy of a pose detector on COCO-annotated images",
+                              description="OKS AP/AR, mean OKS and PCK of the 17 COCO body keypoints, top-down (with "
+                              "the ground-truth boxes) and bottom-up. Writes metrics.json and index.html.")
+    p.add_argument("images", metavar="IMAGES", help="folder of the annotated images")
+    p.add_argument("annotations", metavar="ANNOTATIONS", help="COCO keypoint annotation JSON")
+    p.add_argument("-o", "--output", required=True, help="report folder")
+    _detector_options(p, choices=("mediapipe", "dwpose"), default="mediapipe")
+    p.add_argument("--max-people", type=_positive_int, default=8, help="most people per image bottom-up (default 8)")
+    p.add_argument("--pck-alpha", type=_fraction, default=0.2, help="PCK threshold, fraction of the bbox's longer "
+                   "side (default 0.2)")
+    p.add_argument("--mode", nargs="+", choices=["top-down", "bottom-up"], default=["top-down", "bottom-up"])
+    p.set_defaults(func=cmd_evaluate_detector)
+
+
+def _progress(args) -> bool:
+    return not getattr(args, "quiet", False)
+
+
+def _summary(metrics: dict) -> str:
+    from holdpose.evaluate.report import format_value
+
+    names = [n for n in SUMMARY if n in metrics]
+    return "  ".join(f"{n} {format_value(metrics[n])}" for n in names)
+
+
+def _preload_report() -> None:
+    import threading
+
+    from holdpose.evaluate.report import preload
+
+    threading.Thread(target=preload, name="holdpose-report-imports", daemon=True).start()
+
+
+def cmd_evaluate(args) -> None:
+    from holdpose.evaluate.report import write_report
+    from holdpose.evaluate.run import evaluate_video
+
+    if args.worst_frames < 0:
+        raise HoldposeError(f"--worst-frames must be 0 or more, got {args.worst_frames}")
+    if Path(args.output).exists() and not Path(args.output).is_dir():
+        raise HoldposeError(f"{args.output}: exists and is not a folder; the report is a folder")
+    _preload_report()
+    evaluation = evaluate_video(
+        args.video, target=args.target, ground_truth=args.ground_truth, reference=args.reference,
+        detector=None if args.detector == "none" else args.detector, pose_model=args.pose_model,
+        det_model=args.det_model, max_people=args.max_people, min_score=args.min_score, flow=args.flow,
+        workers=args.workers, worst_frames=args.worst_frames, lpips=args.lpips, fid_features=args.fid_features,
+        fvd_model=args.fvd_model, clip_model=args.clip_model, prompt=args.prompt, progress=_progress(args))
+    files = write_report(evaluation, args.output)
+    print(f"{files['html']}: {evaluation.frames.get('output')} frames evaluated")
+    print(_summary(evaluation.metrics))
+
+
+def cmd_compare(args) -> None:
+    from holdpose.evaluate.compare import compare
+
+    if args.labels and len(args.labels) != len(args.videos):
+        raise HoldposeError(f"{len(args.labels)} labels for {len(args.videos)} videos; give one --labels name per video")
+    _preload_report()
+    files = compare(args.videos, args.target, args.output, labels=args.labels, ground_truth=args.ground_truth,
+                    detector=None if args.detector == "none" else args.detector, pose_model=args.pose_model,
+                    det_model=args.det_model, max_people=args.max_people, workers=args.workers,
+                    tile_height=args.tile_height, progress=_progress(args))
+    print(f"{files['video']}, {files['html']}: {len(args.videos)} videos compared")
+
+
+def cmd_evaluate_detector(args) -> None:
+    from holdpose.evaluate.detector import evaluate_detector, write_detector_report
+
+    result = evaluate_detector(args.images, args.annotations, detector=args.detector, pose_model=args.pose_model,
+                               det_model=args.det_model, max_people=args.max_people, pck_alpha=args.pck_alpha,
+                               modes=tuple(args.mode))
+    files = write_detector_report(result, args.output)
+    print(f"{files['html']}: {len(result.images)} images")
+    for mode, values in result.overall.items():
+        print(f"{mode}: AP {values['ap']:.3f}  AR {values['ar']:.3f}  mean OKS {values['mean_oks']:.3f}  "
+              f"PCK@{result.pck_alpha:g} {values['mean_pck']:.3f}")
+
+
+__all__ = ["add_subcommands", "cmd_compare", "cmd_evaluate", "cmd_evaluate_detector"]
