@@ -54,7 +54,8 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import git_state  # noqa: E402
+from _common import git_state, rel  # noqa: E402
+from holdpose.evaluate.detector import ap_predictions, body, load_ground_truth, score_image  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 BENCH = REPO / "bench"
@@ -68,45 +69,6 @@ METHOD_CODE = {
     "bottom-up": "MediaPipeDetector(max_people=8)(image)",
     "baseline": "mp.solutions.pose.Pose(static_image_mode=True, model_complexity=1), 33 -> COCO 17",
 }
-
-
-def rel(path: Path) -> str:
-    try:
-        return os.path.relpath(Path(path).resolve(), REPO)
-    except ValueError:
-        return str(path)
-
-
-# --- ground truth ------------------------------------------------------------------
-
-def load_ground_truth(annotations: Path) -> tuple[dict, list[dict]]:
-    """The COCO dict (17-point person annotations) and, per image, arrays of its people:
-    ``keypoints [M, 17, 2]``, ``visible [M, 17]``, ``areas [M]``, ``boxes [M, 4]`` xyxy."""
-    data = json.loads(annotations.read_text())
-    images = []
-    for info in sorted(data["images"], key=lambda i: i["id"]):
-        anns = [a for a in data["annotations"] if a["image_id"] == info["id"] and not a.get("iscrowd", 0)]
-        flat = np.array([np.asarray(a["keypoints"], np.float64).reshape(BODY, 3) for a in anns])
-        x, y, w, h = np.array([a["bbox"] for a in anns], np.float64).T
-        images.append({
-            "id": info["id"], "file": annotations.parent / info["file_name"],
-            "annotation_ids": [a["id"] for a in anns],
-            "keypoints": flat[..., :2], "visible": flat[..., 2] > 0,
-            "areas": np.array([a["area"] for a in anns], np.float64),
-            "boxes": np.stack([x, y, x + w, y + h], 1),
-            "box_sizes": np.maximum(w, h),
-        })
-    return data, images
-
-
-# --- the three detectors -----------------------------------------------------------------
-
-def body(keypoints: np.ndarray, scores: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """First 17 points of ``[P, K, 2]`` / ``[P, K]``; points with score 0 become NaN (missing)."""
-    kp = keypoints[:, :BODY].astype(np.float64)
-    sc = scores[:, :BODY].astype(np.float64)
-    kp[sc <= 0] = np.nan
-    return kp, sc
 
 
 class Baseline:
@@ -160,41 +122,6 @@ def run_detectors(images: list[dict]) -> dict:
     return out
 
 
-# --- scoring -----------------------------------------------------------------------
-
-def score_image(img: dict, pred: dict, method: str) -> dict:
-    """Per ground-truth person: OKS, PCK and which prediction it was matched to."""
-    from holdpose.evaluate.keypoints import match_people, oks_matrix, pck
-
-    kp, num_gt = pred["keypoints"], len(img["areas"])
-    sim = oks_matrix(kp, img["keypoints"], img["visible"], img["areas"]) if len(kp) else np.zeros((0, num_gt))
-    if method == "top-down":  # box i was cut around person i: no matching
-        pairs = np.stack([np.arange(num_gt), np.arange(num_gt)], 1)
-        pairs = pairs[pred["scores"].max(1) > 0]  # boxes where nobody was found are misses
-    else:
-        pairs = match_people(sim).pairs
-    oks_per_gt, pck_per_gt, match = np.zeros(num_gt), np.zeros(num_gt), [None] * num_gt
-    for i, j in pairs:
-        oks_per_gt[j] = sim[i, j]
-        pck_per_gt[j] = pck(kp[i][None], img["keypoints"][j][None], img["visible"][j][None],
-                            img["box_sizes"][j][None], PCK_ALPHA)
-        match[j] = int(i)
-    return {"oks": oks_per_gt, "pck": pck_per_gt, "match": match,
-            "num_predictions": int((pred["scores"] > 0).any(1).sum())}
-
-
-def ap_predictions(images: list[dict], preds: dict) -> list[dict]:
-    """COCO-style predictions, score = mean body keypoint score."""
-    out = []
-    for img in images:
-        p = preds[img["id"]]
-        for kp, sc in zip(p["keypoints"], p["scores"]):
-            if not (sc > 0).any():
-                continue  # a top-down box where nobody was found
-            out.append({"image_id": img["id"], "keypoints": kp, "score": float(sc.mean())})
-    return out
-
-
 # --- report --------------------------------------------------------------------------
 
 
@@ -237,7 +164,8 @@ def main(argv=None) -> int:
     preds = run_detectors(images)
 
     # 2. Per-person OKS / PCK.
-    per_image = {img["id"]: {m: score_image(img, preds[m][img["id"]], m) for m in METHODS} for img in images}
+    per_image = {img["id"]: {m: score_image(img, preds[m][img["id"]], top_down=m == "top-down", pck_alpha=PCK_ALPHA)
+                            for m in METHODS} for img in images}
 
     # 3. Overall: means over all people, COCO AP.
     overall = {}

@@ -42,6 +42,9 @@ import time
 from importlib import metadata
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import git_state, load, rel, video_ok  # noqa: E402
+
 REPO = Path(__file__).resolve().parents[1]
 BENCH = REPO / "bench"
 OUT = BENCH / "out"
@@ -55,30 +58,7 @@ TARGET_MEMORY_RATIO = 1.10
 SAMPLE_SECONDS = 0.02
 
 
-def rel(path: Path) -> str:
-    try:
-        return os.path.relpath(Path(path).resolve(), REPO)
-    except ValueError:
-        return str(path)
-
-
-def load() -> list[float]:
-    return [round(v, 2) for v in os.getloadavg()]
-
-
 # --- inputs --------------------------------------------------------------------------
-
-def _video_ok(path: Path, frames: int, size: tuple[int, int]) -> bool:
-    from holdpose.io.video import FrameSource
-
-    if not path.is_file():
-        return False
-    try:
-        source = FrameSource(path)
-    except Exception:  # noqa: BLE001 - a damaged leftover is simply rewritten
-        return False
-    return source.num_frames == frames and tuple(source.size) == tuple(size)
-
 
 def prepare_inputs(fixture: Path) -> dict:
     """Write bench/out/dance_512.mp4 and the memory-test videos, unless already there."""
@@ -89,7 +69,7 @@ def prepare_inputs(fixture: Path) -> dict:
     wanted = {"dance_512": (OUT / "dance_512.mp4", n)}
     for count in MEMORY_FRAMES:
         wanted[f"frames_{count}"] = (OUT / f"extract_{count}.mp4", count)
-    missing = {key: value for key, value in wanted.items() if not _video_ok(value[0], value[1], size)}
+    missing = {key: value for key, value in wanted.items() if not video_ok(value[0], value[1], size)}
     if missing:
         OUT.mkdir(parents=True, exist_ok=True)
         print(f"writing {', '.join(rel(p) for p, _ in missing.values())} from {rel(fixture)} "
@@ -269,17 +249,6 @@ def bench_memory(videos: dict[int, Path]) -> dict:
 
 
 # --- report ----------------------------------------------------------------------------
-
-def git_state() -> str:
-    try:
-        head = subprocess.run(["git", "-C", str(REPO), "rev-parse", "--short", "HEAD"], capture_output=True,
-                              text=True, check=True).stdout.strip()
-        dirty = subprocess.run(["git", "-C", str(REPO), "status", "--porcelain", "--untracked-files=no"],
-                               capture_output=True, text=True).stdout.strip()
-        return head + ("+dirty" if dirty else "")
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"
-
 
 def print_tables(report: dict) -> None:
     inputs, tp, mem = report["inputs"], report["throughput"], report["memory"]
