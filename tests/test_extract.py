@@ -3,7 +3,6 @@
 import json
 
 import numpy as np
-import pytest
 
 from holdpose.detect.extract import extract_poses
 from holdpose.detect.mediapipe import MediaPipeDetector

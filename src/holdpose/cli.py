@@ -174,31 +174,6 @@ def cmd_align(args) -> None:
           f"character/driver body ratio {info.body_ratio:.3f}")
 
 
-def cmd_animate(args) -> None:
-    from holdpose.animate.output import write_animation
-    from holdpose.io.posefile import load_poses
-    from holdpose.io.video import read_image
-
-    reference = read_image(args.reference)
-    poses = load_poses(args.poses)
-    if args.backend != "warp":
-        from holdpose.animate.cli import run_diffusion_backend
-
-        run_diffusion_backend(args, reference, poses)
-        return
-    from holdpose.animate.warp import WarpAnimator, rig_reference
-
-    rig = rig_reference(reference)
-    if not args.no_align:
-        from holdpose.refine.align import align_to_reference
-
-        poses, _ = align_to_reference(poses, rig.points, rig.present.astype("float32"),
-                                      reference_size=(reference.shape[1], reference.shape[0]))
-    frames = WarpAnimator(rig)(reference, poses, person=args.person)
-    count = write_animation(frames, poses, args.output, side_by_side=args.side_by_side, progress=not args.quiet)
-    print(f"{args.output}: {count} frames, {poses.size[0]}x{poses.size[1]}, {poses.fps:g} fps")
-
-
 def cmd_demo(args) -> None:
     from holdpose.demo import run_demo
 
@@ -300,19 +275,10 @@ def build_parser() -> argparse.ArgumentParser:
     _add_json_options(p)
     p.set_defaults(func=cmd_align)
 
-    p = sub.add_parser("animate", parents=[common], help="make a reference character follow a pose sequence")
-    p.add_argument("reference", help="the character's photo")
-    p.add_argument("poses", help="pose file")
-    p.add_argument("-o", "--output", required=True, help="output video (.mp4)")
-    p.add_argument("--backend", choices=["warp", "controlnet", "animatediff"], default="warp",
-                   help="warp: embedded CPU puppet, no weights (default); controlnet, animatediff: diffusion")
-    p.add_argument("--no-align", action="store_true", help="warp: the poses are already aligned to the reference")
-    p.add_argument("--person", type=int, default=0, help="person slot to animate (default 0)")
-    p.add_argument("--side-by-side", help="also write pose map | overlay | frame to this video")
-    p.set_defaults(func=cmd_animate)
-
+    from holdpose.animate.cli import add_subcommand as add_animate
     from holdpose.evaluate.cli import add_subcommands as add_evaluate
 
+    add_animate(sub, common)
     add_evaluate(sub, [common])
 
     p = sub.add_parser("demo", parents=[common], help="animate a photo that ships with scikit-image, with a built-in wave")

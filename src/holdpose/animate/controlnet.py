@@ -1,0 +1,227 @@
+"""Frame by frame: Stable Diffusion 1.x + OpenPose ControlNet, one image per pose.
+
+The tutorial pipeline, done so that frames hold together and nothing is recomputed:
+
+- the SAME initial noise for every frame: one latent noise tensor drawn once from the
+  seed (:func:`~holdpose.animate.diffusion_common.shared_noise`). A generator that
+  advances from frame to frame gives every frame other noise, hence more flicker, and
+  makes frame k depend on how many frames were made before it;
+- the prompt (and the IP-Adapter image prompt) encoded once, not once per frame;
+- frames denoised in batches (``batch_size``), which gives the same frames as one at
+  a time: every frame of a batch starts from the same noise and the scheduler works
+  element-wise; batches always start at multiples of ``batch_size``, so a resumed run
+  computes exactly what an uninterrupted one did;
+- several ControlNets at once (pose plus e.g. depth), each with its own scale and images;
+- image-to-image from init frames (e.g. the warp animator's) with a ``strength``, with
+  the same noise rule (diffusers' img2img schedule: only the last ``strength`` part of
+  the timesteps is run, from the init latents noised to that level).
+
+Default scheduler "unipc", as in the Hugging Face ControlNet tutorial.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass
+from itertools import islice
+from typing import Any, Iterator
+
+import numpy as np
+
+from holdpose.animate.diffusion_common import (
+    DEFAULT_CONTROLNET,
+    DEFAULT_MODEL,
+    DiffusionAnimator,
+    DiffusionOptions,
+    _check_int,
+    batch_embeds,
+    batch_image_embeds,
+    control_streams,
+    control_tensor,
+    decode_latents,
+    encode_frames,
+    encode_prompt,
+    frames_of,
+    generation_size,
+    import_diffusers,
+    import_torch,
+    ip_adapter_embeds,
+    resize,
+    set_timesteps,
+    shared_noise,
+)
+from holdpose.errors import HoldposeError
+from holdpose.sequence import PoseSequence
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class ControlNetOptions(DiffusionOptions):
+    """Options of :class:`ControlNetAnimator`: those of :class:`DiffusionOptions`, and
+
+    Attributes:
+        batch_size: frames denoised together (the same frames as one at a time).
+        init: start frames for image-to-image: an animator (run on the same reference,
+            poses and seed, e.g. the warp animator), a path (video, image folder), an
+            array ``[T, H, W, 3]`` or a list of frames. None: text-to-image.
+        strength: part of the denoising redone from ``init``, in (0, 1]; default 0.75
+            with ``init`` (1 keeps almost nothing of it).
+    """
+
+    batch_size: int = 4
+    init: Any = None
+    strength: float | None = None
+
+    def check(self, num_controlnets: int, has_ip_adapter: bool) -> "ControlNetOptions":
+        super().check(num_controlnets, has_ip_adapter)
+        _check_int(self.batch_size, "batch_size (--batch-size)", 1)
+        if self.init is None:
+            if self.strength is not None:
+                raise HoldposeError("strength (--strength) needs init frames (init=, --init) to start from")
+        else:
+            self.strength = 0.75 if self.strength is None else self.strength
+            if not isinstance(self.strength, (int, float)) or not 0.0 < float(self.strength) <= 1.0:
+                raise HoldposeError(f"strength (--strength) must lie in (0, 1], got {self.strength!r}")
+            self.strength = float(self.strength)
+        return self
+
+
+class ControlNetAnimator(DiffusionAnimator):
+    """Stable Diffusion 1.x + ControlNet(s), frame by frame.
+
+    ``animator(reference, poses, seed=0, prompt=..., ...)`` yields ``uint8 [H, W, 3]``
+    frames on the poses' canvas. Options: :class:`ControlNetOptions`. Takes
+    ``start_frame`` to skip frames already made (see :mod:`holdpose.animate.resume`).
+    Ignores the whole-clip options (``window``, ``stride``, ``fusion``, ``reference_pose``).
+    The reference image is used by the IP-Adapter when one is loaded, and sets the canvas.
+
+    Construction arguments: see :class:`~holdpose.animate.diffusion_common.DiffusionAnimator`.
+    """
+
+    name = "controlnet"
+    pose_style = "openpose_full"  # SD 1.5 OpenPose ControlNet v1.1 saw body, hands and face
+    options_class = ControlNetOptions
+    default_scheduler = "unipc"
+
+    def __init__(self, model: str | os.PathLike = DEFAULT_MODEL,
+                 controlnet: str | os.PathLike | list = DEFAULT_CONTROLNET, **kwargs):
+        super().__init__(model, controlnet, **kwargs)
+
+    def build_pipeline(self, components: dict, controlnet, *, allow_pickle: bool = False):
+        diffusers = import_diffusers()
+        return diffusers.StableDiffusionControlNetPipeline(
+            **components, controlnet=controlnet, safety_checker=None, feature_extractor=None, image_encoder=None,
+            requires_safety_checker=False)
+
+    def __call__(self, reference: np.ndarray, poses: PoseSequence, *, seed: int = 0, callback=None,
+                 start_frame: int = 0, **options) -> Iterator[np.ndarray]:
+        torch = import_torch()
+        pipe = self.pipe
+
+        # 1. Check inputs
+        reference, poses, seed, opts = self.check_call(reference, poses, seed, start_frame, options)
+        num_frames = poses.num_frames
+
+        # 2. Define call parameters
+        device = self.execution_device
+        width, height = generation_size(poses.size, opts.resolution, 8)
+        do_cfg = opts.guidance_scale > 1.0
+        strength = opts.strength if opts.init is not None else 1.0
+        scheduler = self.scheduler_for(opts.scheduler)
+        first = start_frame // opts.batch_size * opts.batch_size  # batches start where an uninterrupted run's did
+
+        # 3. Encode the prompt, and the reference as an image prompt, once for all frames
+        with torch.no_grad():
+            cond, uncond = encode_prompt(pipe, opts.prompt, opts.negative_prompt, device, do_cfg)
+            image_embeds = ip_adapter_embeds(pipe, reference, device, do_cfg) if self.has_ip_adapter else None
+        self.set_ip_adapter_scale(opts.ip_adapter_scale)
+
+        # 4. Render the control images (streamed, at the generation size) and open the init frames
+        controls = control_streams(poses, opts.control_images, self.pose_style, (width, height), start=first)
+        inits = None
+        if opts.init is not None:
+            inits = self._init_frames(opts.init, reference, poses, seed, (width, height), first)
+
+        # 5. Prepare the initial noise: drawn once from the seed, the same for every frame
+        scale = pipe.vae_scale_factor
+        latent_shape = (1, pipe.unet.config.in_channels, height // scale, width // scale)
+        noise = shared_noise(seed, latent_shape).to(device=device, dtype=self.dtype)
+
+        # 6. Denoise batch by batch (7.), decode in chunks (8.), yield the frames
+        for batch_start in range(first, num_frames, opts.batch_size):
+            batch = min(opts.batch_size, num_frames - batch_start)
+            control_images = [np.stack(list(islice(stream, batch))) for stream in controls]
+            init_images = None if inits is None else np.stack(list(islice(inits, batch)))
+            with torch.no_grad():
+                latents = self.denoise(scheduler, noise, cond, uncond, image_embeds, control_images, init_images,
+                                       opts, strength, do_cfg)
+                images = np.concatenate([decode_latents(pipe.vae, latents[c: c + opts.decode_chunk_size])
+                                         for c in range(0, batch, opts.decode_chunk_size)])
+            for offset, image in enumerate(images):
+                index = batch_start + offset
+                if index < start_frame:
+                    continue  # made again only to keep the batch as it was; already on disk
+                frame = resize(image, poses.size)
+                if callback is not None:
+                    callback(index, frame)
+                yield frame
+        pipe.maybe_free_model_hooks()
+
+    def denoise(self, scheduler, noise, cond, uncond, image_embeds, control_images: list[np.ndarray],
+                init_images: np.ndarray | None, opts: ControlNetOptions, strength: float, do_cfg: bool):
+        """7. The denoising loop for one batch; returns latents ``[B, C, h, w]``."""
+        torch = import_torch()
+        pipe = self.pipe
+        device = self.execution_device
+        batch = len(control_images[0])
+
+        # 7.1 Timesteps (all, or the last `strength` part for image-to-image); scheduler state reset
+        timesteps = set_timesteps(scheduler, opts.num_inference_steps, strength, device)
+
+        # 7.2 Latents: the shared noise for every frame, or the init frames noised with it
+        noise = noise.expand(batch, *noise.shape[1:])
+        if init_images is None:
+            latents = noise * scheduler.init_noise_sigma
+        else:
+            init_latents = encode_frames(pipe.vae, init_images, device, self.dtype)
+            latents = scheduler.add_noise(init_latents, noise, timesteps[:1].repeat(batch))
+
+        # 7.3 Conditioning for the batch, ordered [unconditional, conditional] as diffusers does
+        embeds = batch_embeds(cond, uncond, batch)
+        added = None if image_embeds is None else {"image_embeds": batch_image_embeds(image_embeds, batch, do_cfg)}
+        conds = [control_tensor(images, device, pipe.controlnet.dtype) for images in control_images]
+        if do_cfg:
+            conds = [torch.cat([c, c]) for c in conds]
+        single = self.num_controlnets == 1
+        controlnet_cond = conds[0] if single else conds
+        scale = opts.controlnet_scale[0] if single else opts.controlnet_scale
+
+        # 7.4 Loop
+        for t in timesteps:
+            model_input = torch.cat([latents] * 2) if do_cfg else latents
+            model_input = scheduler.scale_model_input(model_input, t)
+            down, mid = pipe.controlnet(model_input, t, encoder_hidden_states=embeds, controlnet_cond=controlnet_cond,
+                                        conditioning_scale=scale, guess_mode=False, return_dict=False)
+            noise_pred = pipe.unet(model_input, t, encoder_hidden_states=embeds, added_cond_kwargs=added,
+                                   down_block_additional_residuals=down, mid_block_additional_residual=mid,
+                                   return_dict=False)[0]
+            if do_cfg:
+                noise_uncond, noise_text = noise_pred.chunk(2)
+                noise_pred = noise_uncond + opts.guidance_scale * (noise_text - noise_uncond)
+            latents = scheduler.step(noise_pred, t, latents, return_dict=False)[0]
+        return latents
+
+    @staticmethod
+    def _init_frames(init, reference, poses, seed, size, first) -> Iterator[np.ndarray]:
+        """Init frames ``first..`` at ``size``: another animator's output, or given frames."""
+        from holdpose.animate.base import Animator
+
+        if isinstance(init, Animator):
+            if getattr(init, "resumable", False):
+                frames = init(reference, poses, seed=seed, start_frame=first)
+            else:
+                frames = islice(init(reference, poses, seed=seed), first, None)
+            return (resize(np.asarray(frame), size) for frame in frames)
+        return frames_of(init, "init", poses.num_frames, size, first)

@@ -1,0 +1,136 @@
+"""`holdpose animate --backend controlnet|animatediff`: flags reach the API, models load from
+folders, frames match the Python API's, reruns resume or refuse. Tiny random-weight models
+(tests/diffusion_fixtures.py) stand in for the real ones."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+pytest.importorskip("diffusers")
+pytest.importorskip("torch")
+
+from diffusion_fixtures import reference_image, single_torch_thread, tiny_models, walking_poses  # noqa: E402
+
+from holdpose.animate.cli import diffusion_arguments  # noqa: E402
+from holdpose.animate.resume import FRAME_NAME  # noqa: E402
+from holdpose.cli import build_parser, main  # noqa: E402
+from holdpose.io.posefile import save_poses  # noqa: E402
+from holdpose.io.video import FrameSource, read_image, write_image  # noqa: E402
+
+FRAMES = 5
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _one_thread():
+    with single_torch_thread():
+        yield
+
+
+@pytest.fixture(scope="module")
+def inputs(tmp_path_factory):
+    root = tmp_path_factory.mktemp("animate-cli")
+    reference = reference_image()
+    write_image(root / "ref.png", reference)
+    poses = walking_poses(FRAMES)
+    save_poses(poses, root / "poses.npz")
+    return {"root": root, "ref": root / "ref.png", "poses": root / "poses.npz", "reference": reference,
+            "sequence": poses, **tiny_models()}
+
+
+def _argv(inputs, output, backend="controlnet", *extra):
+    return ["-q", "animate", str(inputs["ref"]), str(inputs["poses"]), "-o", str(output), "--backend", backend,
+            "--model", str(inputs["model"]), "--controlnet", str(inputs["controlnet"]), "--steps", "2",
+            "--guidance", "3", "--device", "cpu", "--no-align", *map(str, extra)]
+
+
+def _frames(folder: Path, count: int) -> np.ndarray:
+    return np.stack([read_image(folder / FRAME_NAME.format(i)) for i in range(count)])
+
+
+def test_flags_map_to_constructor_and_call_options():
+    args = build_parser().parse_args(
+        ["animate", "r.png", "p.json", "-o", "o.mp4", "--backend", "controlnet", "--model", "m",
+         "--controlnet", "a", "--controlnet", "b", "--controlnet-scale", "0.5", "--steps", "7", "--guidance", "2",
+         "--batch-size", "3", "--vae-slicing", "--prompt", "a dancer"])
+    init, options = diffusion_arguments(args)
+    assert init == {"model": "m", "controlnet": ["a", "b"], "vae_slicing": True}
+    assert options == {"prompt": "a dancer", "num_inference_steps": 7, "guidance_scale": 2.0,
+                       "controlnet_scale": 0.5, "batch_size": 3}
+    args = build_parser().parse_args(["animate", "r.png", "p.json", "-o", "o.mp4", "--backend", "animatediff",
+                                      "--controlnet-scale", "1", "--controlnet-scale", "0.3", "--window", "8"])
+    init, options = diffusion_arguments(args)
+    assert init == {} and options == {"controlnet_scale": [1.0, 0.3], "window": 8}
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--backend", "controlnet", "--window", "8"], "--window: for the animatediff backend"),
+    (["--backend", "animatediff", "--batch-size", "2"], "--batch-size: for the controlnet backend"),
+    (["--prompt", "x"], "--prompt: diffusion flags; the warp backend takes none"),
+])
+def test_flags_of_another_backend_are_refused(inputs, tmp_path, capsys, argv, message):
+    code = main(["-q", "animate", str(inputs["ref"]), str(inputs["poses"]), "-o", str(tmp_path / "o.mp4"), *argv])
+    assert code == 2
+    assert message in capsys.readouterr().err
+    assert not (tmp_path / "o.mp4").exists()
+
+
+def test_missing_model_folder_is_one_clear_line(inputs, tmp_path, capsys):
+    argv = _argv(inputs, tmp_path / "o.mp4")
+    argv[argv.index("--model") + 1] = str(tmp_path / "no-such-model")
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert "no-such-model: no such file or folder" in err and "Traceback" not in err
+    assert len(err.strip().splitlines()) == 1
+
+
+def test_controlnet_cli_matches_the_api_and_resumes(inputs, tmp_path, capsys):
+    from holdpose.animate.controlnet import ControlNetAnimator
+
+    output = tmp_path / "out.mp4"
+    assert main(_argv(inputs, output, "controlnet", "--seed", 3)) == 0
+    assert f"{FRAMES} frames" in capsys.readouterr().out
+    video = FrameSource(output)
+    assert (video.num_frames, video.size) == (FRAMES, inputs["sequence"].size)
+    manifest = json.loads((tmp_path / "out.frames" / "manifest.json").read_text())
+    assert manifest["parameters"]["seed"] == 3
+
+    # The same run through the Python API gives the same frames.
+    animator = ControlNetAnimator(str(inputs["model"]), str(inputs["controlnet"]), device="cpu")
+    expected = np.stack(list(animator(inputs["reference"], inputs["sequence"], seed=3, num_inference_steps=2,
+                                      guidance_scale=3.0)))
+    np.testing.assert_array_equal(_frames(tmp_path / "out.frames" / "frames", FRAMES), expected)
+
+    # A rerun finds every frame on disk; other parameters are refused unless --overwrite.
+    assert main(_argv(inputs, output, "controlnet", "--seed", 3)) == 0
+    assert f"({FRAMES} resumed)" in capsys.readouterr().out
+    assert main(_argv(inputs, output, "controlnet", "--seed", 4)) == 2
+    assert "other parameters" in capsys.readouterr().err
+    assert main(_argv(inputs, output, "controlnet", "--seed", 4, "--overwrite")) == 0
+    assert not np.array_equal(_frames(tmp_path / "out.frames" / "frames", FRAMES), expected)
+
+
+def test_controlnet_cli_image_to_image_from_a_folder(inputs, tmp_path):
+    init = tmp_path / "init"
+    init.mkdir()
+    for i in range(FRAMES):
+        write_image(init / f"{i:03d}.png", np.full_like(inputs["reference"], 40 * i))
+    output = tmp_path / "img2img.mp4"
+    assert main(_argv(inputs, output, "controlnet", "--init", init, "--strength", 0.5, "--side-by-side",
+                      tmp_path / "sbs.mp4")) == 0
+    manifest = json.loads((tmp_path / "img2img.frames" / "manifest.json").read_text())
+    assert manifest["parameters"]["options"]["strength"] == 0.5
+    w, h = inputs["sequence"].size
+    assert FrameSource(tmp_path / "sbs.mp4").size == (3 * w, h)
+
+
+def test_animatediff_cli_writes_every_frame(inputs, tmp_path):
+    output = tmp_path / "clip.mp4"
+    assert main(_argv(inputs, output, "animatediff", "--motion-adapter", inputs["motion_adapter"], "--window", 4,
+                      "--stride", 2)) == 0
+    assert FrameSource(output).num_frames == FRAMES
+    options = json.loads((tmp_path / "clip.frames" / "manifest.json").read_text())["parameters"]["options"]
+    assert (options["window"], options["stride"], options["num_inference_steps"]) == (4, 2, 2)
