@@ -1,9 +1,11 @@
 """Embedded (warp) animator figures.
 
 1. Pose adherence: each fixture reference photo driven by the fixture dance video (extracted, gaps
-   filled, smoothed, aligned to the photo), animated, then the poses re-detected on the output frames
-   and compared with the aligned target: PCK@0.05 of the person's height for visible body keypoints
-   (target: >= 0.95).
+   filled, smoothed, aligned to the photo), animated, then measured with holdpose's own evaluation
+   (holdpose.evaluate.evaluate_video, what `holdpose evaluate` runs): poses re-detected on the output
+   frames with MediaPipe against the aligned target, PCK@0.05 of the person's height for visible body
+   keypoints (target: >= 0.95), OKS AP, flicker, warping error, keypoint jitter. The HTML reports
+   land in bench/out/animate_<reference>_report/.
 2. Speed at 512x512: per frame, animating (deform) vs decoding the driving video plus encoding the
    output, measured in the same run (target: animating <= 2x decode + encode).
 3. A contact sheet per reference in bench/out/ to look at.
@@ -59,7 +61,9 @@ def fit_512(image: np.ndarray) -> np.ndarray:
 
 
 def adherence_run(reference_path: Path, driving) -> dict:
-    from holdpose.animate.output import pose_adherence, write_animation
+    from holdpose.animate.output import write_animation
+    from holdpose.evaluate.report import write_report
+    from holdpose.evaluate.run import evaluate_video
     from holdpose.animate.warp import WarpAnimator, rig_reference
     from holdpose.io.video import read_image
     from holdpose.refine.align import align_to_reference
@@ -74,9 +78,14 @@ def adherence_run(reference_path: Path, driving) -> dict:
     write_animation(WarpAnimator(rig)(image, aligned), aligned, video,
                     contact_sheet=OUT / f"animate_{name}_sheet.png", progress=False)
     seconds = time.perf_counter() - start
-    summary = pose_adherence(video, aligned)
+    evaluation = evaluate_video(video, target=aligned, detector="mediapipe", progress=False)
+    write_report(evaluation, OUT / f"animate_{name}_report")
+    keys = ("pck@0.05", "pck@0.1", "pck@0.2", "oks_ap", "oks_ar", "mse_p", "pce", "flicker", "warp_error",
+            "keypoint_jitter", "keypoint_jitter_target")
+    summary = {key: evaluation.metrics.get(key) for key in keys}
     summary.update(reference=str(reference_path.relative_to(ROOT.parent)), size=list(aligned.size),
-                   body_ratio=info.body_ratio, animate_and_encode_seconds=seconds)
+                   frames=aligned.num_frames, body_ratio=info.body_ratio, animate_and_encode_seconds=seconds,
+                   detected_frames=int(np.sum(evaluation.per_frame["num_detected"] > 0)))
     return summary
 
 
@@ -148,11 +157,11 @@ def main(argv=None) -> int:
         "speed_512": speed,
     }
     (RESULTS / "animate.json").write_text(json.dumps(result, indent=2))
-    print("| reference | frames | visible body points | PCK@0.05 | PCK@0.1 | mean error px | re-detected |")
-    print("|---|---:|---:|---:|---:|---:|---:|")
+    print("| reference | frames | PCK@0.05 | PCK@0.1 | OKS AP | flicker | warping error | keypoint jitter px (target's) |")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|")
     for row in adherence:
-        print(f"| {Path(row['reference']).name} | {row['frames']} | {row['points']} | {row['pck@0.05']:.3f} | "
-              f"{row['pck@0.1']:.3f} | {row['mean_error_px']:.1f} | {row['detected']:.3f} |")
+        print(f"| {Path(row['reference']).name} | {row['frames']} | {row['pck@0.05']:.3f} | {row['pck@0.1']:.3f} | "
+              f"{row['oks_ap']:.3f} | {row['flicker']:.2f} | {row['warp_error']:.5f} | {row['keypoint_jitter']:.2f} ({row['keypoint_jitter_target']:.2f}) |")
     s = speed
     print(f"\nspeed at 512x512, {s['frames']} frames: animate {s['animate_fps']:.1f} frames/s "
           f"({1000 * s['animate_seconds'] / s['frames']:.1f} ms/frame); decode {1000 * s['decode_seconds'] / s['frames']:.1f} "

@@ -11,7 +11,6 @@ adherence by re-detecting the poses in the result.
 
 from __future__ import annotations
 
-import json
 import logging
 from pathlib import Path
 
@@ -29,7 +28,9 @@ def load_demo_reference() -> np.ndarray:
 
 def run_demo(output: str | Path, *, reference: str | None = None, video: str | None = None,
              progress: bool = True) -> dict[str, Path]:
-    from holdpose.animate.output import pose_adherence, write_animation
+    from holdpose.animate.output import write_animation
+    from holdpose.evaluate.report import write_report
+    from holdpose.evaluate.run import evaluate_video
     from holdpose.animate.warp import WarpAnimator, rig_reference
     from holdpose.io.posefile import save_poses
     from holdpose.io.video import read_image, write_image
@@ -40,7 +41,7 @@ def run_demo(output: str | Path, *, reference: str | None = None, video: str | N
     output.mkdir(parents=True, exist_ok=True)
     files = {name: output / filename for name, filename in (
         ("animation", "animation.mp4"), ("side_by_side", "side_by_side.mp4"), ("contact_sheet", "contact_sheet.png"),
-        ("poses", "poses.json"), ("reference_pose_map", "reference_pose_map.png"), ("adherence", "adherence.json"))}
+        ("poses", "poses.json"), ("reference_pose_map", "reference_pose_map.png"), ("report", "report/index.html"))}
 
     # 1. the character: detect its pose and segment it
     image = read_image(reference) if reference else load_demo_reference()
@@ -62,13 +63,16 @@ def run_demo(output: str | Path, *, reference: str | None = None, video: str | N
     write_animation(frames, aligned, files["animation"], side_by_side=files["side_by_side"],
                     contact_sheet=files["contact_sheet"], progress=progress)
 
-    # 5. does the result hold the pose?
-    summary = pose_adherence(files["animation"], aligned, progress=progress)
-    files["adherence"].write_text(json.dumps(summary, indent=2))
+    # 5. does the result hold the pose? Re-detect it on the frames, score against the target
+    evaluation = evaluate_video(files["animation"], target=aligned, detector="mediapipe", worst_frames=2,
+                                progress=progress)
+    write_report(evaluation, files["report"].parent)
     for name, path in files.items():
         print(f"{name:>18}: {path}")
-    print(f"pose adherence: PCK@0.05 {summary['pck@0.05']:.3f}, PCK@0.1 {summary['pck@0.1']:.3f} "
-          f"over {summary['points']} visible body points, mean error {summary['mean_error_px']:.1f} px")
+    m = evaluation.metrics
+    print(f"pose adherence (poses re-detected on the animation): PCK@0.05 {m['pck@0.05']:.3f}, PCK@0.1 "
+          f"{m['pck@0.1']:.3f}, OKS AP {m['oks_ap']:.3f}; flicker {m['flicker']:.2f}; "
+          f"metrics.json beside the report")
     return files
 
 

@@ -1,5 +1,5 @@
-"""Writing animations: the video, an optional side-by-side with the pose maps, a contact sheet,
-and a pose-adherence check (re-detect the poses on the output and compare with the target)."""
+"""Writing animations: the video, an optional side-by-side with the pose maps, a contact sheet.
+(Whether the result holds the pose is :mod:`holdpose.evaluate`'s job.)"""
 
 from __future__ import annotations
 
@@ -55,34 +55,3 @@ def write_animation(frames: Iterable[np.ndarray], poses: PoseSequence, output: s
     if contact_sheet and sheet:
         write_image(contact_sheet, np.concatenate(sheet, axis=1))
     return count
-
-
-def pose_adherence(video: str | Path, target: PoseSequence, *, alphas=(0.05, 0.1, 0.2), person: int = 0,
-                   min_score: float = 0.3, progress: bool = False) -> dict:
-    """Re-detect poses in ``video`` and compare with ``target``'s visible body keypoints.
-
-    PCK at each alpha: the fraction of target body points (score > ``min_score``) whose
-    re-detected position lies within ``alpha`` times the person's height, the height
-    being the target's body box height in that frame (visible points only).
-    Also the mean error in pixels. Points the detector misses count as wrong.
-    """
-    from holdpose.detect.extract import extract_poses
-    from holdpose.evaluate.keypoints import pck
-
-    found = extract_poses(video, progress=progress)
-    n = min(found.num_frames, target.num_frames)
-    want = target.keypoints[:n, person, :17].astype(np.float64)
-    visible = target.scores[:n, person, :17] > min_score
-    got = found.keypoints[:n, 0, :17].astype(np.float64)
-    got[found.scores[:n, 0, :17] <= min_score] = np.nan
-    ys = np.where(visible, want[..., 1], np.nan)
-    with np.errstate(all="ignore"):
-        height = np.nanmax(ys, axis=1) - np.nanmin(ys, axis=1)
-    keep = np.isfinite(height) & (height > 0)
-    summary = {"frames": int(n), "points": int(visible[keep].sum())}
-    for alpha in alphas:
-        summary[f"pck@{alpha:g}"] = float(pck(got[keep], want[keep], visible[keep], height[keep], alpha))
-    error = np.linalg.norm(got - want, axis=-1)[visible & np.isfinite(got).all(-1)]
-    summary["mean_error_px"] = float(error.mean()) if error.size else float("nan")
-    summary["detected"] = float(np.isfinite(got[visible]).all(-1).mean()) if visible.any() else float("nan")
-    return summary
