@@ -51,6 +51,13 @@ def test_animate_with_the_warp_backend(tmp_path, astronaut):
     out = FrameSource(tmp_path / "out.mp4")
     assert out.num_frames == 18 and out.size == (512, 512) and out.fps == 6
     assert FrameSource(tmp_path / "sbs.mp4").size == (1536, 512)
+    # the poses it followed: aligned onto the astronaut's canvas, one frame per video frame
+    used = load_poses(tmp_path / "out.poses.json")
+    assert used.num_frames == 18 and used.size == (512, 512)
+    wave = load_poses(tmp_path / "wave.npz")
+    both = used.present[0, 0, :17] & wave.present[0, 0, :17]
+    assert both.sum() >= 5
+    assert np.abs(used.keypoints[0, 0, :17][both] - wave.keypoints[0, 0, :17][both]).max() > 5  # moved by alignment
 
 
 def test_import_bvh_fixture(tmp_path):

@@ -6,9 +6,10 @@ constructor arguments build the animator, call options go to
 :func:`holdpose.animate.resume.run_animation`. A flag left out is not passed at all,
 so each backend keeps its own default (AnimateDiff's 25 steps, say).
 
-Output of the diffusion backends: ``-o out.mp4`` keeps its frames and manifest in
-``out.frames/`` (a rerun after an interruption continues there), then encodes
-``out.mp4`` from them.
+Output: ``-o out.mp4``, and beside it ``out.poses.json``, the (aligned) poses the
+animation follows: the ``--target`` of ``holdpose evaluate``. The diffusion backends keep
+their frames and manifest in ``out.frames/`` (a rerun after an interruption continues
+there), then encode ``out.mp4`` from them.
 """
 
 from __future__ import annotations
@@ -139,7 +140,17 @@ def _run_warp(args, reference: np.ndarray, poses) -> None:
         poses = _align(poses, reference, rig.points, rig.present.astype(np.float32))
     frames = WarpAnimator(rig)(reference, poses, person=args.person)
     count = write_animation(frames, poses, args.output, side_by_side=args.side_by_side, progress=not args.quiet)
-    print(f"{args.output}: {count} frames, {poses.size[0]}x{poses.size[1]}, {poses.fps:g} fps")
+    used = _save_used_poses(poses, Path(args.output))
+    print(f"{args.output}: {count} frames, {poses.size[0]}x{poses.size[1]}, {poses.fps:g} fps; poses: {used}")
+
+
+def _save_used_poses(poses, output: Path) -> Path:
+    """The poses the animation follows (aligned), beside it: the target for `holdpose evaluate`."""
+    from holdpose.io.posefile import save_poses
+
+    path = output.with_suffix(".poses.json")
+    save_poses(poses, path, confidences="real")
+    return path
 
 
 def _align(poses, reference: np.ndarray, keypoints: np.ndarray, scores: np.ndarray):
@@ -225,6 +236,7 @@ def run_diffusion_backend(args, reference: np.ndarray, poses, *, animator=None) 
                             video=False, callback=lambda index, frame: bar.update(1), **options)
     frames = (read_image(run.frames_dir / FRAME_NAME.format(i)) for i in range(run.num_frames))
     count = write_animation(frames, poses, output, side_by_side=args.side_by_side, progress=not args.quiet)
+    used = _save_used_poses(poses, output)
     resumed = f" ({run.resumed_from} resumed)" if run.resumed_from else ""
     print(f"{output}: {count} frames{resumed}, {poses.size[0]}x{poses.size[1]}, {poses.fps:g} fps; "
-          f"frames and manifest in {frames_dir}/")
+          f"frames and manifest in {frames_dir}/; poses: {used}")
