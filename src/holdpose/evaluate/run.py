@@ -236,11 +236,12 @@ def _evaluate_chunk(job: _Job, progress) -> dict:
                 detections.append((keypoints[: job.max_people].astype(np.float32),
                                    scores[: job.max_people].astype(np.float32)))
             badness = _badness(job, i, out, detections)
-            if badness is not None and job.worst > 0:
+            if badness is not None and job.worst > 0 and (len(worst) < job.worst or badness > worst[0][0]):
+                # thumbnails only for frames that enter the heap: most frames never do
                 item = (badness, t, _thumbnail(frame), None if gt is None else _thumbnail(gt))
                 if len(worst) < job.worst:
                     heapq.heappush(worst, item)
-                elif badness > worst[0][0]:
+                else:
                     heapq.heapreplace(worst, item)
             if progress is not None:
                 progress.put(1)
