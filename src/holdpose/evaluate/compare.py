@@ -70,7 +70,7 @@ def compare(videos: list[str | os.PathLike], target: PoseSequence | str | os.Pat
             labels = [f"{i + 1}: {label}" for i, label in enumerate(labels)]
     if len(labels) != len(videos):
         raise HoldposeError(f"{len(labels)} labels for {len(videos)} videos; give one label per video")
-    target_label = "<PoseSequence>" if isinstance(target, PoseSequence) else str(target)
+    target_label = "poses passed in memory" if isinstance(target, PoseSequence) else str(target)
     if not isinstance(target, PoseSequence):
         target = load_poses(target)
     sources = [FrameSource(v) for v in videos]

@@ -334,7 +334,7 @@ def evaluate_video(output: str | os.PathLike, *, target: PoseSequence | str | os
     notes: list[str] = []
     skipped: dict[str, str] = {}
     target_seq = None
-    target_label = None if target is None else "<PoseSequence>" if isinstance(target, PoseSequence) else str(target)
+    target_label = None if target is None else "poses passed in memory" if isinstance(target, PoseSequence) else str(target)
     if target is not None:
         if not isinstance(target, PoseSequence):
             from holdpose.io.posefile import load_poses
