@@ -14,27 +14,11 @@ import logging
 import sys
 from pathlib import Path
 
+from holdpose import argtypes
 from holdpose.errors import HoldposeError
 from holdpose.progress import progress_bar
 
 logger = logging.getLogger("holdpose")
-
-
-def _size(text: str) -> tuple[int, int]:
-    try:
-        w, h = (int(v) for v in text.lower().split("x"))
-    except ValueError as err:
-        raise argparse.ArgumentTypeError(f"size must look like 512x768, got {text!r}") from err
-    if w <= 0 or h <= 0:
-        raise argparse.ArgumentTypeError(f"size must be positive, got {text!r}")
-    return w, h
-
-
-def _positive_int(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
-    return value
 
 
 # --- subcommands -----------------------------------------------------------------
@@ -200,10 +184,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--detector", choices=["mediapipe", "dwpose"], default="mediapipe")
     p.add_argument("--pose-model", help="dwpose: path to the DWPose/RTMPose .onnx file")
     p.add_argument("--det-model", help="dwpose: path to a YOLOX person detector .onnx file (optional)")
-    p.add_argument("--max-people", type=_positive_int, default=1, help="most people per frame (default 1)")
-    p.add_argument("--short-side", type=_positive_int, help="resize frames so their short side has this many pixels")
+    p.add_argument("--max-people", type=argtypes.positive_int, default=1, help="most people per frame (default 1)")
+    p.add_argument("--short-side", type=argtypes.positive_int, help="resize frames so their short side has this many pixels")
     p.add_argument("--fps", type=float, help="frame rate of an image folder (default 30)")
-    p.add_argument("--workers", type=_positive_int, help="processes to use (default: one per core)")
+    p.add_argument("--workers", type=argtypes.positive_int, help="processes to use (default: one per core)")
     _add_json_options(p)
     p.set_defaults(func=cmd_extract)
 
@@ -212,8 +196,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-o", "--output", required=True, help="maps.mp4 (video), maps/ (PNG per frame) or map.png (one frame)")
     p.add_argument("--style", default="openpose_full", help="openpose, openpose_hand, openpose_face, openpose_full, "
                    "openpose_full_bgr (MusePose, DisPose), mimicmotion")
-    p.add_argument("--size", type=_size, help="output WxH (default: the poses' canvas)")
-    p.add_argument("--canvas", type=_size, help="canvas WxH of a pose file that does not state it")
+    p.add_argument("--size", type=argtypes.size, help="output WxH (default: the poses' canvas)")
+    p.add_argument("--canvas", type=argtypes.size, help="canvas WxH of a pose file that does not state it")
     p.add_argument("--threshold", type=float, default=0.3, help="draw points with a score above this (default 0.3)")
     p.set_defaults(func=cmd_render)
 
@@ -222,7 +206,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-o", "--output", required=True, help="refined poses (.json, .npz or folder)")
     p.add_argument("--track", action="store_true", help="re-assign person ids across frames")
     p.add_argument("--fill", action="store_true", help="interpolate short gaps")
-    p.add_argument("--max-gap", type=_positive_int, default=5, help="longest gap to fill, in frames (default 5)")
+    p.add_argument("--max-gap", type=argtypes.positive_int, default=5, help="longest gap to fill, in frames (default 5)")
     p.add_argument("--fix-swaps", action="store_true", help="repair left/right limb swaps")
     p.add_argument("--smooth", nargs="?", const="offline", choices=["offline", "one_euro"],
                    help="smooth jitter: offline (zero-phase, default) or one_euro (causal)")
@@ -258,7 +242,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("import-bvh", parents=[common], help="project a BVH motion-capture file to a 2-D pose sequence")
     p.add_argument("bvh", help="motion file (.bvh)")
     p.add_argument("-o", "--output", required=True, help="poses (.json, .npz or folder)")
-    p.add_argument("--size", type=_size, default=(512, 512), help="canvas WxH (default 512x512)")
+    p.add_argument("--size", type=argtypes.size, default=(512, 512), help="canvas WxH (default 512x512)")
     p.add_argument("--azimuth", type=float, default=0.0, help="camera azimuth in degrees (0: facing the figure)")
     p.add_argument("--elevation", type=float, default=0.0, help="camera elevation in degrees")
     p.add_argument("--focal-length", type=float, help="perspective camera focal length in pixels (default orthographic)")

@@ -19,6 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
+from holdpose.argtypes import positive_int
 from holdpose.errors import HoldposeError
 
 DIFFUSION_BACKENDS = ("controlnet", "animatediff")
@@ -36,16 +37,6 @@ CALL_OPTIONS = {"prompt": "prompt", "negative_prompt": "negative_prompt", "steps
                 "resolution": "resolution", "scheduler": "scheduler"}
 ANIMATEDIFF_ONLY = ("motion_adapter", "window", "stride", "fusion", "anchor_reference")
 CONTROLNET_ONLY = ("batch_size", "init", "strength")
-
-
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError as err:
-        raise argparse.ArgumentTypeError(f"must be a whole number, got {text!r}") from err
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
-    return value
 
 
 def add_subcommand(subparsers, common: argparse.ArgumentParser) -> None:
@@ -85,19 +76,19 @@ def add_subcommand(subparsers, common: argparse.ArgumentParser) -> None:
     d.add_argument("--ip-adapter-scale", type=float, help="IP-Adapter weight (default 0.6)")
     d.add_argument("--prompt", help="text prompt")
     d.add_argument("--negative-prompt", help="negative prompt")
-    d.add_argument("--steps", type=_positive_int, help="denoising steps (controlnet 20, animatediff 25)")
+    d.add_argument("--steps", type=positive_int, help="denoising steps (controlnet 20, animatediff 25)")
     d.add_argument("--guidance", type=float, help="classifier-free guidance scale (default 7.5; <= 1: off)")
     d.add_argument("--seed", type=int, default=0, help="seed (default 0): same seed and inputs, same frames")
     d.add_argument("--init", help="controlnet: start from these frames (image-to-image): 'warp' for the embedded "
                    "animator's, or a video / image folder")
     d.add_argument("--strength", type=float, help="controlnet with --init: part of the denoising redone (default 0.75)")
-    d.add_argument("--batch-size", type=_positive_int, help="controlnet: frames denoised together (default 4)")
-    d.add_argument("--window", type=_positive_int, help="animatediff: frames per window (default 16)")
-    d.add_argument("--stride", type=_positive_int, help="animatediff: frames between window starts (default 8)")
+    d.add_argument("--batch-size", type=positive_int, help="controlnet: frames denoised together (default 4)")
+    d.add_argument("--window", type=positive_int, help="animatediff: frames per window (default 16)")
+    d.add_argument("--stride", type=positive_int, help="animatediff: frames between window starts (default 8)")
     d.add_argument("--fusion", choices=["pyramid", "flat", "freenoise"], help="animatediff: window fusion")
     d.add_argument("--anchor-reference", action="store_true",
                    help="animatediff: put the reference (and its pose) in front of every window")
-    d.add_argument("--resolution", type=_positive_int, help="short side to generate at (default: the canvas)")
+    d.add_argument("--resolution", type=positive_int, help="short side to generate at (default: the canvas)")
     d.add_argument("--scheduler", choices=sorted(SCHEDULERS), help="sampler (controlnet unipc, animatediff ddim)")
     d.add_argument("--device", help="cpu, cuda, cuda:N or mps (default: cuda when there is a GPU)")
     d.add_argument("--dtype", choices=["float32", "float16", "bfloat16"], help="default float16 on GPUs, float32 on CPU")

@@ -11,30 +11,11 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from holdpose.argtypes import fraction, positive_int
 from holdpose.errors import HoldposeError
 
 SUMMARY = ["oks_ap", "cap", "pck@0.1", "pce", "mse_p", "ssim", "psnr", "l1", "flicker", "flicker_score", "warp_error",
            "keypoint_jitter", "lpips", "fid", "kid", "fvd", "clip_i", "clip_t"]
-
-
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError as err:
-        raise argparse.ArgumentTypeError(f"must be a whole number, got {text!r}") from err
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
-    return value
-
-
-def _fraction(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError as err:
-        raise argparse.ArgumentTypeError(f"must be a number, got {text!r}") from err
-    if not 0 <= value <= 1:
-        raise argparse.ArgumentTypeError(f"must lie in [0, 1], got {value}")
-    return value
 
 
 def _detector_options(p: argparse.ArgumentParser, *, choices=("auto", "mediapipe", "dwpose", "none"),
@@ -61,11 +42,11 @@ def add_subcommands(subparsers, parents: list[argparse.ArgumentParser] = ()) -> 
     p.add_argument("--reference", help="reference image of the character: CLIP-I with --clip-model")
     p.add_argument("-o", "--output", required=True, help="report folder (metrics.json, index.html, plots)")
     _detector_options(p)
-    p.add_argument("--max-people", type=_positive_int, help="most people per frame (default: the target's most)")
-    p.add_argument("--min-score", type=_fraction, default=0.3, help="keypoint score counted as present (default 0.3)")
+    p.add_argument("--max-people", type=positive_int, help="most people per frame (default: the target's most)")
+    p.add_argument("--min-score", type=fraction, default=0.3, help="keypoint score counted as present (default 0.3)")
     p.add_argument("--flow", choices=["dis", "farneback"], default="dis",
                    help="OpenCV optical flow for the warping error (default dis)")
-    p.add_argument("--workers", type=_positive_int, help="processes to use (default: one per core)")
+    p.add_argument("--workers", type=positive_int, help="processes to use (default: one per core)")
     p.add_argument("--worst-frames", type=int, default=4, help="worst frames shown in the report (default 4)")
     learned = p.add_argument_group("learned metrics (need torch and weights you have locally; nothing is downloaded)")
     learned.add_argument("--lpips", action="store_true", help="LPIPS (pip install lpips; AlexNet weights in torch's "
@@ -86,10 +67,10 @@ def add_subcommands(subparsers, parents: list[argparse.ArgumentParser] = ()) -> 
     p.add_argument("--labels", nargs="+", help="one name per video (default: file names)")
     p.add_argument("-o", "--output", required=True, help="output folder")
     _detector_options(p)
-    p.add_argument("--max-people", type=_positive_int, help="most people per frame (default: the target's most)")
-    p.add_argument("--tile-height", type=_positive_int, help="height of each tile of compare.mp4 (default: smallest "
+    p.add_argument("--max-people", type=positive_int, help="most people per frame (default: the target's most)")
+    p.add_argument("--tile-height", type=positive_int, help="height of each tile of compare.mp4 (default: smallest "
                    "video height, at most 512)")
-    p.add_argument("--workers", type=_positive_int, help="processes to use (default: one per core)")
+    p.add_argument("--workers", type=positive_int, help="processes to use (default: one per core)")
     p.set_defaults(func=cmd_compare)
 
     p = subparsers.add_parser("evaluate-detector", parents=parents, help="accuracy of a pose detector on COCO-annotated images",
@@ -99,8 +80,8 @@ def add_subcommands(subparsers, parents: list[argparse.ArgumentParser] = ()) -> 
     p.add_argument("annotations", metavar="ANNOTATIONS", help="COCO keypoint annotation JSON")
     p.add_argument("-o", "--output", required=True, help="report folder")
     _detector_options(p, choices=("mediapipe", "dwpose"), default="mediapipe")
-    p.add_argument("--max-people", type=_positive_int, default=8, help="most people per image bottom-up (default 8)")
-    p.add_argument("--pck-alpha", type=_fraction, default=0.2, help="PCK threshold, fraction of the bbox's longer "
+    p.add_argument("--max-people", type=positive_int, default=8, help="most people per image bottom-up (default 8)")
+    p.add_argument("--pck-alpha", type=fraction, default=0.2, help="PCK threshold, fraction of the bbox's longer "
                    "side (default 0.2)")
     p.add_argument("--mode", nargs="+", choices=["top-down", "bottom-up"], default=["top-down", "bottom-up"])
     p.set_defaults(func=cmd_evaluate_detector)
