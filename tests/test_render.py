@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from holdpose.convert import wholebody_to_openpose
-from holdpose.render.openpose import DISK_3, DISK_4, STYLES, PoseMapRenderer, _stamp, render_pose_maps
+from holdpose.render.openpose import DISK_3, DISK_4, STYLES, PoseMapRenderer, _clipped_disks, _fill, render_pose_maps
 from holdpose.sequence import PoseSequence
 
 from conftest import random_sequence
@@ -81,18 +81,29 @@ def test_renderer_matches_the_plain_drawing_pixel_for_pixel():
         assert np.array_equal(rendered, expected), f"frame {t}: {(rendered != expected).any(-1).sum()} pixels differ"
 
 
-def test_stamps_equal_opencv_circles_including_borders():
+def test_disk_scatter_equals_opencv_circles_including_borders():
     rng = np.random.default_rng(3)
     for disk, radius in ((DISK_3, 3), (DISK_4, 4)):
         centers = rng.integers(-3, 40, (60, 2))
         colors = rng.integers(0, 256, (60, 3)).astype(np.uint8)
         ours = np.zeros((37, 41, 3), np.uint8)
-        disk_flat = disk[:, 1] * 41 + disk[:, 0]
-        _stamp(ours, centers, centers[:, 1] * 41 + centers[:, 0], disk_flat, disk, colors)
+        flat, keep = _clipped_disks(centers, (41, 37), disk)
+        _fill(ours.reshape(-1, 3), flat[keep], np.repeat(colors, len(disk), axis=0)[keep.ravel()])
         theirs = np.zeros_like(ours)
         for (x, y), c in zip(centers, colors):
             cv2.circle(theirs, (int(x), int(y)), radius, tuple(int(v) for v in c), thickness=-1)
         assert np.array_equal(ours, theirs)
+
+
+def test_points_on_the_canvas_edge_draw_as_the_spec():
+    """Disks that cross the border take the clipping path; the rest the precomputed one."""
+    seq = random_sequence(6, num_people=2, size=(96, 80), seed=11)
+    seq.keypoints[:, :, ::3] = np.clip(seq.keypoints[:, :, ::3] * 1.3 - 10, -2, 98)  # push a third to the edges
+    scores = np.where(seq.track_ids[..., None] >= 0, seq.scores, 0)
+    parts = wholebody_to_openpose(seq.keypoints, scores)
+    for t, rendered in enumerate(render_pose_maps(seq)):
+        expected = spec_drawing({k: (p[t], s[t]) for k, (p, s) in parts.items()}, seq.size)
+        assert np.array_equal(rendered, expected), f"frame {t}: {(rendered != expected).any(-1).sum()} pixels differ"
 
 
 def test_known_pixels_of_one_limb_and_joints():

@@ -105,8 +105,9 @@ class PoseMapRenderer:
     Points with score <= ``threshold`` are not drawn.
 
     Drawing is split in two: :meth:`plan` does all the geometry (positions, limb
-    ellipses, colours, what is visible) in numpy for any number of frames at once;
-    :meth:`draw` then makes only the OpenCV fill calls and disk stamps of one frame.
+    ellipses, colours, what is visible, the pixels of every joint disk) in numpy for
+    any number of frames at once; :meth:`draw` then makes only the OpenCV fill calls
+    and one scatter per group of disks for one frame.
     """
 
     def __init__(self, size: tuple[int, int], style: str | PoseMapStyle = "openpose_full",
@@ -117,9 +118,6 @@ class PoseMapRenderer:
         self.size = (int(size[0]), int(size[1]))
         self.style = get_style(style)
         self.threshold = threshold
-        w = self.size[0]
-        self._disk3 = DISK_3[:, 1] * w + DISK_3[:, 0]  # flat offsets of the disk pixels
-        self._disk4 = DISK_4[:, 1] * w + DISK_4[:, 0]
 
     def __call__(self, keypoints: np.ndarray, scores: np.ndarray) -> np.ndarray:
         parts = wholebody_to_openpose(np.asarray(keypoints), np.asarray(scores))
@@ -151,18 +149,15 @@ class PoseMapRenderer:
             "limb_angle": np.degrees(np.arctan2(delta[..., 1], delta[..., 0])).astype(np.int64),
             "limb_color": limb_color.astype(np.int64),
             "joint_visible": present,
-            "joint_flat": xy[..., 1] * w + xy[..., 0],
-            "joint_xy": xy,
             "joint_color": joint_color.astype(np.uint8),
         }
+        plan.update(_disk_plan("joint", xy, present, self.size, DISK_4))
         for name in ("left_hand", "right_hand", "face"):
             points, scores = parts[name]
             pxy = _pixel(points, self.size)
             # The reference skips points whose integer pixel x or y is 0 (its "eps" test).
             visible = (scores > threshold) & (pxy[..., 0] > 0) & (pxy[..., 1] > 0)
-            plan[f"{name}_visible"] = visible
-            plan[f"{name}_xy"] = pxy
-            plan[f"{name}_flat"] = pxy[..., 1] * w + pxy[..., 0]
+            plan.update(_disk_plan(name, pxy, visible, self.size, DISK_3 if name == "face" else DISK_4))
             if name != "face":
                 plan[f"{name}_edge_drawn"] = visible[..., EDGE_A] & visible[..., EDGE_B]
         return plan
@@ -171,49 +166,59 @@ class PoseMapRenderer:
         """Draw one frame of a :meth:`plan` (``frame`` indexes its leading axes; () when it has none)."""
         w, h = self.size
         canvas = np.zeros((h, w, 3), np.uint8)
+        pixels = canvas.reshape(-1, 3)
         view = {key: value[frame] for key, value in plan.items()}
         style = self.style
+        # One conversion to Python lists per frame: OpenCV takes points as sequences of ints.
+        if style.body:
+            limbs = [view[k].tolist() for k in ("limb_drawn", "limb_center", "limb_half_length", "limb_angle",
+                                                "limb_color")]
+        if style.hands:
+            hands = {hand: (view[f"{hand}_edge_drawn"].tolist(), view[f"{hand}_xy"].tolist())
+                     for hand in ("left_hand", "right_hand")}
         # The reference draws person by person: body, left hand, right hand, face.
         for p in range(view["joint_visible"].shape[0]):
             if style.body:
-                self._draw_body(canvas, view, p)
+                self._draw_limbs(canvas, *(limb[p] for limb in limbs))
+                self._stamp(pixels, view, p, "joint", DISK_4, view["joint_color"][p])
             if style.hands:
-                self._draw_hand(canvas, view, p, "left_hand")
-                self._draw_hand(canvas, view, p, "right_hand")
+                for hand in ("left_hand", "right_hand"):
+                    drawn, xy = hands[hand]
+                    self._draw_hand_edges(canvas, drawn[p], xy[p])
+                    self._stamp(pixels, view, p, hand, DISK_4, HAND_JOINT_COLOR)
             if style.face:
-                self._stamp_points(canvas, view, p, "face", self._disk3, DISK_3, FACE_COLOR)
+                self._stamp(pixels, view, p, "face", DISK_3, FACE_COLOR)
         if style.channel_order == "BGR":
             canvas = np.ascontiguousarray(canvas[..., ::-1])
         return canvas
 
-    def _draw_body(self, canvas, view, p):
+    def _draw_limbs(self, canvas, drawn, centers, half_lengths, angles, colors):
         cv2 = self._cv2
-        drawn = np.flatnonzero(view["limb_drawn"][p])
-        for center, half_length, angle, color in zip(view["limb_center"][p][drawn].tolist(),
-                                                     view["limb_half_length"][p][drawn].tolist(),
-                                                     view["limb_angle"][p][drawn].tolist(),
-                                                     view["limb_color"][p][drawn].tolist()):
-            polygon = cv2.ellipse2Poly(center, (half_length, STICK_HALF_WIDTH), angle, 0, 360, 1)
-            cv2.fillConvexPoly(canvas, polygon, color)
-        visible = view["joint_visible"][p]
-        if visible.any():
-            _stamp(canvas, view["joint_xy"][p][visible], view["joint_flat"][p][visible], self._disk4, DISK_4,
-                   view["joint_color"][p][visible])
+        for limb, is_drawn in enumerate(drawn):
+            if is_drawn:
+                polygon = cv2.ellipse2Poly(centers[limb], (half_lengths[limb], STICK_HALF_WIDTH), angles[limb], 0, 360, 1)
+                cv2.fillConvexPoly(canvas, polygon, colors[limb])
 
-    def _draw_hand(self, canvas, view, p, hand):
-        cv2 = self._cv2
-        xy = view[f"{hand}_xy"][p]
-        for e in np.flatnonzero(view[f"{hand}_edge_drawn"][p]).tolist():
-            start, end = xy[EDGE_A[e]].tolist(), xy[EDGE_B[e]].tolist()
-            cv2.line(canvas, start, end, HAND_EDGE_COLORS[e], thickness=2)
-        self._stamp_points(canvas, view, p, hand, self._disk4, DISK_4, HAND_JOINT_COLOR)
-
-    @staticmethod
-    def _stamp_points(canvas, view, p, part, disk_flat, disk, color):
+    def _stamp(self, pixels, view, p, part, disk, color):
+        """Filled disks at the visible points of ``part`` (one colour, or one per point)."""
         visible = view[f"{part}_visible"][p]
-        if visible.any():
-            _stamp(canvas, view[f"{part}_xy"][p][visible], view[f"{part}_flat"][p][visible], disk_flat, disk,
-                   np.array(color, np.uint8))
+        color = np.asarray(color, np.uint8)
+        if view[f"{part}_border"][p][visible].any():  # rare: clip every disk at the canvas edge, as OpenCV does
+            flat, keep = _clipped_disks(view[f"{part}_xy"][p][visible], self.size, disk)
+            colors = color if color.ndim == 1 else np.repeat(color[visible], len(disk), axis=0)[keep.ravel()]
+            _fill(pixels, flat[keep], colors)
+            return
+        colors = color if color.ndim == 1 else np.repeat(color[visible], len(disk), axis=0)
+        _fill(pixels, view[f"{part}_flat"][p][visible].ravel(), colors)
+
+    def _draw_hand_edges(self, canvas, drawn, xy):
+        cv2 = self._cv2
+        for e, is_drawn in enumerate(drawn):
+            if is_drawn:
+                cv2.line(canvas, xy[EDGE_A_LIST[e]], xy[EDGE_B_LIST[e]], HAND_EDGE_COLORS[e], thickness=2)
+
+
+EDGE_A_LIST, EDGE_B_LIST = EDGE_A.tolist(), EDGE_B.tolist()
 
 
 def _disk_offsets(radius: int) -> np.ndarray:
@@ -232,32 +237,35 @@ DISK_3 = _disk_offsets(3)
 DISK_4 = _disk_offsets(4)
 
 
-def _stamp(canvas: np.ndarray, centers: np.ndarray, center_flat: np.ndarray, disk_flat: np.ndarray,
-           disk: np.ndarray, colors: np.ndarray) -> None:
-    """Fill disks at integer ``centers [N, 2]`` (flat indices ``center_flat [N]``) with ``colors``
-    ([3] or [N, 3]) in one scatter. ``disk`` holds the disk's (dx, dy) offsets, ``disk_flat``
-    the same as flat offsets for this canvas width.
+def _disk_plan(part: str, centers: np.ndarray, visible: np.ndarray, size: tuple[int, int], disk: np.ndarray) -> dict:
+    """For disks at integer ``centers [..., K, 2]``: their pixels as flat indices into a ``size``
+    canvas ``[..., K, D]`` (valid where the disk lies inside), which disks cross the canvas
+    edge, and which points are drawn."""
+    w, h = size
+    radius = int(np.abs(disk).max())
+    x, y = centers[..., 0], centers[..., 1]
+    border = (x < radius) | (y < radius) | (x >= w - radius) | (y >= h - radius)
+    flat = (y * w + x).astype(np.int64)[..., None] + (disk[:, 1] * w + disk[:, 0])
+    return {f"{part}_xy": centers, f"{part}_visible": visible, f"{part}_border": border, f"{part}_flat": flat}
 
-    Equivalent to N ``cv2.circle`` calls in order (about 4x faster): numpy assigns
-    repeated indices in order, so where disks overlap the later one wins, as when
-    drawn one by one.
-    """
-    h, w = canvas.shape[:2]
-    radius = disk[-1, 1]  # offsets are sorted by row: the last row is +radius
-    flat = (center_flat[:, None] + disk_flat[None, :]).ravel()  # [N * D]
-    if colors.ndim == 2:
-        colors = np.repeat(colors, disk.shape[0], axis=0)
-    if centers.min() < radius or centers[:, 0].max() >= w - radius or centers[:, 1].max() >= h - radius:
-        pixels = centers[:, None, :] + disk[None, :, :]  # clip disks at the border, as OpenCV does
-        inside = ((pixels >= 0) & (pixels < (w, h))).all(-1).ravel()
-        flat = flat[inside]
-        colors = colors[inside] if colors.ndim == 2 else colors
-    pixels_rgb = canvas.reshape(-1, 3)
-    if colors.ndim == 1:  # one colour: three scalar scatters beat one [N, 3] scatter
+
+def _clipped_disks(centers: np.ndarray, size: tuple[int, int], disk: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Flat indices ``[K, D]`` of disks at ``centers [K, 2]`` and which pixels lie inside the canvas."""
+    w, h = size
+    pixel = centers[:, None, :] + disk  # [K, D, 2]
+    inside = (pixel[..., 0] >= 0) & (pixel[..., 0] < w) & (pixel[..., 1] >= 0) & (pixel[..., 1] < h)
+    return pixel[..., 1] * w + pixel[..., 0], inside
+
+
+def _fill(pixels: np.ndarray, flat: np.ndarray, colors: np.ndarray) -> None:
+    """``pixels[flat] = colors`` (``[3]`` or ``[N, 3]``). In numpy, later entries of ``flat`` win
+    where indices repeat, so overlapping disks come out as ``cv2.circle`` calls in order
+    would draw them. One colour: three scalar scatters beat one ``[N, 3]`` scatter."""
+    if colors.ndim == 1:
         for channel in range(3):
-            pixels_rgb[flat, channel] = colors[channel]
+            pixels[flat, channel] = colors[channel]
     else:
-        pixels_rgb[flat] = colors
+        pixels[flat] = colors
 
 
 PLAN_CHUNK = 256  # frames planned at once: vectorised, yet memory stays flat with length
