@@ -87,3 +87,20 @@ def test_top_down_in_ground_truth_boxes():
     visible = gt_kp[:, 2] > 0
     err = np.linalg.norm(keypoints[0, :17][visible] - gt_kp[visible, :2], axis=-1)
     assert np.median(err) < 0.05 * h  # PCK-style: typical error under 5 % of the person's height
+
+
+def test_a_script_without_main_guard_fails_fast_with_advice(tmp_path):
+    """Worker processes import the calling script again; without `if __name__ == "__main__":`
+    that used to restart workers forever. Now it is one clear error, within seconds."""
+    import subprocess
+    import sys
+
+    video = tmp_path / "grey.mp4"
+    with VideoWriter(video, fps=25, size=(64, 64)) as writer:
+        for t in range(60):  # enough frames for two workers
+            writer.write(np.full((64, 64, 3), 4 * t, np.uint8))
+    script = tmp_path / "unguarded.py"
+    script.write_text(f"from holdpose.detect.extract import extract_poses\nextract_poses({str(video)!r}, progress=False)\n")
+    proc = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=120)
+    assert proc.returncode != 0
+    assert 'if __name__ == "__main__":' in proc.stderr.splitlines()[-1]

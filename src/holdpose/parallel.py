@@ -13,7 +13,11 @@ import logging
 import multiprocessing as mp
 import os
 import queue
+from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from typing import Callable, Sequence
+
+from holdpose.errors import HoldposeError
 
 
 class _BarQueue:
@@ -46,20 +50,29 @@ def _call_in_worker(function, args):
 
 def run_chunks(function: Callable, jobs: Sequence[tuple], bar) -> list:
     """``[function(*job, progress) for job in jobs]``, in parallel when there are several
-    jobs. A worker's exception is raised here (after the pool has stopped)."""
+    jobs. A worker's exception is raised here."""
     if len(jobs) == 1:
         return [function(*jobs[0], _BarQueue(bar))]
     # spawn, not fork: a parent that already runs MediaPipe (or any library's threads)
     # can deadlock a forked child. Workers pay only their own imports, which they
-    # would pay anyway for the models.
+    # would pay anyway for the models. An executor rather than a Pool: when a worker
+    # dies, a Pool quietly starts another one (forever, if every start fails), while an
+    # executor reports it.
     context = mp.get_context("spawn")
     progress_queue = context.Queue()
     quiet = not logging.getLogger("holdpose").isEnabledFor(logging.DEBUG)
-    with context.Pool(len(jobs), initializer=_init_worker, initargs=(progress_queue, quiet)) as pool:
-        pending = [pool.apply_async(_call_in_worker, (function, tuple(job))) for job in jobs]
-        while not all(job.ready() for job in pending):
+    with ProcessPoolExecutor(len(jobs), mp_context=context, initializer=_init_worker,
+                             initargs=(progress_queue, quiet)) as pool:
+        pending = [pool.submit(_call_in_worker, function, tuple(job)) for job in jobs]
+        while not all(job.done() for job in pending):
             try:
                 bar.update(progress_queue.get(timeout=0.2))
             except queue.Empty:
                 pass
-        return [job.get() for job in pending]
+        try:
+            return [job.result() for job in pending]
+        except BrokenProcessPool as err:
+            raise HoldposeError(
+                "a worker process died before finishing. If you call holdpose from your own script, put the "
+                "calls under `if __name__ == \"__main__\":` (worker processes start by importing the script, "
+                "see 'Safe importing of main module' in Python's multiprocessing docs); or pass workers=1") from err
