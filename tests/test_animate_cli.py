@@ -18,7 +18,7 @@ from diffusion_fixtures import reference_image, single_torch_thread, tiny_models
 from holdpose.animate.cli import diffusion_arguments  # noqa: E402
 from holdpose.animate.resume import FRAME_NAME  # noqa: E402
 from holdpose.cli import build_parser, main  # noqa: E402
-from holdpose.io.posefile import save_poses  # noqa: E402
+from holdpose.io.posefile import load_poses, save_poses  # noqa: E402
 from holdpose.io.video import FrameSource, read_image, write_image  # noqa: E402
 
 FRAMES = 5
@@ -134,3 +134,21 @@ def test_animatediff_cli_writes_every_frame(inputs, tmp_path):
     assert FrameSource(output).num_frames == FRAMES
     options = json.loads((tmp_path / "clip.frames" / "manifest.json").read_text())["parameters"]["options"]
     assert (options["window"], options["stride"], options["num_inference_steps"]) == (4, 2, 2)
+
+
+def test_controlnet_cli_aligns_and_starts_from_the_warp_animator(inputs, tmp_path, capsys):
+    """The whole default path on a real photo: the poses are aligned to the person found in the
+    reference, the warp animator makes the init frames, ControlNet refines them."""
+    import cv2
+    from skimage import data
+
+    write_image(tmp_path / "astronaut.png", cv2.resize(data.astronaut(), (128, 128), interpolation=cv2.INTER_AREA))
+    assert main(["-q", "keyframes", "wave", "-o", str(tmp_path / "wave.npz"), "--fps", "2"]) == 0
+    output = tmp_path / "out.mp4"
+    assert main(["-q", "animate", str(tmp_path / "astronaut.png"), str(tmp_path / "wave.npz"), "-o", str(output),
+                 "--backend", "controlnet", "--model", str(inputs["model"]), "--controlnet", str(inputs["controlnet"]),
+                 "--steps", "2", "--guidance", "1", "--device", "cpu", "--init", "warp", "--strength", "0.5"]) == 0
+    used = load_poses(tmp_path / "out.poses.json")
+    assert used.size == (128, 128) and FrameSource(output).num_frames == used.num_frames == 6
+    options = json.loads((tmp_path / "out.frames" / "manifest.json").read_text())["parameters"]["options"]
+    assert options["init"]["animator"] == "warp" and options["strength"] == 0.5
