@@ -141,7 +141,8 @@ def _write_side_by_side(path, still_path, sources, evaluations, target, labels, 
     header = np.zeros((LABEL_BAR, width, 3), np.uint8)
     x = 0
     for (w, _), name in zip(tiles, names):
-        cv2.putText(header, name[:48], (x + 6, 19), cv2.FONT_HERSHEY_SIMPLEX, 0.55, (255, 255, 255), 1, cv2.LINE_AA)
+        cv2.putText(header, _fit_label(name, w - 12), (x + 6, 19), cv2.FONT_HERSHEY_SIMPLEX, 0.55, (255, 255, 255), 1,
+                    cv2.LINE_AA)
         x += w + 4
     iterators = [iter(s) for s in sources]
     with VideoWriter(path, fps=fps, size=(width, height + LABEL_BAR)) as writer:
@@ -210,5 +211,20 @@ def _compare_html(labels, videos, evaluations, columns, target_label, ground_tru
         body.append(rep._figure(files["per_frame"], out, "per-frame metrics of each video"))
     return rep.page("holdpose comparison", "\n".join(body))
 
+
+
+def _fit_label(name: str, width: int) -> str:
+    """``name`` shortened from the middle ("anim…one-3") to fit ``width`` pixels of the label font."""
+    import cv2
+
+    def fits(text):
+        return cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, 0.55, 1)[0][0] <= width
+
+    if fits(name):
+        return name
+    keep = len(name)
+    while keep > 2 and not fits(name[:(keep + 1) // 2] + ".." + name[len(name) - keep // 2:]):
+        keep -= 1
+    return name[:(keep + 1) // 2] + ".." + name[len(name) - keep // 2:]
 
 __all__ = ["compare"]
