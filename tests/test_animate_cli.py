@@ -152,3 +152,28 @@ def test_controlnet_cli_aligns_and_starts_from_the_warp_animator(inputs, tmp_pat
     assert used.size == (128, 128) and FrameSource(output).num_frames == used.num_frames == 6
     options = json.loads((tmp_path / "out.frames" / "manifest.json").read_text())["parameters"]["options"]
     assert options["init"]["animator"] == "warp" and options["strength"] == 0.5
+
+
+def test_interrupted_cli_run_says_where_the_frames_are_and_resumes(inputs, tmp_path, capsys, monkeypatch):
+    """Ctrl-C in the middle of a run: exit 130 with a message naming the frames folder; the same
+    command again continues after the frames on disk and ends with every frame."""
+    import holdpose.io.video as video  # run_animation writes each frame with video.write_image
+
+    output = tmp_path / "out.mp4"
+    real_write = video.write_image
+    written = []
+
+    def interrupt_after_two(path, image):
+        if len(written) == 2:
+            raise KeyboardInterrupt
+        real_write(path, image)
+        written.append(path)
+
+    monkeypatch.setattr(video, "write_image", interrupt_after_two)
+    assert main(_argv(inputs, output, "controlnet")) == 130
+    err = capsys.readouterr().err
+    assert "interrupted" in err and "out.frames" in err and "run the same command again" in err
+    monkeypatch.setattr(video, "write_image", real_write)
+    assert main(_argv(inputs, output, "controlnet")) == 0
+    assert "(2 resumed)" in capsys.readouterr().out
+    assert FrameSource(output).num_frames == FRAMES

@@ -291,7 +291,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"holdpose: error: {err}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print("holdpose: interrupted; no partial output was kept", file=sys.stderr)
+        # A subcommand whose work survives an interruption says where (args.on_interrupt).
+        print(f"holdpose: interrupted; {getattr(args, 'on_interrupt', 'no partial output was kept')}", file=sys.stderr)
         return 130
     return 0
 

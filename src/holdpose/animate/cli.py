@@ -222,6 +222,8 @@ def run_diffusion_backend(args, reference: np.ndarray, poses, *, animator=None) 
                 fps=poses.fps)
 
     frames_dir = output.with_suffix(".frames")
+    args.on_interrupt = (f"the frames made so far are kept in {frames_dir}/; run the same command again to "
+                         "continue from there")
     with progress_bar(total=poses.num_frames, desc=args.backend, enabled=not args.quiet) as bar:
         run = run_animation(animator, reference, poses, frames_dir, seed=args.seed, overwrite=args.overwrite,
                             video=False, callback=lambda index, frame: bar.update(1), **options)
