@@ -70,6 +70,11 @@ def test_flags_map_to_constructor_and_call_options():
     (["--backend", "controlnet", "--window", "8"], "--window: for the animatediff backend"),
     (["--backend", "animatediff", "--batch-size", "2"], "--batch-size: for the controlnet backend"),
     (["--prompt", "x"], "--prompt: diffusion flags; the warp backend takes none"),
+    # checked before any model is loaded: the default model id is not even looked up
+    (["--backend", "controlnet", "--strength", "0.5"], "needs init frames"),
+    (["--backend", "animatediff", "--window", "4", "--stride", "8"], "stride (--stride) 8 is longer"),
+    (["--backend", "controlnet", "--controlnet", "a", "--controlnet", "b", "--controlnet-scale", "1",
+      "--controlnet-scale", "2", "--controlnet-scale", "3"], "3 values for 2 ControlNets"),
 ])
 def test_flags_of_another_backend_are_refused(inputs, tmp_path, capsys, argv, message):
     code = main(["-q", "animate", str(inputs["ref"]), str(inputs["poses"]), "-o", str(tmp_path / "o.mp4"), *argv])

@@ -177,19 +177,21 @@ def diffusion_arguments(args) -> tuple[dict, dict]:
     return init, options
 
 
-def build_diffusion_animator(backend: str, init: dict):
+def diffusion_animator_class(backend: str):
     if backend == "controlnet":
-        from holdpose.animate.controlnet import ControlNetAnimator as cls
-    elif backend == "animatediff":
-        from holdpose.animate.animatediff import AnimateDiffAnimator as cls
-    else:
-        raise HoldposeError(f"unknown diffusion backend {backend!r}; choose one of {', '.join(DIFFUSION_BACKENDS)}")
-    return cls(**init)
+        from holdpose.animate.controlnet import ControlNetAnimator
+
+        return ControlNetAnimator
+    if backend == "animatediff":
+        from holdpose.animate.animatediff import AnimateDiffAnimator
+
+        return AnimateDiffAnimator
+    raise HoldposeError(f"unknown diffusion backend {backend!r}; choose one of {', '.join(DIFFUSION_BACKENDS)}")
 
 
-def run_diffusion_backend(args, reference: np.ndarray, poses, *, animator=None) -> None:
-    """Run a diffusion backend for ``holdpose animate``. ``animator`` replaces the one the
-    flags would load (the tests pass tiny random-weight models this way)."""
+def run_diffusion_backend(args, reference: np.ndarray, poses) -> None:
+    """Run a diffusion backend for ``holdpose animate``: check the options, load the models,
+    align the poses, make the frames (resumably), encode the video."""
     from holdpose.animate.output import write_animation
     from holdpose.animate.resume import FRAME_NAME, run_animation
     from holdpose.io.video import read_image
@@ -201,9 +203,11 @@ def run_diffusion_backend(args, reference: np.ndarray, poses, *, animator=None) 
     if output.suffix.lower() != ".mp4":
         raise HoldposeError(f"{output}: the diffusion backends write an .mp4 (their frames go to "
                             f"{output.with_suffix('.frames')}/)")
-    # Options are checked (and models loaded) before the slower reference work.
-    if animator is None:
-        animator = build_diffusion_animator(args.backend, init)
+    cls = diffusion_animator_class(args.backend)
+    # Bad options fail here, not after minutes of loading models (init and the anchor pose are checked later).
+    probe = dict(options, init=args.init) if args.backend == "controlnet" else options
+    cls.options_class.from_kwargs(probe, cls.name).check(len(args.controlnet or [None]), bool(args.ip_adapter))
+    animator = cls(**init)
     rig = None
     if args.init == "warp":
         from holdpose.animate.warp import WarpAnimator, rig_reference
