@@ -58,6 +58,10 @@ def test_animate_with_the_warp_backend(tmp_path, astronaut):
     both = used.present[0, 0, :17] & wave.present[0, 0, :17]
     assert both.sum() >= 5
     assert np.abs(used.keypoints[0, 0, :17][both] - wave.keypoints[0, 0, :17][both]).max() > 5  # moved by alignment
+    # ... and `holdpose evaluate` finds them without --target
+    assert main(["-q", "evaluate", str(tmp_path / "out.mp4"), "-o", str(tmp_path / "report")]) == 0
+    metrics = json.loads((tmp_path / "report" / "metrics.json").read_text())
+    assert metrics["inputs"]["target"].endswith("out.poses.json") and metrics["pck@0.1"] > 0.5
 
 
 def test_import_bvh_fixture(tmp_path):

@@ -9,10 +9,13 @@ calls one API function, prints where its output went and a short summary, and ra
 from __future__ import annotations
 
 import argparse
+import logging
 from pathlib import Path
 
 from holdpose.argtypes import fraction, positive_int
 from holdpose.errors import HoldposeError
+
+logger = logging.getLogger(__name__)
 
 SUMMARY = ["oks_ap", "cap", "pck@0.1", "pce", "mse_p", "ssim", "psnr", "l1", "flicker", "flicker_score", "warp_error",
            "keypoint_jitter", "lpips", "fid", "kid", "fvd", "clip_i", "clip_t"]
@@ -37,7 +40,8 @@ def add_subcommands(subparsers, parents: list[argparse.ArgumentParser] = ()) -> 
                               "flicker, warping error and keypoint jitter; compare with a ground-truth video. Writes "
                               "metrics.json and index.html (with plots) into the report folder.")
     p.add_argument("video", metavar="OUTPUT", help="the generated video (or image folder)")
-    p.add_argument("--target", help="target poses (.json, .npz or folder of .json): adherence metrics")
+    p.add_argument("--target", help="target poses (.json, .npz or folder of .json): adherence metrics (default: "
+                   "OUTPUT's .poses.json, which holdpose animate writes, when there is one)")
     p.add_argument("--ground-truth", help="ground-truth video: SSIM, PSNR, L1 (and LPIPS, FID, KID, FVD)")
     p.add_argument("--reference", help="reference image of the character: CLIP-I with --clip-model")
     p.add_argument("-o", "--output", required=True, help="report folder (metrics.json, index.html, plots)")
@@ -114,9 +118,14 @@ def cmd_evaluate(args) -> None:
         raise HoldposeError(f"--worst-frames must be 0 or more, got {args.worst_frames}")
     if Path(args.output).exists() and not Path(args.output).is_dir():
         raise HoldposeError(f"{args.output}: exists and is not a folder; the report is a folder")
+    target = args.target
+    beside = Path(args.video).with_suffix(".poses.json")
+    if target is None and beside.is_file():  # what `holdpose animate` writes next to its video
+        target = str(beside)
+        logger.warning("scoring against %s, the poses holdpose animate followed (--target to choose others)", beside)
     _preload_report()
     evaluation = evaluate_video(
-        args.video, target=args.target, ground_truth=args.ground_truth, reference=args.reference,
+        args.video, target=target, ground_truth=args.ground_truth, reference=args.reference,
         detector=None if args.detector == "none" else args.detector, pose_model=args.pose_model,
         det_model=args.det_model, max_people=args.max_people, min_score=args.min_score, flow=args.flow,
         workers=args.workers, worst_frames=args.worst_frames, lpips=args.lpips, fid_features=args.fid_features,
