@@ -182,3 +182,20 @@ def test_interrupted_cli_run_says_where_the_frames_are_and_resumes(inputs, tmp_p
     assert main(_argv(inputs, output, "controlnet")) == 0
     assert "(2 resumed)" in capsys.readouterr().out
     assert FrameSource(output).num_frames == FRAMES
+
+
+def test_animatediff_cli_anchors_every_window_on_the_reference(inputs, tmp_path):
+    """--anchor-reference: the pose found in the reference photo becomes each window's anchor frame."""
+    import cv2
+    from skimage import data
+
+    write_image(tmp_path / "astronaut.png", cv2.resize(data.astronaut(), (128, 128), interpolation=cv2.INTER_AREA))
+    assert main(["-q", "keyframes", "wave", "-o", str(tmp_path / "wave.npz"), "--fps", "2"]) == 0
+    output = tmp_path / "clip.mp4"
+    assert main(["-q", "animate", str(tmp_path / "astronaut.png"), str(tmp_path / "wave.npz"), "-o", str(output),
+                 "--backend", "animatediff", "--model", str(inputs["model"]), "--controlnet", str(inputs["controlnet"]),
+                 "--motion-adapter", str(inputs["motion_adapter"]), "--steps", "1", "--guidance", "1",
+                 "--window", "4", "--stride", "2", "--anchor-reference", "--device", "cpu"]) == 0
+    assert FrameSource(output).num_frames == 6
+    options = json.loads((tmp_path / "clip.frames" / "manifest.json").read_text())["parameters"]["options"]
+    assert "poses_sha256" in options["reference_pose"]  # the anchor pose is part of the run's identity
