@@ -104,3 +104,16 @@ def test_a_script_without_main_guard_fails_fast_with_advice(tmp_path):
     proc = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=120)
     assert proc.returncode != 0
     assert 'if __name__ == "__main__":' in proc.stderr.splitlines()[-1]
+
+
+def test_frame_chunks_cover_every_frame_once():
+    from holdpose.parallel import MIN_FRAMES_PER_WORKER, frame_chunks
+
+    for num_frames in (1, 23, 47, 48, 49, 288, 1001):
+        for workers in (1, 2, 3, 8):
+            chunks = frame_chunks(num_frames, workers)
+            assert chunks[0][0] == 0 and chunks[-1][1] == num_frames
+            assert all(a < b for a, b in chunks) and all(b == c for (_, b), (c, _) in zip(chunks, chunks[1:]))
+            assert len(chunks) == max(1, min(workers, num_frames // MIN_FRAMES_PER_WORKER))
+            sizes = [b - a for a, b in chunks]
+            assert max(sizes) - min(sizes) <= 1

@@ -17,7 +17,24 @@ from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from typing import Callable, Sequence
 
+import numpy as np
+
 from holdpose.errors import HoldposeError
+
+
+# A worker pays ~1.5 s to start (imports, detector models), and MediaPipe's tracking mode
+# needs a few frames to settle: chunks shorter than this are not worth a process.
+MIN_FRAMES_PER_WORKER = 24
+
+
+def frame_chunks(num_frames: int, workers: int | None = None) -> list[tuple[int, int]]:
+    """Contiguous ``(start, stop)`` ranges covering ``num_frames``, one per worker: as many
+    workers as cores (or ``workers``), fewer when the chunks would be too short."""
+    if workers is None:
+        workers = os.cpu_count() or 1
+    workers = max(1, min(workers, num_frames // MIN_FRAMES_PER_WORKER))
+    bounds = np.linspace(0, num_frames, workers + 1).round().astype(int)
+    return [(int(a), int(b)) for a, b in zip(bounds[:-1], bounds[1:])]
 
 
 class _BarQueue:

@@ -21,15 +21,12 @@ import numpy as np
 
 from holdpose.errors import HoldposeError
 from holdpose.io.video import FrameSource
-from holdpose.parallel import run_chunks
+from holdpose.parallel import frame_chunks, run_chunks
 from holdpose.progress import progress_bar
 from holdpose.sequence import PoseSequence
 
 logger = logging.getLogger(__name__)
 
-# Tracking mode needs a few frames to settle, and each worker pays ~1.5 s to load
-# its models: chunks shorter than this are not worth a process.
-MIN_FRAMES_PER_WORKER = 24
 
 
 @dataclass
@@ -88,12 +85,8 @@ def extract_poses(path: str | os.PathLike, *, detector: str | DetectorConfig = "
     config = detector if isinstance(detector, DetectorConfig) else DetectorConfig(detector, max_people, detector_options)
     source = FrameSource(path, short_side=short_side, fps=fps)
     total = source.num_frames
-    if workers is None:
-        workers = os.cpu_count() or 1
-    workers = max(1, min(workers, total // MIN_FRAMES_PER_WORKER))
-    bounds = np.linspace(0, total, workers + 1).round().astype(int)
-    chunks = [(int(a), int(b)) for a, b in zip(bounds[:-1], bounds[1:])]
-    logger.info("%s: %d frames %dx%d, %d worker(s)", path, total, *source.size, workers)
+    chunks = frame_chunks(total, workers)
+    logger.info("%s: %d frames %dx%d, %d worker(s)", path, total, *source.size, len(chunks))
 
     per_frame: list = [None] * total
     jobs = [(str(path), short_side, fps, a, b, config) for a, b in chunks]
@@ -101,19 +94,23 @@ def extract_poses(path: str | os.PathLike, *, detector: str | DetectorConfig = "
         for start, results in run_chunks(_detect_chunk, jobs, bar):  # a worker's HoldposeError is raised here
             per_frame[start: start + len(results)] = results
 
-    frames = []
     for t, result in enumerate(per_frame):
         if result is None:
             raise HoldposeError(f"{path}: frame {t} was not decoded; is the file damaged?")
-        keypoints, scores = result
-        frames.append((keypoints, scores, np.arange(len(scores), dtype=np.int32)))
-    seq = PoseSequence.from_frames(frames, size=source.size, fps=source.fps)
+    return sequence_from_detections(per_frame, size=source.size, fps=source.fps, max_people=max_people)
+
+
+def sequence_from_detections(detections: list[tuple[np.ndarray, np.ndarray]], *, size: tuple[int, int], fps: float,
+                             max_people: int) -> PoseSequence:
+    """A PoseSequence from per-frame detections ``(keypoints [P_t, K, 2], scores [P_t, K])``:
+    several people get track ids that are stable across frames, one person id 0 where found."""
+    frames = [(keypoints, scores, np.arange(len(scores), dtype=np.int32)) for keypoints, scores in detections]
+    seq = PoseSequence.from_frames(frames, size=size, fps=fps)
     if max_people > 1:
         from holdpose.refine.track import assign_track_ids
 
-        seq = assign_track_ids(seq)
-    else:
-        seq.track_ids[:] = np.where(seq.scores.max(-1) > 0, 0, -1)
+        return assign_track_ids(seq)
+    seq.track_ids[:] = np.where(seq.scores.max(-1) > 0, 0, -1)
     return seq
 
 

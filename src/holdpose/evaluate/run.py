@@ -28,13 +28,12 @@ import numpy as np
 from holdpose.errors import HoldposeError
 from holdpose.evaluate.adherence import DEFAULT_MIN_SCORE, PARTS, PCK_ALPHAS, fit_target, frame_oks
 from holdpose.io.video import FrameSource
-from holdpose.parallel import run_chunks
+from holdpose.parallel import frame_chunks, run_chunks
 from holdpose.progress import progress_bar
 from holdpose.sequence import PoseSequence
 
 logger = logging.getLogger(__name__)
 
-MIN_FRAMES_PER_WORKER = 24  # as extract_poses: a worker pays ~1.5 s to load its detector
 THUMBNAIL_SIDE = 360
 WORST_CANDIDATES = 4  # each worker keeps 4x as many worst frames, to pick ones half a second apart
 LEARNED_BATCH = 16
@@ -379,16 +378,12 @@ def evaluate_video(output: str | os.PathLike, *, target: PoseSequence | str | os
 
     # 2. Plan the chunks.
     clock = time.perf_counter()
-    if workers is None:
-        workers = os.cpu_count() or 1
-    workers = max(1, min(workers, num_frames // MIN_FRAMES_PER_WORKER))
-    bounds = np.linspace(0, num_frames, workers + 1).round().astype(int)
+    chunks = frame_chunks(num_frames, workers)
     gt_frames = gt_source.num_frames if gt_source is not None else 0
     rank_by = "oks" if (target_seq is not None and config is not None) else "ssim" if gt_source is not None \
         else "warp_error"
     jobs = []
-    for a, b in zip(bounds[:-1], bounds[1:]):
-        a, b = int(a), int(b)
+    for a, b in chunks:
         tk = ts = None
         if target_seq is not None and config is not None:
             stop = min(b, target_seq.num_frames)
@@ -399,8 +394,8 @@ def evaluate_video(output: str | os.PathLike, *, target: PoseSequence | str | os
                          stop=b, gt_stop=min(b, gt_frames), detector=config, max_people=max_people,
                          target_keypoints=tk, target_scores=ts, min_score=min_score, flow=flow,
                          worst=WORST_CANDIDATES * worst_frames,
-                         rank_by=rank_by, single_thread=workers > 1))
-    logger.info("%s: %d frames %dx%d, %d worker(s)", output, num_frames, *size, workers)
+                         rank_by=rank_by, single_thread=len(chunks) > 1))
+    logger.info("%s: %d frames %dx%d, %d worker(s)", output, num_frames, *size, len(chunks))
 
     # 3. The streaming pass.
     with progress_bar(total=num_frames, desc="evaluate", enabled=progress) as bar:
@@ -414,14 +409,10 @@ def evaluate_video(output: str | os.PathLike, *, target: PoseSequence | str | os
                           worst_frames, gap=max(1, round(source.fps / 2)))
     detected = None
     if config is not None:
-        frames = [(kp, sc, np.arange(len(sc), dtype=np.int32)) for r in results for kp, sc in r["detections"]]
-        detected = PoseSequence.from_frames(frames, size=size, fps=source.fps)
-        if max_people > 1:
-            from holdpose.refine.track import assign_track_ids
+        from holdpose.detect.extract import sequence_from_detections
 
-            detected = assign_track_ids(detected)
-        else:
-            detected.track_ids[:] = np.where(detected.scores.max(-1) > 0, 0, -1)
+        detected = sequence_from_detections([d for r in results for d in r["detections"]], size=size,
+                                            fps=source.fps, max_people=max_people)
 
     # 5. Metrics.
     metrics: dict[str, float] = {}
