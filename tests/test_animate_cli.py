@@ -66,6 +66,18 @@ def test_flags_map_to_constructor_and_call_options():
     assert init == {} and options == {"controlnet_scale": [1.0, 0.3], "window": 8}
 
 
+def test_every_option_of_both_backends_has_a_flag():
+    import dataclasses
+
+    from holdpose.animate.animatediff import AnimateDiffOptions
+    from holdpose.animate.cli import CALL_OPTIONS
+    from holdpose.animate.controlnet import ControlNetOptions
+
+    options = {f.name for cls in (ControlNetOptions, AnimateDiffOptions) for f in dataclasses.fields(cls)}
+    # init (--init) and reference_pose (--anchor-reference) are built from the flag, not passed through
+    assert set(CALL_OPTIONS.values()) | {"init", "reference_pose"} == options
+
+
 @pytest.mark.parametrize("argv, message", [
     (["--backend", "controlnet", "--window", "8"], "--window: for the animatediff backend"),
     (["--backend", "animatediff", "--batch-size", "2"], "--batch-size: for the controlnet backend"),

@@ -1,9 +1,10 @@
 """The ``animate`` subcommand: every backend behind one set of flags.
 
 ``holdpose.cli`` adds it with ``add_subcommand(subparsers, common)``. The flags map onto
-the Python API as :data:`holdpose.animate.diffusion_common.CLI_FLAGS` lists them:
-constructor arguments build the animator, call options go to
-:func:`holdpose.animate.resume.run_animation`. A flag left out is not passed at all,
+the Python API through :data:`INIT_ARGS` (constructor arguments of the animator) and
+:data:`CALL_OPTIONS` (options of :func:`holdpose.animate.resume.run_animation`, passed on
+to the animator's call); ``--init``, ``--anchor-reference``, ``--seed`` and ``--overwrite``
+are handled in :func:`run_diffusion_backend`. A flag left out is not passed at all,
 so each backend keeps its own default (AnimateDiff's 25 steps, say).
 
 Output: ``-o out.mp4``, and beside it ``out.poses.json``, the (aligned) poses the
@@ -34,7 +35,7 @@ CALL_OPTIONS = {"prompt": "prompt", "negative_prompt": "negative_prompt", "steps
                 "guidance": "guidance_scale", "controlnet_scale": "controlnet_scale",
                 "control_images": "control_images", "ip_adapter_scale": "ip_adapter_scale", "strength": "strength",
                 "batch_size": "batch_size", "window": "window", "stride": "stride", "fusion": "fusion",
-                "resolution": "resolution", "scheduler": "scheduler"}
+                "resolution": "resolution", "scheduler": "scheduler", "decode_chunk_size": "decode_chunk_size"}
 ANIMATEDIFF_ONLY = ("motion_adapter", "window", "stride", "fusion", "anchor_reference")
 CONTROLNET_ONLY = ("batch_size", "init", "strength")
 
@@ -92,6 +93,7 @@ def add_subcommand(subparsers, common: argparse.ArgumentParser) -> None:
     d.add_argument("--scheduler", choices=sorted(SCHEDULERS), help="sampler (controlnet unipc, animatediff ddim)")
     d.add_argument("--device", help="cpu, cuda, cuda:N or mps (default: cuda when there is a GPU)")
     d.add_argument("--dtype", choices=["float32", "float16", "bfloat16"], help="default float16 on GPUs, float32 on CPU")
+    d.add_argument("--decode-chunk-size", type=positive_int, help="frames the VAE decodes at once (default 8)")
     d.add_argument("--vae-slicing", action="store_true", help="decode one frame at a time (less memory)")
     d.add_argument("--vae-tiling", action="store_true", help="decode in tiles (less memory at large sizes)")
     d.add_argument("--cpu-offload", choices=["model", "sequential"], help="keep models on the CPU between uses")
