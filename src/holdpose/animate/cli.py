@@ -197,7 +197,6 @@ def run_diffusion_backend(args, reference: np.ndarray, poses) -> None:
     from holdpose.animate.output import write_animation
     from holdpose.animate.resume import FRAME_NAME, run_animation
     from holdpose.io.video import read_image
-    from holdpose.progress import progress_bar
     from holdpose.sequence import PoseSequence
 
     init, options = diffusion_arguments(args)
@@ -230,9 +229,8 @@ def run_diffusion_backend(args, reference: np.ndarray, poses) -> None:
     frames_dir = output.with_suffix(".frames")
     args.on_interrupt = (f"the frames made so far are kept in {frames_dir}/; run the same command again to "
                          "continue from there")
-    with progress_bar(total=poses.num_frames, desc=args.backend, enabled=not args.quiet) as bar:
-        run = run_animation(animator, reference, poses, frames_dir, seed=args.seed, overwrite=args.overwrite,
-                            video=False, callback=lambda index, frame: bar.update(1), **options)
+    run = run_animation(animator, reference, poses, frames_dir, seed=args.seed, overwrite=args.overwrite,
+                        video=False, progress=not args.quiet, **options)
     frames = (read_image(run.frames_dir / FRAME_NAME.format(i)) for i in range(run.num_frames))
     count = write_animation(frames, poses, output, side_by_side=args.side_by_side, progress=not args.quiet)
     used = _save_used_poses(poses, output)

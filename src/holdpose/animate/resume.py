@@ -206,7 +206,8 @@ class AnimationRun:
 
 def run_animation(animator, reference: np.ndarray, poses: PoseSequence, output_dir: str | os.PathLike, *,
                   seed: int = 0, overwrite: bool = False, video: bool | str | os.PathLike = True,
-                  callback: Callable[[int, np.ndarray], None] | None = None, **options) -> AnimationRun:
+                  callback: Callable[[int, np.ndarray], None] | None = None, progress: bool = False,
+                  **options) -> AnimationRun:
     """Animate into ``output_dir``, resuming an interrupted run of the same parameters.
 
     Args:
@@ -220,6 +221,7 @@ def run_animation(animator, reference: np.ndarray, poses: PoseSequence, output_d
             there, False encodes nothing.
         callback: called as ``callback(index, frame)`` after each new frame is on disk;
             an exception raised in it stops the run, and a rerun continues from there.
+        progress: show a progress bar (starting at the frames already on disk).
         **options: the animator's options (``prompt``, ``num_inference_steps`` …).
 
     Raises:
@@ -228,6 +230,7 @@ def run_animation(animator, reference: np.ndarray, poses: PoseSequence, output_d
     """
     from holdpose.animate.base import check_poses, check_reference
     from holdpose.io.video import VideoWriter, read_image, write_image
+    from holdpose.progress import progress_bar
 
     # 1. Check inputs and work out the parameters (options are validated here, before anything is written)
     reference = check_reference(reference)
@@ -278,17 +281,19 @@ def run_animation(animator, reference: np.ndarray, poses: PoseSequence, output_d
         else:
             frames = islice(animator(reference, poses, seed=seed, **options), done, None)
         index = done
-        for frame in frames:
-            if index >= num_frames:
-                raise HoldposeError(f"the {animator.name} animator made more frames than the {num_frames} poses")
-            frame = np.asarray(frame)
-            if frame.shape != reference.shape or frame.dtype != np.uint8:
-                raise HoldposeError(f"the {animator.name} animator made a {frame.dtype} {list(frame.shape)} frame; "
-                                    f"expected uint8 {list(reference.shape)}")
-            write_image(frames_dir / FRAME_NAME.format(index), frame)
-            if callback is not None:
-                callback(index, frame)
-            index += 1
+        with progress_bar(total=num_frames, initial=done, desc=animator.name, enabled=progress) as bar:
+            for frame in frames:
+                if index >= num_frames:
+                    raise HoldposeError(f"the {animator.name} animator made more frames than the {num_frames} poses")
+                frame = np.asarray(frame)
+                if frame.shape != reference.shape or frame.dtype != np.uint8:
+                    raise HoldposeError(f"the {animator.name} animator made a {frame.dtype} {list(frame.shape)} frame; "
+                                        f"expected uint8 {list(reference.shape)}")
+                write_image(frames_dir / FRAME_NAME.format(index), frame)
+                if callback is not None:
+                    callback(index, frame)
+                index += 1
+                bar.update(1)
         if index < num_frames:
             raise HoldposeError(f"the {animator.name} animator stopped after {index} of {num_frames} frames")
 
