@@ -279,6 +279,7 @@ def test_offline_hub_id_says_how_to_get_it(paths, monkeypatch, tmp_path):
     assert "lllyasviel/control_v11p_sd15_openpose" in message
     assert "hf download lllyasviel/control_v11p_sd15_openpose" in message
     assert "HF_HUB_OFFLINE" in message
+    assert "not in the local Hugging Face cache" in message and "\n" not in message
 
 
 def test_pickled_checkpoints_are_refused(paths, tmp_path):

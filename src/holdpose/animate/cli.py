@@ -205,6 +205,12 @@ def run_diffusion_backend(args, reference: np.ndarray, poses) -> None:
         raise HoldposeError(f"{output}: the diffusion backends write an .mp4 (their frames go to "
                             f"{output.with_suffix('.frames')}/)")
     cls = diffusion_animator_class(args.backend)
+    if not args.verbose:
+        # diffusers logs "Couldn't connect to the Hub ... Will try to load from local cache" and the like
+        # before holdpose can say in one line what is missing; -v shows the library's messages again.
+        from holdpose.animate.diffusion_common import import_diffusers
+
+        import_diffusers().utils.logging.set_verbosity_error()
     # Bad options fail here, not after minutes of loading models (init and the anchor pose are checked later).
     probe = dict(options, init=args.init) if args.backend == "controlnet" else options
     cls.options_class.from_kwargs(probe, cls.name).check(len(args.controlnet or [None]), bool(args.ip_adapter))

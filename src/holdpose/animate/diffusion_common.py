@@ -189,10 +189,19 @@ def check_single_file(path: str | os.PathLike, what: str, allow_pickle: bool) ->
     raise HoldposeError(f"{what}: {path}: not a model file (expected .safetensors, or a diffusers folder)")
 
 
+# How diffusers / huggingface_hub say that a model is neither cached nor downloadable.
+_NOT_CACHED_SIGNS = ("not fully cached locally", "Cannot find an appropriate cached snapshot",
+                     "couldn't connect to", "Couldn't connect to", "outgoing traffic has been disabled",
+                     "LocalEntryNotFoundError", "Max retries exceeded", "Name or service not known")
+
+
 def load_error(what: str, ref: str, kind: str, err: BaseException, allow_pickle: bool) -> HoldposeError:
     """The one error a user sees when a model cannot be loaded: what, why, and how to get it."""
     reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-    parts = [f"cannot load the {what} {ref!r}: {reason}."]
+    not_cached = kind == "hub" and any(sign in reason for sign in _NOT_CACHED_SIGNS)
+    if not_cached:  # the hub libraries' own sentence runs to several lines of advice that does not apply
+        reason = "it is not in the local Hugging Face cache and the Hub cannot be reached"
+    parts = [f"cannot load the {what} {ref!r}: {reason.rstrip('.')}."]
     if kind == "hub":
         offline = os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes", "on")
         if offline:
