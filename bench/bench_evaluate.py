@@ -39,10 +39,7 @@ prints SKIP and exits 0.
 from __future__ import annotations
 
 import argparse
-import contextlib
-import copy
 import datetime
-import io
 import json
 import os
 import platform
@@ -56,6 +53,9 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import git_state, load, rel, video_ok  # noqa: E402
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+from coco_reference import pycocotools_stats  # noqa: E402  (the tests' pycocotools wrapper)
 
 REPO = Path(__file__).resolve().parents[1]
 BENCH = REPO / "bench"
@@ -189,31 +189,6 @@ def agreement_ssim_psnr(fixtures: Path, report_dir: Path, inputs: dict) -> dict:
         r["psnr_diff"] = abs(r["psnr"] - r["psnr_skimage"])
     return {"pairs": rows, "max_ssim_diff": max(r["ssim_diff"] for r in rows),
             "max_psnr_diff": max(r["psnr_diff"] for r in rows)}
-
-
-def pycocotools_stats(gt_dict: dict, predictions: list[dict]) -> np.ndarray:
-    from pycocotools.coco import COCO
-    from pycocotools.cocoeval import COCOeval
-
-    with contextlib.redirect_stdout(io.StringIO()):
-        gt = COCO()
-        gt.dataset = copy.deepcopy(gt_dict)
-        gt.createIndex()
-        results = []
-        for p in predictions:
-            # A missing point goes 10^4 px away (OKS term 0); farther would make the detection's box
-            # larger than pycocotools' "all" area range (1e10) and get it ignored.
-            kp = np.where(np.isfinite(p["keypoints"]), p["keypoints"], -1e4)
-            results.append({"image_id": p["image_id"], "category_id": 1, "score": p["score"],
-                            "keypoints": np.concatenate([kp, np.ones((len(kp), 1))], 1).ravel().tolist()})
-        if not results:
-            return np.zeros(12)
-        dt = gt.loadRes(results)
-        ev = COCOeval(gt, dt, "keypoints")
-        ev.evaluate()
-        ev.accumulate()
-        ev.summarize()
-    return ev.stats
 
 
 def agreement_detector(fixtures: Path) -> list[dict]:

@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-import contextlib
-import copy
-import io
 import json
 import math
 
 import numpy as np
 import pytest
 
+from coco_reference import pycocotools_stats
 from conftest import fixture_path
 from holdpose.evaluate.keypoints import COCO_SIGMAS, coco_keypoint_ap, match_people, oks, oks_matrix, pck
 
@@ -131,25 +129,6 @@ def test_match_people_min_oks_and_false_positive():
 
 # --- COCO AP against pycocotools -------------------------------------------------------
 
-def _pycocotools_stats(gt_dict: dict, predictions: list[dict]) -> np.ndarray:
-    from pycocotools.coco import COCO
-    from pycocotools.cocoeval import COCOeval
-
-    with contextlib.redirect_stdout(io.StringIO()):
-        gt = COCO()
-        gt.dataset = copy.deepcopy(gt_dict)
-        gt.createIndex()
-        results = [{"image_id": p["image_id"], "category_id": 1, "score": p["score"],
-                    "keypoints": np.concatenate([p["keypoints"], np.ones((17, 1))], 1).ravel().tolist()}
-                   for p in predictions]
-        dt = gt.loadRes(results)
-        ev = COCOeval(gt, dt, "keypoints")
-        ev.evaluate()
-        ev.accumulate()
-        ev.summarize()
-    return ev.stats
-
-
 def _fixture_gt() -> dict:
     data = json.loads(fixture_path("images", "annotations.json").read_text())
     keep = ("id", "image_id", "category_id", "keypoints", "num_keypoints", "area", "bbox", "iscrowd")
@@ -202,7 +181,7 @@ def test_coco_keypoint_ap_agrees_with_pycocotools(scenario, seed):
     noise, miss, fps, dups = scenario
     preds = _perturbed(gt, rng, noise, miss=miss, false_positives=fps, duplicates=dups)
     ours = coco_keypoint_ap(preds, gt)
-    stats = _pycocotools_stats(gt, preds)
+    stats = pycocotools_stats(gt, preds)
     got = [ours.ap, ours.ap50, ours.ap75, ours.ar, ours.ar50, ours.ar75]
     want = [stats[0], stats[1], stats[2], stats[5], stats[6], stats[7]]
     np.testing.assert_allclose(got, want, atol=1e-4)
@@ -225,7 +204,7 @@ def test_coco_keypoint_ap_ignored_people_agree_with_pycocotools():
               {"image_id": ann["image_id"], "score": 0.96, "keypoints": kp_crowd + rng.normal(0, 4, (17, 2))},
               {"image_id": ann["image_id"], "score": 0.9, "keypoints": rng.uniform([410, 30], [470, 170], (17, 2))}]
     ours = coco_keypoint_ap(preds, gt)
-    stats = _pycocotools_stats(gt, preds)
+    stats = pycocotools_stats(gt, preds)
     np.testing.assert_allclose([ours.ap, ours.ap50, ours.ap75, ours.ar, ours.ar50, ours.ar75],
                                [stats[0], stats[1], stats[2], stats[5], stats[6], stats[7]], atol=1e-4)
     assert ours.num_gt == 6
