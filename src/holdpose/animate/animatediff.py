@@ -45,7 +45,6 @@ from holdpose.animate.diffusion_common import (
     DiffusionOptions,
     _check_int,
     control_streams,
-    control_tensor,
     decode_latents,
     encode_frames,
     encode_prompt,
@@ -240,25 +239,11 @@ class AnimateDiffAnimator(DiffusionAnimator):
         """Guided noise prediction for one window, latents ``[1, C, f, h, w]`` -> ``[1, C, f, h, w]``;
         the ControlNet sees the frames as a batch ``[(2 f), C, h, w]``, as in diffusers' pipeline."""
         torch = import_torch()
-        pipe = self.pipe
-        device = self.execution_device
         num_frames = latents.shape[2]
         model_input = torch.cat([latents] * 2) if do_cfg else latents
         model_input = scheduler.scale_model_input(model_input, t)
         control_input = model_input.transpose(1, 2).flatten(0, 1)  # [(2 f), C, h, w], unconditional frames first
         text = embeds.repeat_interleave(num_frames, dim=0)
-        conds = [control_tensor(images, device, pipe.controlnet.dtype) for images in control_images]
-        if do_cfg:
-            conds = [torch.cat([c, c]) for c in conds]
-        single = self.num_controlnets == 1
-        down, mid = pipe.controlnet(control_input, t, encoder_hidden_states=text,
-                                    controlnet_cond=conds[0] if single else conds,
-                                    conditioning_scale=opts.controlnet_scale[0] if single else opts.controlnet_scale,
-                                    guess_mode=False, return_dict=False)
-        noise_pred = pipe.unet(model_input, t, encoder_hidden_states=text, added_cond_kwargs=added,
-                               down_block_additional_residuals=down, mid_block_additional_residual=mid,
-                               return_dict=False)[0]
-        if do_cfg:
-            noise_uncond, noise_text = noise_pred.chunk(2)
-            noise_pred = noise_uncond + opts.guidance_scale * (noise_text - noise_uncond)
-        return noise_pred
+        controlnet_cond, scale = self.controlnet_inputs(control_images, opts.controlnet_scale, do_cfg)
+        return self.guided_noise(model_input, control_input, t, text, added, controlnet_cond, scale,
+                                 opts.guidance_scale, do_cfg)

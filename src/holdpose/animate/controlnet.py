@@ -38,7 +38,6 @@ from holdpose.animate.diffusion_common import (
     batch_embeds,
     batch_image_embeds,
     control_streams,
-    control_tensor,
     decode_latents,
     encode_frames,
     encode_prompt,
@@ -191,25 +190,14 @@ class ControlNetAnimator(DiffusionAnimator):
         # 7.3 Conditioning for the batch, ordered [unconditional, conditional] as diffusers does
         embeds = batch_embeds(cond, uncond, batch)
         added = None if image_embeds is None else {"image_embeds": batch_image_embeds(image_embeds, batch, do_cfg)}
-        conds = [control_tensor(images, device, pipe.controlnet.dtype) for images in control_images]
-        if do_cfg:
-            conds = [torch.cat([c, c]) for c in conds]
-        single = self.num_controlnets == 1
-        controlnet_cond = conds[0] if single else conds
-        scale = opts.controlnet_scale[0] if single else opts.controlnet_scale
+        controlnet_cond, scale = self.controlnet_inputs(control_images, opts.controlnet_scale, do_cfg)
 
         # 7.4 Loop
         for t in timesteps:
             model_input = torch.cat([latents] * 2) if do_cfg else latents
             model_input = scheduler.scale_model_input(model_input, t)
-            down, mid = pipe.controlnet(model_input, t, encoder_hidden_states=embeds, controlnet_cond=controlnet_cond,
-                                        conditioning_scale=scale, guess_mode=False, return_dict=False)
-            noise_pred = pipe.unet(model_input, t, encoder_hidden_states=embeds, added_cond_kwargs=added,
-                                   down_block_additional_residuals=down, mid_block_additional_residual=mid,
-                                   return_dict=False)[0]
-            if do_cfg:
-                noise_uncond, noise_text = noise_pred.chunk(2)
-                noise_pred = noise_uncond + opts.guidance_scale * (noise_text - noise_uncond)
+            noise_pred = self.guided_noise(model_input, model_input, t, embeds, added, controlnet_cond, scale,
+                                           opts.guidance_scale, do_cfg)
             latents = scheduler.step(noise_pred, t, latents, return_dict=False)[0]
         return latents
 

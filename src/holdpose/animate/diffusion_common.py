@@ -804,6 +804,36 @@ class DiffusionAnimator(Animator):
     def scheduler_for(self, name: str | None):
         return make_scheduler(name or self.default_scheduler, self.pipe.scheduler.config, self.scheduler_overrides)
 
+    def controlnet_inputs(self, control_images: list[np.ndarray], controlnet_scale: list[float], do_cfg: bool):
+        """``(controlnet_cond, conditioning_scale)`` as diffusers' ControlNet takes them: one
+        tensor ``[N, 3, H, W]`` (``[2 N, ...]`` with guidance, the same images for both halves)
+        and one scale, or a list of each for a MultiControlNetModel."""
+        torch = import_torch()
+        conds = [control_tensor(images, self.execution_device, self.pipe.controlnet.dtype)
+                 for images in control_images]
+        if do_cfg:
+            conds = [torch.cat([c, c]) for c in conds]
+        if self.num_controlnets == 1:
+            return conds[0], controlnet_scale[0]
+        return conds, controlnet_scale
+
+    def guided_noise(self, unet_input, control_input, t, text, added, controlnet_cond, conditioning_scale,
+                     guidance_scale: float, do_cfg: bool):
+        """One noise prediction: the ControlNet's residuals on ``control_input``, the UNet on
+        ``unet_input`` with them (both the same tensor for image models; a video UNet takes
+        ``[B, C, F, h, w]`` where the ControlNet sees the frames as a batch), then
+        classifier-free guidance over the ``[unconditional, conditional]`` halves."""
+        pipe = self.pipe
+        down, mid = pipe.controlnet(control_input, t, encoder_hidden_states=text, controlnet_cond=controlnet_cond,
+                                    conditioning_scale=conditioning_scale, guess_mode=False, return_dict=False)
+        noise_pred = pipe.unet(unet_input, t, encoder_hidden_states=text, added_cond_kwargs=added,
+                               down_block_additional_residuals=down, mid_block_additional_residual=mid,
+                               return_dict=False)[0]
+        if do_cfg:
+            noise_uncond, noise_text = noise_pred.chunk(2)
+            noise_pred = noise_uncond + guidance_scale * (noise_text - noise_uncond)
+        return noise_pred
+
     def set_ip_adapter_scale(self, scale: float) -> None:
         if self.has_ip_adapter:
             self.pipe.set_ip_adapter_scale(scale)
