@@ -102,14 +102,6 @@ def _summary(metrics: dict) -> str:
     return "  ".join(f"{n} {format_value(metrics[n])}" for n in names)
 
 
-def _preload_report() -> None:
-    import threading
-
-    from holdpose.evaluate.report import preload
-
-    threading.Thread(target=preload, name="holdpose-report-imports", daemon=True).start()
-
-
 def cmd_evaluate(args) -> None:
     from holdpose.evaluate.report import write_report
     from holdpose.evaluate.run import evaluate_video
@@ -123,7 +115,6 @@ def cmd_evaluate(args) -> None:
     if target is None and beside.is_file():  # what `holdpose animate` writes next to its video
         target = str(beside)
         logger.warning("scoring against %s, the poses holdpose animate followed (--target to choose others)", beside)
-    _preload_report()
     evaluation = evaluate_video(
         args.video, target=target, ground_truth=args.ground_truth, reference=args.reference,
         detector=None if args.detector == "none" else args.detector, pose_model=args.pose_model,
@@ -140,7 +131,6 @@ def cmd_compare(args) -> None:
 
     if args.labels and len(args.labels) != len(args.videos):
         raise HoldposeError(f"{len(args.labels)} labels for {len(args.videos)} videos; give one --labels name per video")
-    _preload_report()
     files = compare(args.videos, args.target, args.output, labels=args.labels, ground_truth=args.ground_truth,
                     detector=None if args.detector == "none" else args.detector, pose_model=args.pose_model,
                     det_model=args.det_model, max_people=args.max_people, workers=args.workers,

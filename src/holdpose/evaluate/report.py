@@ -98,13 +98,6 @@ def _matplotlib():
     return plt
 
 
-def preload() -> None:
-    """Import what the report needs (matplotlib, the pose renderer). The CLI calls it in a
-    background thread while the frames are evaluated, so the report is not kept waiting."""
-    _matplotlib()
-    import holdpose.render.openpose  # noqa: F401
-
-
 # --- plots -----------------------------------------------------------------------------
 
 
