@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import os
+import resource
 import subprocess
+import sys
+import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
@@ -45,3 +48,32 @@ def video_ok(path: Path, frames: int, size: tuple[int, int]) -> bool:
     except Exception:  # noqa: BLE001 - a damaged leftover is simply rewritten
         return False
     return source.num_frames == frames and tuple(source.size) == tuple(size)
+
+
+def holdpose_prefix() -> list[str]:
+    """The installed ``holdpose`` command of this venv (or ``python -m holdpose.cli``)."""
+    exe = Path(sys.executable).parent / "holdpose"
+    return [str(exe)] if exe.is_file() else [sys.executable, "-m", "holdpose.cli"]
+
+
+def run_process(cmd: list[str], *, monitor=None) -> dict:
+    """Run ``cmd`` from the repo root: wall-clock seconds from launch to exit, CPU seconds
+    of it and every descendant it reaped, and its stdout. stderr (MediaPipe logs there) is
+    shown only when the command fails, which stops the benchmark.
+
+    ``monitor(pid)``, when given, is started once the process exists and must return an
+    object with ``finish() -> dict``, called after the exit; its dict joins the result
+    (bench_extract samples the process tree's memory this way)."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    start = time.perf_counter()
+    proc = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    watcher = monitor(proc.pid) if monitor is not None else None
+    stdout, stderr = proc.communicate()
+    seconds = time.perf_counter() - start
+    extra = watcher.finish() if watcher is not None else {}
+    if proc.returncode != 0:
+        sys.stderr.write(stderr[-5000:])
+        raise SystemExit(f"{' '.join(cmd)} failed (exit {proc.returncode})")
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)  # counts every reaped descendant
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    return {"seconds": seconds, "cpu_seconds": cpu, "stdout": stdout, **extra}

@@ -43,16 +43,13 @@ import datetime
 import json
 import os
 import platform
-import resource
-import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import git_state, load, rel, video_ok  # noqa: E402
+from _common import git_state, holdpose_prefix, load, rel, run_process, video_ok  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 from coco_reference import pycocotools_stats  # noqa: E402  (the tests' pycocotools wrapper)
@@ -124,24 +121,6 @@ def prepare_inputs(fixture: Path) -> dict:
 
 
 # --- processes -------------------------------------------------------------------------------
-
-
-def holdpose_prefix() -> list[str]:
-    exe = Path(sys.executable).parent / "holdpose"
-    return [str(exe)] if exe.is_file() else [sys.executable, "-m", "holdpose.cli"]
-
-
-def run_process(cmd: list[str]) -> dict:
-    before = resource.getrusage(resource.RUSAGE_CHILDREN)
-    start = time.perf_counter()
-    proc = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True)
-    seconds = time.perf_counter() - start
-    if proc.returncode != 0:
-        sys.stderr.write(proc.stderr[-5000:])
-        raise SystemExit(f"{' '.join(cmd)} failed (exit {proc.returncode})")
-    after = resource.getrusage(resource.RUSAGE_CHILDREN)
-    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
-    return {"seconds": seconds, "cpu_seconds": cpu, "stdout": proc.stdout}
 
 
 # --- figure 1: agreement ------------------------------------------------------------------------

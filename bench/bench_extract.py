@@ -33,17 +33,15 @@ import datetime
 import json
 import os
 import platform
-import resource
 import shutil
 import subprocess
 import sys
 import threading
-import time
 from importlib import metadata
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import git_state, load, rel, video_ok  # noqa: E402
+from _common import git_state, holdpose_prefix, load, rel, run_process, video_ok  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 BENCH = REPO / "bench"
@@ -120,7 +118,7 @@ def _rss_kib(pid: int) -> int:
 
 
 class TreeSampler(threading.Thread):
-    """Samples the summed VmRSS of a process tree every SAMPLE_SECONDS until stopped."""
+    """Samples the summed VmRSS of a process tree every SAMPLE_SECONDS until :meth:`finish`."""
 
     def __init__(self, pid: int):
         super().__init__(daemon=True)
@@ -129,6 +127,7 @@ class TreeSampler(threading.Thread):
         self.peak_total = self.peak_parent = self.peak_children = 0  # KiB
         self.max_processes = 0
         self.samples = 0
+        self.start()
 
     def run(self) -> None:
         while not self.stop_event.is_set():
@@ -141,42 +140,19 @@ class TreeSampler(threading.Thread):
             self.samples += 1
             self.stop_event.wait(SAMPLE_SECONDS)
 
-
-def run_process(cmd: list[str], *, sample_memory: bool = False) -> dict:
-    """Run ``cmd`` from the repo root; wall-clock seconds from launch to exit, its stdout,
-    and (``sample_memory``) the peak summed RSS of its process tree."""
-    before = resource.getrusage(resource.RUSAGE_CHILDREN)
-    start = time.perf_counter()
-    # stderr is kept (MediaPipe logs there) and shown only when the command fails.
-    proc = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    sampler = None
-    if sample_memory:
-        sampler = TreeSampler(proc.pid)
-        sampler.start()
-    stdout, stderr = proc.communicate()
-    seconds = time.perf_counter() - start
-    if sampler is not None:
-        sampler.stop_event.set()
-        sampler.join()
-    if proc.returncode != 0:
-        sys.stderr.write(stderr[-5000:])
-        raise SystemExit(f"{' '.join(cmd)} failed (exit {proc.returncode})")
-    after = resource.getrusage(resource.RUSAGE_CHILDREN)  # counts every reaped descendant
-    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
-    result = {"seconds": seconds, "cpu_seconds": cpu, "stdout": stdout}
-    if sampler is not None:
+    def finish(self) -> dict:
+        """Stop sampling; the peaks in MiB."""
+        self.stop_event.set()
+        self.join()
         mib = 1 / 1024
-        result.update(peak_rss_mib=sampler.peak_total * mib, peak_parent_mib=sampler.peak_parent * mib,
-                      peak_children_mib=sampler.peak_children * mib, most_processes_at_once=sampler.max_processes,
-                      samples=sampler.samples)
-    return result
+        return {"peak_rss_mib": self.peak_total * mib, "peak_parent_mib": self.peak_parent * mib,
+                "peak_children_mib": self.peak_children * mib, "most_processes_at_once": self.max_processes,
+                "samples": self.samples}
 
 
 def holdpose_cmd(video: Path, poses: Path) -> list[str]:
-    exe = Path(sys.executable).parent / "holdpose"
-    prefix = [str(exe)] if exe.is_file() else [sys.executable, "-m", "holdpose.cli"]
     # -q (no progress bar) is an option of holdpose itself, so it goes before the command.
-    return prefix + ["-q", "extract", rel(video), "-o", rel(poses)]
+    return holdpose_prefix() + ["-q", "extract", rel(video), "-o", rel(poses)]
 
 
 def baseline_python(venv: Path) -> Path:
@@ -236,7 +212,7 @@ def bench_memory(videos: dict[int, Path]) -> dict:
     report = {"sample_seconds": SAMPLE_SECONDS, "runs": {}}
     for count, video in videos.items():
         print(f"  holdpose extract, {count} frames ...", end="", flush=True)
-        result = run_process(holdpose_cmd(video, OUT / f"extract_{count}_poses.json"), sample_memory=True)
+        result = run_process(holdpose_cmd(video, OUT / f"extract_{count}_poses.json"), monitor=TreeSampler)
         result.pop("stdout")
         result["load_after"] = load()[0]
         print(f" peak {result['peak_rss_mib']:.0f} MiB in {result['seconds']:.1f} s (load {result['load_after']})",
