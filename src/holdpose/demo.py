@@ -29,9 +29,9 @@ def load_demo_reference() -> np.ndarray:
 def run_demo(output: str | Path, *, reference: str | None = None, video: str | None = None,
              progress: bool = True) -> dict[str, Path]:
     from holdpose.animate.output import write_animation
+    from holdpose.animate.warp import WarpAnimator, rig_reference
     from holdpose.evaluate.report import write_report
     from holdpose.evaluate.run import evaluate_video
-    from holdpose.animate.warp import WarpAnimator, rig_reference
     from holdpose.io.posefile import save_poses
     from holdpose.io.video import read_image, write_image
     from holdpose.refine.align import align_to_reference

@@ -28,7 +28,6 @@ from holdpose.sequence import PoseSequence
 logger = logging.getLogger(__name__)
 
 
-
 @dataclass
 class DetectorConfig:
     """What a worker needs to build its detector (picklable, no model inside)."""
