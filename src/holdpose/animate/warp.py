@@ -340,17 +340,23 @@ class PuppetRig:
             maps.append(triangle_maps(corners, source))
             offset += len(fixed)
         matrices = np.concatenate(maps).astype(np.float32)
+        out = self.background.copy()
+        # Sample the atlas only inside the puppet's bounding box: it covers a fraction of the frame.
         covered = index >= 0
+        rows, cols = np.flatnonzero(covered.any(1)), np.flatnonzero(covered.any(0))
+        if rows.size == 0:
+            return out
+        box = slice(rows[0], rows[-1] + 1), slice(cols[0], cols[-1] + 1)
+        covered = covered[box]
         ys, xs = np.nonzero(covered)
-        m = matrices[index[ys, xs]]  # [N, 6]
-        xs, ys = xs.astype(np.float32), ys.astype(np.float32)
-        map_x = np.full((h, w), -1, np.float32)
-        map_y = np.full((h, w), -1, np.float32)
+        m = matrices[index[box][ys, xs]]  # [N, 6]
+        xs, ys = (xs + cols[0]).astype(np.float32), (ys + rows[0]).astype(np.float32)
+        map_x = np.full(covered.shape, -1, np.float32)
+        map_y = np.full(covered.shape, -1, np.float32)
         map_x[covered] = m[:, 0] * xs + m[:, 1] * ys + m[:, 2]
         map_y[covered] = m[:, 3] * xs + m[:, 4] * ys + m[:, 5]
         warped = cv2.remap(self.atlas, map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
-        out = self.background.copy()
-        out[covered] = warped[covered]
+        np.copyto(out[box], warped, where=covered[..., None])
         return out
 
 
