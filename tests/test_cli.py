@@ -90,7 +90,17 @@ def test_bad_arguments_are_usage_errors(tmp_path):
     result = run_cli("render", "x.json", "-o", "y.mp4", "--size", "big")
     assert result.returncode == 2 and "size must look like 512x768" in result.stderr
     result = run_cli("render", str(tmp_path / "x.json"), "-o", str(tmp_path / "y.mp4"), "--style", "sketch")
-    assert result.returncode != 0 and "unknown pose map style" in result.stderr
+    assert result.returncode == 2 and "invalid choice: 'sketch'" in result.stderr
+    assert "Traceback" not in result.stderr and not (tmp_path / "y.mp4").exists()
+
+
+def test_refine_refuses_options_that_would_do_nothing(tmp_path):
+    save_poses(random_sequence(num_frames=4), tmp_path / "p.npz")
+    result = run_cli("refine", str(tmp_path / "p.npz"), "-o", str(tmp_path / "r.npz"), "--smooth", "one_euro",
+                     "--smooth-window", "0.4")
+    assert result.returncode == 2 and "--smooth-window" in result.stderr and "one_euro" in result.stderr
+    assert "Traceback" not in result.stderr and len(result.stderr.strip().splitlines()) == 1
+    assert not (tmp_path / "r.npz").exists()
 
 
 def test_help_does_not_import_heavy_modules():

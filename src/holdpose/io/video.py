@@ -157,6 +157,14 @@ def read_image(path: str | os.PathLike) -> np.ndarray:
     return _read_image(path)
 
 
+def check_rgb_image(image, what: str = "image") -> np.ndarray:
+    """``image`` as an array when it is ``uint8 [H, W, 3]`` RGB; else a :class:`HoldposeError` naming ``what``."""
+    image = np.asarray(image)
+    if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8 or 0 in image.shape:
+        raise HoldposeError(f"{what} must be an RGB uint8 image [H, W, 3], got {image.dtype} {list(image.shape)}")
+    return image
+
+
 def write_image(path: str | os.PathLike, image: np.ndarray) -> None:
     """Write an RGB image; the format follows the suffix (.png is lossless). Atomic."""
     import cv2

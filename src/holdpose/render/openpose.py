@@ -29,6 +29,7 @@ from typing import Iterator
 import numpy as np
 
 from holdpose.convert import wholebody_to_openpose
+from holdpose.errors import HoldposeError
 from holdpose.io.posefile import DEFAULT_SCORE_THRESHOLD
 from holdpose.sequence import PoseSequence
 from holdpose.skeleton import HAND_EDGES, OPENPOSE_LIMBS
@@ -89,7 +90,7 @@ def get_style(style: str | PoseMapStyle) -> PoseMapStyle:
     try:
         return STYLES[style]
     except KeyError as err:
-        raise ValueError(f"unknown pose map style {style!r}; choose one of {', '.join(STYLES)}") from err
+        raise HoldposeError(f"unknown pose map style {style!r}; choose one of {', '.join(STYLES)}") from err
 
 
 def _pixel(points: np.ndarray, size: tuple[int, int]) -> np.ndarray:
@@ -121,10 +122,6 @@ class PoseMapRenderer:
 
     def __call__(self, keypoints: np.ndarray, scores: np.ndarray) -> np.ndarray:
         parts = wholebody_to_openpose(np.asarray(keypoints), np.asarray(scores))
-        return self.draw(self.plan(parts))
-
-    def draw_parts(self, parts: dict[str, tuple[np.ndarray, np.ndarray]]) -> np.ndarray:
-        """Draw OpenPose parts of one frame (``{"body": ([P,18,2], [P,18]), "left_hand": ..., ...}``)."""
         return self.draw(self.plan(parts))
 
     def plan(self, parts: dict[str, tuple[np.ndarray, np.ndarray]]) -> dict[str, np.ndarray]:
@@ -288,3 +285,12 @@ def render_pose_maps(seq: PoseSequence, style: str | PoseMapStyle = "openpose_fu
         plan = renderer.plan(wholebody_to_openpose(seq.keypoints[chunk] * scale, scores))
         for t in range(len(scores)):
             yield renderer.draw(plan, t)
+
+
+def overlay_pose_map(frame: np.ndarray, pose_map: np.ndarray, *, alpha: float = 1.0, dim: float = 1.0) -> np.ndarray:
+    """``pose_map`` drawn over ``frame`` (both ``uint8 [H, W, 3]``), for checking by eye: where
+    the map has a colour, ``alpha`` of it over the frame; the rest of the frame times ``dim``."""
+    drawn = pose_map.any(-1, keepdims=True)
+    base = frame if dim == 1.0 else (frame * dim).astype(np.uint8)
+    over = pose_map if alpha == 1.0 else (alpha * pose_map + (1 - alpha) * frame).astype(np.uint8)
+    return np.where(drawn, over, base)
