@@ -196,7 +196,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("render", parents=[common], help="draw pose maps (ControlNet OpenPose style)")
     p.add_argument("poses", help="pose file (.json, .npz or folder of .json)")
     p.add_argument("-o", "--output", required=True, help="maps.mp4 (video), maps/ (PNG per frame) or map.png (one frame)")
-    from holdpose.render.openpose import STYLES
+    from holdpose.render.styles import STYLES
 
     p.add_argument("--style", default="openpose_full", choices=list(STYLES),
                    help="pose-map style (default openpose_full; openpose_full_bgr for MusePose and DisPose)")

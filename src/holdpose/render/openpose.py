@@ -23,13 +23,12 @@ confidence-weighted colours (MimicMotion).
 from __future__ import annotations
 
 import colorsys
-from dataclasses import dataclass
 from typing import Iterator
 
 import numpy as np
 
 from holdpose.convert import wholebody_to_openpose
-from holdpose.errors import HoldposeError
+from holdpose.render.styles import STYLES, PoseMapStyle, get_style  # noqa: F401 (re-exported)
 from holdpose.io.posefile import DEFAULT_SCORE_THRESHOLD
 from holdpose.sequence import PoseSequence
 from holdpose.skeleton import HAND_EDGES, OPENPOSE_LIMBS
@@ -50,47 +49,6 @@ LIMB_A = np.array([a for a, _ in OPENPOSE_LIMBS])
 LIMB_B = np.array([b for _, b in OPENPOSE_LIMBS])
 EDGE_A = np.array([a for a, _ in HAND_EDGES])
 EDGE_B = np.array([b for _, b in HAND_EDGES])
-
-
-@dataclass(frozen=True)
-class PoseMapStyle:
-    """How one consumer wants its pose maps.
-
-    Attributes:
-        body, hands, face: parts to draw.
-        channel_order: "RGB" as in ControlNet's maps, or "BGR" (red and blue swapped).
-        confidence_weighted: scale each limb's colour by the product of its endpoint
-            scores and each joint's by its score (MimicMotion).
-    """
-
-    name: str
-    body: bool = True
-    hands: bool = False
-    face: bool = False
-    channel_order: str = "RGB"
-    confidence_weighted: bool = False
-
-
-STYLES = {
-    style.name: style
-    for style in (
-        PoseMapStyle("openpose"),
-        PoseMapStyle("openpose_hand", hands=True),
-        PoseMapStyle("openpose_face", face=True),
-        PoseMapStyle("openpose_full", hands=True, face=True),
-        PoseMapStyle("openpose_full_bgr", hands=True, face=True, channel_order="BGR"),  # MusePose, DisPose
-        PoseMapStyle("mimicmotion", hands=True, face=True, channel_order="BGR", confidence_weighted=True),
-    )
-}
-
-
-def get_style(style: str | PoseMapStyle) -> PoseMapStyle:
-    if isinstance(style, PoseMapStyle):
-        return style
-    try:
-        return STYLES[style]
-    except KeyError as err:
-        raise HoldposeError(f"unknown pose map style {style!r}; choose one of {', '.join(STYLES)}") from err
 
 
 def _pixel(points: np.ndarray, size: tuple[int, int]) -> np.ndarray:

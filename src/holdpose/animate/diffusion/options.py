@@ -75,7 +75,7 @@ class DiffusionModelOptions(Options):
 
     def check(self) -> "DiffusionModelOptions":
         """What can be checked before anything loads. Raises :class:`HoldposeError` naming the option."""
-        from holdpose.render.openpose import STYLES
+        from holdpose.render.styles import STYLES
 
         if not self.controlnets:
             raise HoldposeError("at least one ControlNet is needed (--controlnet)")
