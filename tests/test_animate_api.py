@@ -19,7 +19,7 @@ from holdpose.io.video import FrameSource, read_image
 from holdpose.refine.keyframes import load_builtin_motion
 from holdpose.sequence import PoseSequence
 
-from conftest import random_sequence
+from conftest import interrupted_after_frames, random_sequence
 
 
 @pytest.fixture(scope="module")
@@ -62,21 +62,9 @@ def test_warp_through_animate_writes_video_poses_and_cleans_up(tmp_path, small_a
 
 
 def test_warp_resumes_an_interrupted_run_to_the_same_frames(tmp_path, small_astronaut, wave, monkeypatch):
-    import holdpose.io.video as video
-
     whole = animate(small_astronaut, wave, tmp_path / "whole.mp4", keep_frames=True, progress=False)
-    real_write, written = video.write_image, []
-
-    def interrupt_after_five(path, image):
-        if len(written) == 5:
-            raise KeyboardInterrupt
-        real_write(path, image)
-        written.append(path)
-
-    monkeypatch.setattr(video, "write_image", interrupt_after_five)
-    with pytest.raises(KeyboardInterrupt):
+    with interrupted_after_frames(monkeypatch, 5), pytest.raises(KeyboardInterrupt):
         animate(small_astronaut, wave, tmp_path / "cut.mp4", progress=False)
-    monkeypatch.setattr(video, "write_image", real_write)
     assert len(list((tmp_path / "cut.frames" / "frames").glob("*.png"))) == 5  # kept for the rerun
     resumed = animate(small_astronaut, wave, tmp_path / "cut.mp4", keep_frames=True, progress=False)
     assert resumed.resumed_from == 5

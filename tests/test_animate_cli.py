@@ -13,6 +13,7 @@ import pytest
 pytest.importorskip("diffusers")
 pytest.importorskip("torch")
 
+from conftest import interrupted_after_frames  # noqa: E402
 from diffusion_fixtures import reference_image, single_torch_thread, tiny_models, walking_poses  # noqa: E402
 
 from holdpose.animate.cli import backend_options  # noqa: E402
@@ -187,23 +188,11 @@ def test_controlnet_cli_aligns_and_starts_from_the_warp_animator(inputs, tmp_pat
 def test_interrupted_cli_run_says_where_the_frames_are_and_resumes(inputs, tmp_path, capsys, monkeypatch):
     """Ctrl-C in the middle of a run: exit 130 with a message naming the frames folder; the same
     command again continues after the frames on disk and ends with every frame."""
-    import holdpose.io.video as video  # run_animation writes each frame with video.write_image
-
     output = tmp_path / "out.mp4"
-    real_write = video.write_image
-    written = []
-
-    def interrupt_after_two(path, image):
-        if len(written) == 2:
-            raise KeyboardInterrupt
-        real_write(path, image)
-        written.append(path)
-
-    monkeypatch.setattr(video, "write_image", interrupt_after_two)
-    assert main(_argv(inputs, output, "controlnet")) == 130
+    with interrupted_after_frames(monkeypatch, 2):
+        assert main(_argv(inputs, output, "controlnet")) == 130
     err = capsys.readouterr().err
     assert "interrupted" in err and "out.frames" in err and "run the same command again" in err
-    monkeypatch.setattr(video, "write_image", real_write)
     assert main(_argv(inputs, output, "controlnet")) == 0
     assert "(2 resumed)" in capsys.readouterr().out
     assert FrameSource(output).num_frames == FRAMES
