@@ -315,5 +315,6 @@ def start_studio(poses, *, port: int = 0, **options) -> StudioServer:
     """Open ``poses`` (options as :class:`Studio`) and serve it from a background thread.
     Returns the server: ``server.url`` is the page, ``server.shutdown()`` stops it."""
     server = StudioServer(Studio(poses, **options), port)
-    threading.Thread(target=server.serve_forever, name="holdpose-studio", daemon=True).start()
+    threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, name="holdpose-studio",
+                     daemon=True).start()
     return server

@@ -15,7 +15,7 @@
     meta: null, T: 0, P: 0, K: 0,
     kp: null, sc: null, ids: null, interp: null, // typed arrays [T, P, K, (2)]
     conf: null, frame: 0, playing: false, keys: new Set(),
-    sel: null, drag: null, images: new Map(), current: {}, stepStart: null, busy: false,
+    sel: null, drag: null, drawn: -1, images: new Map(), current: {}, stepStart: null, busy: false,
   };
 
   // --- server -------------------------------------------------------------------
@@ -40,8 +40,8 @@
   async function post(action, body = {}) {
     try {
       const reply = await (await api(`api/${action}`, body)).json();
-      updateButtons(reply);
       if (reply.changed) await loadPoses(reply.changed[0], reply.changed[1]);
+      updateButtons(reply); // after the poses, so "acknowledged" means drawn from the server's state
       return reply;
     } catch (err) {
       setStatus(err.message, true);
@@ -170,10 +170,11 @@
 
   function drawGhosts(t) {
     ctx.setLineDash([3, 3]);
-    ctx.lineWidth = 1.5;
+    ctx.lineWidth = 2;
+    ctx.strokeStyle = "#ffffff";
+    ctx.fillStyle = "rgba(0, 0, 0, 0.45)";
     for (const g of ghosts(t)) {
-      ctx.strokeStyle = "rgba(200,200,200,0.85)";
-      ctx.beginPath(); ctx.arc(g.xy[0], g.xy[1], 5, 0, 2 * Math.PI); ctx.stroke();
+      ctx.beginPath(); ctx.arc(g.xy[0], g.xy[1], 7, 0, 2 * Math.PI); ctx.fill(); ctx.stroke();
     }
     ctx.setLineDash([]);
   }
@@ -263,6 +264,7 @@
     if (S.frame !== t) return; // a later request took over
     S.current = { frame: t, video, animation };
     draw();
+    S.drawn = t;
     const now = performance.now();
     if (stats.firstPaint === null) stats.firstPaint = now;
     if (S.stepStart !== null) { stats.lastStep = now - S.stepStart; stats.steps.push(stats.lastStep); S.stepStart = null; }
