@@ -157,7 +157,7 @@ def test_scrub_step_and_play(page, tmp_path):
     page.wait_for_timeout(500)
     page.keyboard.press(" ")
     played = current_frame(page)
-    assert 3 <= played <= 14  # 0.5 s at 24 fps, on a busy machine
+    assert 2 <= played <= 20  # 0.5 s at 24 fps is 12 frames; a busy machine draws fewer
     shot(page, tmp_path, "scrub")
 
 

@@ -114,6 +114,7 @@ class Studio:
                                                          interpolation=cv2.INTER_AREA))
         self.adherence = per_frame_adherence(metrics, seq.num_frames)
         for name, frames in self.videos.items():
+            frames.jpeg(0)  # decoder and JPEG encoder warm before the URL is printed: the page's first paint waits less
             if frames.num_frames < seq.num_frames:
                 logger.warning("%s has %d frames, the poses %d; later frames are drawn on a blank canvas",
                                name, frames.num_frames, seq.num_frames)
