@@ -199,6 +199,10 @@ def test_drag_undo_redo_save(page, studio, tmp_path):
     assert differing_points(saved, original) == {(10, 0, RIGHT_ELBOW)}
     np.testing.assert_allclose(saved.keypoints[10, 0, RIGHT_ELBOW], moved, atol=0.005)  # JSON keeps 0.01 px
     assert "●" not in page.inner_text("#title")
+    page.select_option("#save-format", "npz")
+    page.click("#save-as")
+    wait_for(page, "document.getElementById('status').textContent.endsWith('wave.edited.npz')")
+    assert differing_points(load_poses(path.with_name("wave.edited.npz")), doc.seq) == set()
 
 
 def test_swap_limb_then_body(page, studio, tmp_path):

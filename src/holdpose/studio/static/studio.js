@@ -51,8 +51,8 @@
     }
   }
 
-  async function loadPoses(start, stop) {
-    const buf = await (await api(`api/poses?start=${start}&stop=${stop}`)).arrayBuffer();
+  async function loadPoses(start, stop, response = null) {
+    const buf = await (await (response || api(`api/poses?start=${start}&stop=${stop}`))).arrayBuffer();
     const n = stop - start, P = S.P, K = S.K;
     let offset = 0;
     const take = (Type, count) => { const a = new Type(buf, offset, count); offset += count * Type.BYTES_PER_ELEMENT; return a; };
@@ -468,8 +468,10 @@
   // --- start ----------------------------------------------------------------------
 
   async function start() {
-    let meta;
+    let meta, allPoses;
     try {
+      allPoses = api("api/poses"); // every frame, fetched while the session is read
+      allPoses.catch(() => {});
       meta = await (await api("api/session")).json();
     } catch (err) {
       setStatus(err.message, true);
@@ -505,7 +507,7 @@
     $("export").title = `render pose maps to ${meta.paths.export}`;
     updateButtons(meta);
     frameImage("video", 0); // start decoding while the poses load
-    await loadPoses(0, S.T);
+    await loadPoses(0, S.T, allPoses);
     await show(0);
     setStatus(`${meta.name} loaded`);
   }
