@@ -274,19 +274,19 @@ class PoseDocument:
         return start, stop
 
     def undo(self) -> tuple[int, int]:
-        if not self._undo:
-            raise EditError("nothing to undo")
-        step = self._undo.pop()
-        _set_frames_state(self.seq, step.start, step.before)
-        self._redo.append(step)
-        return step.start, step.stop
+        """Take back the last edit; the frame range it touched."""
+        return self._replay(self._undo, self._redo, "before", "nothing to undo")
 
     def redo(self) -> tuple[int, int]:
-        if not self._redo:
-            raise EditError("nothing to redo")
-        step = self._redo.pop()
-        _set_frames_state(self.seq, step.start, step.after)
-        self._undo.append(step)
+        """Apply again the last edit taken back; the frame range it touched."""
+        return self._replay(self._redo, self._undo, "after", "nothing to redo")
+
+    def _replay(self, source: list, target: list, state: str, empty: str) -> tuple[int, int]:
+        if not source:
+            raise EditError(empty)
+        step = source.pop()
+        _set_frames_state(self.seq, step.start, getattr(step, state))
+        target.append(step)
         return step.start, step.stop
 
     # --- files ------------------------------------------------------------------
