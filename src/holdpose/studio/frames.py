@@ -11,6 +11,7 @@ from holdpose.io.video import VideoFrames
 
 MAX_SIDE = 1280  # frames larger than this (long side) are sent scaled down; the page scales them back
 JPEG_QUALITY = 85
+RAW_CACHE = 16  # decoded frames kept (at most 1280x720x3 bytes each): a step back rarely seeks
 
 
 def encode_jpeg(image: np.ndarray) -> bytes:
@@ -34,11 +35,11 @@ class JpegFrames:
 
     Decoding goes through :class:`holdpose.io.video.VideoFrames` (seek to the key frame
     before a far frame, straight on for the next one); the last ``cache`` JPEGs are kept.
-    Memory stays flat in the video's length: one decoder, a few raw frames, ``cache`` JPEGs.
+    Memory stays flat in the video's length: one decoder, :data:`RAW_CACHE` raw frames, ``cache`` JPEGs.
     """
 
     def __init__(self, path, size: tuple[int, int] | None = None, *, cache: int = 64):
-        self._video = VideoFrames(path, size=display_size(size) if size else None, cache=8)
+        self._video = VideoFrames(path, size=display_size(size) if size else None, cache=RAW_CACHE)
         self.size = self._video.size
         self.num_frames = self._video.num_frames
         self.fps = self._video.fps

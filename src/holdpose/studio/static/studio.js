@@ -15,7 +15,7 @@
     meta: null, T: 0, P: 0, K: 0,
     kp: null, sc: null, ids: null, interp: null, // typed arrays [T, P, K, (2)]
     conf: null, frame: 0, playing: false, keys: new Set(),
-    sel: null, drag: null, drawn: -1, images: new Map(), current: {}, stepStart: null, busy: false,
+    sel: null, drag: null, drawn: -1, direction: 1, images: new Map(), current: {}, stepStart: null, busy: false,
   };
 
   // --- server -------------------------------------------------------------------
@@ -259,6 +259,7 @@
   async function show(t, { step = false } = {}) {
     t = Math.max(0, Math.min(S.T - 1, t));
     if (step) S.stepStart = performance.now();
+    S.direction = t < S.frame ? -1 : 1;
     S.frame = t;
     const [video, animation] = await Promise.all([frameImage("video", t), frameImage("animation", t)]);
     if (S.frame !== t) return; // a later request took over
@@ -269,7 +270,9 @@
     if (stats.firstPaint === null) stats.firstPaint = now;
     if (S.stepStart !== null) { stats.lastStep = now - S.stepStart; stats.steps.push(stats.lastStep); S.stepStart = null; }
     window.dispatchEvent(new CustomEvent("studio:drawn", { detail: { frame: t } }));
-    for (const next of [t + 1, t + 2]) if (next < S.T) { frameImage("video", next); frameImage("animation", next); }
+    // fetch ahead in the direction of travel (stepping back too), so the next step finds its frame
+    const ahead = S.direction < 0 ? [t - 1, t - 2] : [t + 1, t + 2];
+    for (const next of ahead) if (next >= 0 && next < S.T) { frameImage("video", next); frameImage("animation", next); }
     if (S.playing) schedulePlay();
   }
 
