@@ -34,7 +34,7 @@ def browser():
 
 @pytest.fixture(scope="module")
 def media(tmp_path_factory):
-    """The built-in wave (72 frames, 512x512, 24 fps) and a video of its pose maps over a photo."""
+    """The first 48 frames of the built-in wave (512x512, 24 fps) and a video of their pose maps over a photo."""
     import cv2
     from skimage import data
 
@@ -42,7 +42,7 @@ def media(tmp_path_factory):
     from holdpose.render.openpose import render_pose_maps
 
     folder = tmp_path_factory.mktemp("studio_media")
-    seq = load_builtin_motion("wave")
+    seq = load_builtin_motion("wave")[:48]
     photo = cv2.resize(data.astronaut(), seq.size)
     with VideoWriter(folder / "wave.mp4", fps=seq.fps, size=seq.size) as writer:
         for pose_map in render_pose_maps(seq):
@@ -109,8 +109,8 @@ def canvas_pixel(page, x: float, y: float) -> list:
 def test_load_draws_video_skeleton_timeline_and_reference(page, studio, tmp_path):
     server, _, seq = studio
     shot(page, tmp_path, "load")
-    assert page.inner_text("#frame-label").startswith("frame 0 / 71")
-    assert page.evaluate("window.studio.state.meta.adherence.length") == 72
+    assert page.inner_text("#frame-label").startswith("frame 0 / 47")
+    assert page.evaluate("window.studio.state.meta.adherence.length") == 48
     x, y = seq.keypoints[0, 0, RIGHT_ELBOW]
     r, g, b, _ = canvas_pixel(page, x, y)
     assert max(r, g, b) - min(r, g, b) > 100  # a saturated joint colour, not the grey-ish photo under it
@@ -141,14 +141,14 @@ def test_blank_canvas_without_a_video(browser, tmp_path):
 def test_scrub_step_and_play(page, tmp_path):
     box = page.locator("#timeline").bounding_box()
     page.mouse.click(box["x"] + box["width"] * 0.5 + 1, box["y"] + box["height"] / 2)
-    wait_for(page, "window.studio.state.drawn === 36")
+    wait_for(page, "window.studio.state.drawn === 24")
     page.keyboard.press("ArrowRight")
-    wait_for(page, "window.studio.state.drawn === 37")
+    wait_for(page, "window.studio.state.drawn === 25")
     page.keyboard.press("Shift+ArrowRight")
-    wait_for(page, "window.studio.state.drawn === 47")
+    wait_for(page, "window.studio.state.drawn === 35")
     page.keyboard.press("ArrowLeft")
-    wait_for(page, "window.studio.state.drawn === 46")
-    assert page.inner_text("#frame-label").startswith("frame 46 / 71")
+    wait_for(page, "window.studio.state.drawn === 34")
+    assert page.inner_text("#frame-label").startswith("frame 34 / 47")
     steps = page.evaluate("window.studio.stats.steps.length")
     assert steps >= 4
     page.keyboard.press("Home")
