@@ -129,6 +129,7 @@ def test_blank_canvas_without_a_video(browser, tmp_path):
         page.goto(server.url)
         wait_loaded(page)
         assert canvas_pixel(page, 500, 20)[:3] == [0, 0, 0]
+        assert page.is_hidden("#animation-view") and page.is_hidden("#reference") and page.is_hidden("#adherence-legend")
         x, y = seq.keypoints[0, 0, RIGHT_ELBOW]
         assert sum(canvas_pixel(page, x, y)[:3]) > 150
         shot(page, tmp_path, "blank")
