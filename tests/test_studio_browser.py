@@ -270,6 +270,16 @@ def test_delete_then_restore_from_the_ghost(page, studio, tmp_path):
     assert differing_points(doc.seq, original) == set()
 
 
+def test_a_refused_edit_shows_its_message_and_changes_nothing(page, studio, tmp_path):
+    server, path, original = studio
+    page.evaluate(f"window.studio.edit({{op: 'move', frame: 0, person: 0, keypoint: {RIGHT_ELBOW}, x: 1e9, y: 0}})")
+    wait_for(page, "document.getElementById('status').classList.contains('error')")
+    assert "far outside the 512x512 canvas" in page.inner_text("#status")
+    shot(page, tmp_path, "refused")
+    assert differing_points(server.studio.doc.seq, original) == set() and not server.studio.doc.dirty
+    assert page.evaluate(f"window.studio.point(0, 0, {RIGHT_ELBOW})")[:2] == original.keypoints[0, 0, RIGHT_ELBOW].tolist()
+
+
 def test_token_refusal(browser, studio):
     server = studio[0]
     page = new_page(browser)

@@ -522,7 +522,7 @@
       const r = canvas.getBoundingClientRect(), [x, y] = xy(S.frame, p, k);
       return [r.left + x * r.width / canvas.width, r.top + y * r.height / canvas.height];
     },
-    show,
+    show, edit,
   };
   start();
 })();
