@@ -265,9 +265,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     from holdpose.animate.cli import add_subcommand as add_animate
     from holdpose.evaluate.cli import add_subcommands as add_evaluate
+    from holdpose.studio.cli import add_subcommand as add_studio
 
     add_animate(sub, common)
     add_evaluate(sub, [common])
+    add_studio(sub, common)
 
     p = sub.add_parser("demo", parents=[common], help="animate a photo that ships with scikit-image, with a built-in wave")
     p.add_argument("-o", "--output", default="demo_output", help="output folder (default demo_output)")
