@@ -148,13 +148,13 @@ def person_boxes(keypoints: np.ndarray, present: np.ndarray) -> np.ndarray:
     return out
 
 
-def _area_height(box: np.ndarray) -> tuple[float, float]:
+def box_area_height(box: np.ndarray) -> tuple[float, float]:
     """COCO-style area (>= 1 px^2) and height (>= 1 px) of a body box."""
     w, h = max(box[2] - box[0], 1.0), max(box[3] - box[1], 1.0)
     return float(w * h), float(h)
 
 
-def _match(sim: np.ndarray) -> Matching:
+def match_frame(sim: np.ndarray) -> Matching:
     """:func:`match_people` (min_oks 0), without scipy when one side has at most one person:
     then the best pair is the optimal assignment (most frames of a one-person video)."""
     num_pred, num_gt = sim.shape
@@ -184,10 +184,10 @@ def frame_oks(det_keypoints: np.ndarray, det_scores: np.ndarray, tgt_keypoints: 
     if not det_keep.any():
         return 0.0
     det_kp = np.where(det_present[det_keep, :, None], np.asarray(det_keypoints)[det_keep], np.nan)
-    areas = np.array([_area_height(b)[0] for b in person_boxes(tgt_kp, tgt_present)])
+    areas = np.array([box_area_height(b)[0] for b in person_boxes(tgt_kp, tgt_present)])
     sim = oks_matrix(det_kp[:, BODY], tgt_kp[:, BODY], tgt_present[:, BODY], areas)
     sim = np.nan_to_num(sim, nan=0.0)  # target people with no body point
-    return float(_match(sim).gt_oks.mean())
+    return float(match_frame(sim).gt_oks.mean())
 
 
 # --- scoring ------------------------------------------------------------------------
@@ -336,7 +336,7 @@ def score_adherence(detected: PoseSequence, target: PoseSequence, *, min_score: 
         det_kp = det_kp.astype(np.float64)
         det_score = detected.scores[t, det_slots][:, BODY].mean(-1) if len(det_slots) else np.zeros(0)
         boxes = person_boxes(tgt_kp, tgt_present)
-        areas, heights = (np.array(v) for v in zip(*[_area_height(b) for b in boxes])) if len(boxes) \
+        areas, heights = (np.array(v) for v in zip(*[box_area_height(b) for b in boxes])) if len(boxes) \
             else (np.zeros(0), np.zeros(0))
         per_frame["num_target"][t] = len(tgt_slots)
         per_frame["num_detected"][t] = len(det_slots)
@@ -348,7 +348,7 @@ def score_adherence(detected: PoseSequence, target: PoseSequence, *, min_score: 
             keypoint_tally.add_pose(tgt_kp[j], tgt_present[j], boxes[j], heights[j])
         sim = (np.nan_to_num(oks_matrix(det_kp[:, BODY], tgt_kp[:, BODY], tgt_present[:, BODY], areas), nan=0.0)
                if len(det_slots) else np.zeros((0, len(tgt_slots))))
-        matching = _match(sim)
+        matching = match_frame(sim)
         per_frame["oks"][t] = matching.gt_oks.mean()
         frame = _PartTally(np.zeros(len(alphas)))  # this frame's body points
         matched = dict((int(j), int(i)) for i, j in matching.pairs)
