@@ -199,3 +199,29 @@ def test_warp_with_verify_on_a_real_photo_records_every_frame(tmp_path):
     for r in records.values():
         verdict = r["tries"][0]
         assert 0.5 < verdict["pck"] <= 1 and verdict["drift"] == (verdict["pck"] < 0.9) and verdict["detected"] == "1/1"
+
+
+def test_report_shows_the_closed_loop_per_frame(tmp_path):
+    """holdpose evaluate picks up OUT.verdicts.jsonl: counts and per-frame states in metrics.json,
+    and a strip of one cell per frame in the page."""
+    from holdpose.cli import main
+    from holdpose.io.video import VideoWriter
+
+    with VideoWriter(tmp_path / "v.mp4", fps=10, size=(64, 64)) as writer:
+        for i in range(12):
+            writer.write(np.full((64, 64, 3), 10 * i, np.uint8))
+    held = {"attempt": 0, "drift": False, "reason": "", "pck": 1.0}
+    lines = [{"frame": i, "kept": 0, "drift": False, "tries": [held]} for i in range(10)]
+    lines[4] = {"frame": 4, "kept": 1, "drift": False,
+                "tries": [{"attempt": 0, "drift": True, "reason": "nobody detected", "pck": None}, held]}
+    lines[7] = {"frame": 7, "kept": 0, "drift": True, "tries": [{"attempt": 0, "drift": True, "reason": "x",
+                                                                  "pck": 0.5}] * 3}
+    (tmp_path / "v.verdicts.jsonl").write_text("".join(json.dumps(line) + "\n" for line in lines) + '{"frame": 1')
+    assert main(["-q", "evaluate", str(tmp_path / "v.mp4"), "--detector", "none", "-o", str(tmp_path / "r")]) == 0
+    loop = json.loads((tmp_path / "r" / "metrics.json").read_text())["closed_loop"]
+    assert loop["counts"] == {"held": 8, "regenerated": 1, "corrected": 0, "drifting": 1, "unjudged": 2}
+    assert loop["per_frame"]["state"][4] == "regenerated" and loop["per_frame"]["tries"][7] == 3
+    assert loop["per_frame"]["pck_before"][4] is None and loop["per_frame"]["pck_after"][4] == 1.0
+    page = (tmp_path / "r" / "index.html").read_text()
+    assert page.count('class="cell" style') == 12 + 4  # 12 frames, 4 legend keys
+    assert "frame 4 (0.40 s): drifted, made again, holds, 2 tries" in page

@@ -40,6 +40,9 @@ def add_subcommands(subparsers, parents: list[argparse.ArgumentParser] = ()) -> 
                               "flicker, warping error and keypoint jitter; compare with a ground-truth video. Writes "
                               "metrics.json and index.html (with plots) into the report folder.")
     p.add_argument("video", metavar="OUTPUT", help="the generated video (or image folder)")
+    p.add_argument("--verdicts", help="per-frame verdicts of `holdpose animate --verify` or `holdpose correct`: "
+                   "the report shows which frames were made again or corrected (default: OUTPUT.verdicts.jsonl "
+                   "beside the video, when there is one)")
     p.add_argument("--target", help="target poses (.json, .npz or folder of .json): adherence metrics (default: "
                    "OUTPUT's .poses.json, which holdpose animate writes, when there is one)")
     p.add_argument("--ground-truth", help="ground-truth video: SSIM, PSNR, L1 (and LPIPS, FID, KID, FVD)")
@@ -115,8 +118,12 @@ def cmd_evaluate(args) -> None:
     if target is None and beside.is_file():  # what `holdpose animate` writes next to its video
         target = str(beside)
         logger.warning("scoring against %s, the poses holdpose animate followed (--target to choose others)", beside)
+    verdicts = args.verdicts
+    beside = Path(args.video).with_suffix(".verdicts.jsonl")
+    if verdicts is None and beside.is_file():  # what `holdpose animate --verify` / `holdpose correct` write
+        verdicts = str(beside)
     evaluation = evaluate_video(
-        args.video, target=target, ground_truth=args.ground_truth, reference=args.reference,
+        args.video, target=target, verdicts=verdicts, ground_truth=args.ground_truth, reference=args.reference,
         detector=None if args.detector == "none" else args.detector, pose_model=args.pose_model,
         det_model=args.det_model, max_people=args.max_people, min_score=args.min_score, flow=args.flow,
         workers=args.workers, worst_frames=args.worst_frames, lpips=args.lpips, fid_features=args.fid_features,

@@ -156,3 +156,44 @@ def summarise(records: dict[int, dict], num_frames: int) -> dict:
     return {"judged": len(judged), "drifted": sum(r["tries"][0]["drift"] for r in judged),
             "regenerated": sum(r["kept"] > 0 for r in judged), "still_drifting": sum(r["drift"] for r in judged),
             "tries": sum(len(r["tries"]) for r in judged)}
+
+
+# --- what the report shows -------------------------------------------------------------------
+
+STATES = {  # state -> (colour, meaning), in the order of the report's legend
+    "held": ("#3a9d4a", "held its pose at the first try"),
+    "regenerated": ("#e0a526", "drifted, made again, holds"),
+    "corrected": ("#3b7dd8", "drifted, limbs moved back by holdpose correct"),
+    "drifting": ("#d0453a", "still drifts"),
+    "unjudged": ("#555555", "not judged"),
+}
+
+
+def frame_states(records: dict[int, dict], num_frames: int) -> dict[str, list]:
+    """Per frame: its state (a key of :data:`STATES`), the tries it took, PCK@0.05 of its first
+    try ("before") and of the frame kept ("after"); None where a frame was not judged. Records
+    of ``holdpose correct`` (with ``before``/``after`` verdicts) read the same way."""
+    state, tries, before, after = [], [], [], []
+    for index in range(num_frames):
+        record = records.get(index)
+        if record is None:
+            state.append("unjudged"), tries.append(None), before.append(None), after.append(None)
+            continue
+        if "tries" in record:  # made by the loop of holdpose animate --verify
+            first, kept = record["tries"][0], record["tries"][record["kept"]]
+            state.append("drifting" if record["drift"] else "regenerated" if record["kept"] > 0 else "held")
+            tries.append(len(record["tries"]))
+        else:  # made by holdpose correct
+            first, kept = record["before"], record["after"]
+            state.append("drifting" if kept["drift"] else "corrected" if record["corrected"] else "held")
+            tries.append(None)
+        before.append(first["pck"])
+        after.append(kept["pck"])
+    return {"state": state, "tries": tries, "pck_before": before, "pck_after": after}
+
+
+def closed_loop_summary(records: dict[int, dict], num_frames: int) -> dict:
+    """The counts and per-frame states of a run's records, as metrics.json keeps them."""
+    states = frame_states(records, num_frames)
+    counts = {name: states["state"].count(name) for name in STATES}
+    return {"counts": counts, "per_frame": states}
