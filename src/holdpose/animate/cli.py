@@ -154,11 +154,12 @@ def cmd_animate(args) -> None:
     print(f"{result.video_path}: {result.num_frames} frames{resumed}, {result.size[0]}x{result.size[1]}, "
           f"{result.fps:g} fps{kept}; poses: {result.poses_path}")
     if result.verdicts_path is not None:
-        from holdpose.evaluate.closed_loop import read_records, summarise
+        from holdpose.evaluate.closed_loop import closed_loop_summary, read_records
 
-        s = summarise(read_records(result.verdicts_path), result.num_frames)
-        print(f"verified {s['judged']} frames: {s['drifted']} drifted, {s['regenerated']} made again, "
-              f"{s['still_drifting']} still drift ({s['tries']} tries); verdicts: {result.verdicts_path}")
+        summary = closed_loop_summary(read_records(result.verdicts_path), result.num_frames)
+        n = summary["counts"]
+        print(f"verified: {n['held']} frames held their pose, {n['regenerated']} were made again, "
+              f"{n['drifting']} still drift ({summary['tries']} tries); verdicts: {result.verdicts_path}")
 
 
 def _verify_settings(args):
