@@ -261,8 +261,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     from holdpose.animate.cli import add_subcommand as add_animate
     from holdpose.evaluate.cli import add_subcommands as add_evaluate
+    from holdpose.train.cli import add_subcommand as add_convert_weights
 
     add_animate(sub, common)
+    add_convert_weights(sub, common)
     add_evaluate(sub, [common])
 
     p = sub.add_parser("demo", parents=[common], help="animate a photo that ships with scikit-image, with a built-in wave")
