@@ -69,9 +69,24 @@ def _resnet_rows(old: str, new: str) -> list[tuple[str, str]]:
     return [(old + a, new + b) for a, b in LDM_RESNET_LEAVES]
 
 
+def ldm_encoder_table_for(keys) -> list[tuple[str, str]]:
+    """:func:`ldm_encoder_table` with the shape read from the checkpoint's own keys: the
+    downsamplers' ``input_blocks.N.0.op`` indices give the levels and layers per level, the
+    last ``input_hint_block`` index the number of hint convolutions."""
+    import re
+
+    ops = sorted({int(m.group(1)) for k in keys if (m := re.search(r"input_blocks\.(\d+)\.0\.op\.", k))})
+    hints = [int(m.group(1)) for k in keys if (m := re.search(r"input_hint_block\.(\d+)\.", k))]
+    if not ops:
+        return ldm_encoder_table()
+    return ldm_encoder_table(levels=len(ops) + 1, layers_per_block=ops[0] - 1,
+                             hint_blocks=(max(hints) - 2) // 2 if hints else 6)
+
+
+# format -> function of the source keys (prefixes stripped) returning the renaming table
 FORMATS = {
-    "plain": lambda: [],
-    "ldm-controlnet": ldm_encoder_table,
+    "plain": lambda keys: [],
+    "ldm-controlnet": ldm_encoder_table_for,
 }
 # prefixes stripped before the table applies, per format
 SOURCE_PREFIXES = {"ldm-controlnet": ("control_model.",)}
@@ -191,9 +206,10 @@ def convert_weights(source: str | os.PathLike, output: str | os.PathLike, *, for
     if output.exists() and not overwrite:
         raise HoldposeError(f"{output} exists; pass --overwrite to replace it")
     state = load_state_dict(source, allow_pickle=allow_pickle)
-    table = (read_table(table_file) if table_file else []) + FORMATS[format]()
     prefixes = ((strip_prefix,) if strip_prefix else ()) + SOURCE_PREFIXES.get(format, ())
-    converted = rename(state, table, strip_prefixes=prefixes, drop_unmatched=drop_unmatched)
+    state = rename(state, [], strip_prefixes=prefixes)
+    table = (read_table(table_file) if table_file else []) + FORMATS[format](list(state))
+    converted = rename(state, table, drop_unmatched=drop_unmatched)
     if expected is not None:
         check_fits(converted, expected, f"{source} converted as {format}")
     # safetensors refuses tensors that share memory (tied weights): give each its own
