@@ -241,7 +241,7 @@ def plot_loss_curve(losses: Sequence[float], eval_losses: Sequence[tuple[int, fl
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from holdpose.io.atomic import atomic_path
+    from holdpose.refine.plot import save_figure
 
     fig, ax = plt.subplots(figsize=(7, 4))
     steps = np.arange(1, len(losses) + 1)
@@ -257,12 +257,7 @@ def plot_loss_curve(losses: Sequence[float], eval_losses: Sequence[tuple[int, fl
     ax.set_ylabel("ε-MSE")
     ax.set_title(title)
     ax.legend()
-    fig.tight_layout()
-    path = Path(path)
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=100)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path)
 
 
 # --- the loop -------------------------------------------------------------------------------------
