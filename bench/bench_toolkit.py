@@ -57,6 +57,7 @@ TINY_SETS = {
 }
 SD15_SETS = ("attn1_out", "attention", "side_network")
 # GPU throughput assumed for the FLOP-scaled estimate: dense bf16 peak x a typical 40 % utilisation
+THREADS = [1]  # torch threads of this process and its workers (--threads)
 GPU_ASSUMPTIONS = {"A100 (bf16 312 TFLOP/s peak, 40 % used)": 312e12 * 0.4,
                    "H100 SXM (bf16 989 TFLOP/s peak, 40 % used)": 989e12 * 0.4}
 
@@ -222,9 +223,14 @@ def tiny_training(name: str, steps: int, output: Path, *, seed: int = 0, checkpo
             "eval_losses": result.eval_losses, "seconds": result.seconds, "peak_rss_mb": peak_rss_mb()}
 
 
+def worker_command(kind: str, options: dict) -> list[str]:
+    return [sys.executable, __file__, "--worker", kind, "--options", json.dumps(options),
+            "--threads", str(THREADS[0])]
+
+
 def run_worker(kind: str, options: dict) -> dict:
     """Run a worker in a fresh process; returns its JSON line."""
-    command = [sys.executable, __file__, "--worker", kind, "--options", json.dumps(options)]
+    command = worker_command(kind, options)
     done = subprocess.run(command, capture_output=True, text=True, cwd=REPO)
     if done.returncode != 0:
         sys.stderr.write(done.stderr[-4000:])
@@ -239,8 +245,7 @@ def bench_resume(root: Path, steps: int) -> dict:
 
     whole = run_worker("train", {"name": "attn1_out", "steps": steps, "output": str(root / "whole")})
     killed_at = None
-    command = [sys.executable, __file__, "--worker", "train", "--options",
-               json.dumps({"name": "attn1_out", "steps": steps, "output": str(root / "killed")})]
+    command = worker_command("train", {"name": "attn1_out", "steps": steps, "output": str(root / "killed")})
     proc = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=REPO)
     first = root / "killed" / "checkpoints" / "step-000010" / "manifest.json"
     while proc.poll() is None:
@@ -352,13 +357,18 @@ def main() -> None:
     parser.add_argument("--skip-sd15", action="store_true", help="tiny-model figures only")
     parser.add_argument("--steps", type=int, default=60, help="tiny training steps per trainable set")
     parser.add_argument("--out", type=Path, default=RESULTS)
+    parser.add_argument("--threads", type=int, default=1,
+                        help="torch threads (default 1: on a shared 2-core machine two OpenMP threads spin and "
+                        "run the tiny UNet 17x slower, measured 6.1 s vs 0.36 s a forward)")
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     parser.add_argument("--options", default="{}", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    import torch
+
+    THREADS[0] = args.threads
+    torch.set_num_threads(args.threads)
     if args.worker:
         return worker_main(args.worker, json.loads(args.options))
-
-    import torch
 
     result = {"date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
               "commit": git_state(), "load_before": load(), "torch_threads": torch.get_num_threads(),

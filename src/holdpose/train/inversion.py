@@ -50,27 +50,32 @@ def ddim_invert(predict_eps: Callable, latents, scheduler, num_inference_steps: 
                 refine_iterations: int = 0, progress: bool = False):
     """Invert clean ``latents`` (``[B, 4, h, w]``, already scaled by the VAE's scaling factor) to
     ``z_T`` of the same shape. ``scheduler``: the sampler's scheduler or its config.
-    Returns ``z_T`` (float32)."""
+    Returns ``z_T`` in the latents' dtype; ``predict_eps`` gets that dtype too."""
     _, inverse = _schedulers(scheduler, num_inference_steps)
-    x = latents.float()
+    x = latents.double()  # the chain runs in float64: 50 steps of float32 rounding cost ~1e-5 relative
     with torch.no_grad():
         for t in progress_bar(inverse.timesteps, desc="invert", unit="step", enabled=progress):
             source = x
-            x = inverse.step(predict_eps(source, t), t, source).prev_sample
+            x = inverse.step(_eps(predict_eps, source, t, latents.dtype), t, source).prev_sample
             for _ in range(refine_iterations):
-                x = inverse.step(predict_eps(x, t), t, source).prev_sample
-    return x
+                x = inverse.step(_eps(predict_eps, x, t, latents.dtype), t, source).prev_sample
+    return x.to(latents.dtype)
+
+
+def _eps(predict_eps, x, t, dtype):
+    """ε from the model in the latents' dtype, returned in float64 for the chain."""
+    return predict_eps(x.to(dtype), t).double()
 
 
 def ddim_sample(predict_eps: Callable, noise, scheduler, num_inference_steps: int = 50, *, progress: bool = False):
     """Deterministic DDIM (η = 0, guidance as built into ``predict_eps``) from ``noise`` ``z_T``
     to clean latents: the map :func:`ddim_invert` inverts."""
     forward, _ = _schedulers(scheduler, num_inference_steps)
-    x = noise.float()
+    x = noise.double()
     with torch.no_grad():
         for t in progress_bar(forward.timesteps, desc="sample", unit="step", enabled=progress):
-            x = forward.step(predict_eps(x, t), t, x, eta=0.0).prev_sample
-    return x
+            x = forward.step(_eps(predict_eps, x, t, noise.dtype), t, x, eta=0.0).prev_sample
+    return x.to(noise.dtype)
 
 
 def unet_eps(unet, encoder_hidden_states, *, controlnet=None, control_image=None, controlnet_scale: float = 1.0,
