@@ -126,3 +126,45 @@ def test_hooks_reject_a_wrong_number_of_residuals(models):
         with residual_hooks(unet, down[:5], mid):
             pass
     assert not any(block._forward_pre_hooks for block in unet.up_blocks)
+
+
+def tiny_svd_unet():
+    from diffusers import UNetSpatioTemporalConditionModel
+
+    return UNetSpatioTemporalConditionModel(
+        sample_size=16, in_channels=8, out_channels=4, block_out_channels=(32, 64), layers_per_block=2,
+        down_block_types=("CrossAttnDownBlockSpatioTemporal", "DownBlockSpatioTemporal"),
+        up_block_types=("UpBlockSpatioTemporal", "CrossAttnUpBlockSpatioTemporal"), cross_attention_dim=32,
+        num_attention_heads=(2, 4), addition_time_embed_dim=8, projection_class_embeddings_input_dim=24)
+
+
+def test_svd_side_network_computes_the_unets_own_skips_and_feeds_them_through_hooks():
+    torch.manual_seed(0)
+    unet = tiny_svd_unet().eval()
+    side = SideNetwork.from_unet(unet).eval()
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(1, 3, 8, 16, 16, generator=g)  # [B, F, C, h, w]
+    image = torch.randn(1, 1, 32, generator=g)
+    time_ids = torch.tensor([[6.0, 127.0, 0.02]])
+    skips, mids = [], []
+    handles = [unet.conv_in.register_forward_hook(lambda m, a, out: skips.append(out))]
+    handles += [b.register_forward_hook(lambda m, a, out: skips.extend(out[1])) for b in unet.down_blocks]
+    handles.append(unet.mid_block.register_forward_hook(lambda m, a, out: mids.append(out)))
+    with torch.no_grad():
+        plain = unet(x, 300, image, added_time_ids=time_ids).sample
+        for handle in handles:
+            handle.remove()
+        down, mid = side(x, 300, image, added_time_ids=time_ids)
+        assert all(not r.any() for r in down) and not mid.any()
+        with residual_hooks(unet, down, mid):
+            assert torch.equal(unet(x, 300, image, added_time_ids=time_ids).sample, plain)  # zero convs: no-op
+        for conv in [*side.controlnet_down_blocks, side.controlnet_mid_block]:
+            torch.nn.init.dirac_(conv.weight)  # identity convs: the residuals are the copied encoder's skips
+        down, mid = side(x, 300, image, added_time_ids=time_ids)
+        with residual_hooks(unet, down, mid):
+            doubled = unet(x, 300, image, added_time_ids=time_ids).sample
+    assert len(down) == len(skips) == len(skip_channels(unet)) == 6
+    assert all(torch.allclose(a, b, atol=1e-6) for a, b in zip(down, skips)) and torch.allclose(mid, mids[0], atol=1e-6)
+    assert not torch.allclose(doubled, plain)
+    with pytest.raises(ValueError, match="added_time_ids"):
+        side(x, 300, image)

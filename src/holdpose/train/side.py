@@ -36,12 +36,10 @@ torch = require("torch", "diffusion")
 
 def skip_channels(unet) -> list[int]:
     """Channels of each skip connection of ``unet`` in order (``conv_in`` first): 12 for SD 1.5."""
-    channels = [unet.conv_in.out_channels]
-    for block in unet.down_blocks:
-        out = block.resnets[-1].out_channels
-        channels += [out] * len(block.resnets)
-        if block.downsamplers is not None:
-            channels.append(out)
+    widths = unet.config.block_out_channels
+    channels = [widths[0]]
+    for width, block in zip(widths, unet.down_blocks):
+        channels += [width] * (len(block.resnets) + (block.downsamplers is not None))
     return channels
 
 
@@ -50,11 +48,13 @@ class SideNetwork(torch.nn.Module):
     skip connections and mid block. Build with :meth:`from_unet`."""
 
     def __init__(self, conv_in, time_proj, time_embedding, down_blocks, mid_block, channels: list[int],
-                 condition_encoder=None):
+                 condition_encoder=None, add_time_proj=None, add_embedding=None):
         super().__init__()
         self.conv_in = conv_in
         self.time_proj = time_proj
         self.time_embedding = time_embedding
+        self.add_time_proj = add_time_proj  # SVD's added-time-ids embedding (fps, motion bucket, noise aug)
+        self.add_embedding = add_embedding
         self.controlnet_cond_embedding = condition_encoder
         self.down_blocks = down_blocks
         self.mid_block = mid_block
@@ -63,32 +63,55 @@ class SideNetwork(torch.nn.Module):
 
     @classmethod
     def from_unet(cls, unet, *, condition_encoder=None) -> "SideNetwork":
-        """Copy ``unet``'s encoder and weights (a ``UNet2DConditionModel`` without class or added
-        embeddings, such as SD 1.5's); ``unet`` itself is not changed."""
+        """Copy ``unet``'s encoder and weights; ``unet`` itself is not changed. Takes SD-style
+        ``UNet2DConditionModel`` s (no class or added text embeddings, as SD 1.5) and SVD's
+        ``UNetSpatioTemporalConditionModel`` (its added-time-ids embedding is copied too)."""
+        video = type(unet).__name__ == "UNetSpatioTemporalConditionModel"
         if getattr(unet, "class_embedding", None) is not None or unet.config.get("addition_embed_type"):
-            raise ValueError(f"{type(unet).__name__} has class or added embeddings; SideNetwork copies SD-style "
-                             "UNets only")
-        parts = [copy.deepcopy(getattr(unet, name)) for name in
-                 ("conv_in", "time_proj", "time_embedding", "down_blocks", "mid_block")]
-        return cls(*parts, channels=skip_channels(unet), condition_encoder=condition_encoder)
+            raise ValueError(f"{type(unet).__name__} has class or added text embeddings; SideNetwork copies "
+                             "SD 1.5-style and SVD UNets")
+        names = ["conv_in", "time_proj", "time_embedding", "down_blocks", "mid_block"]
+        parts = {name: copy.deepcopy(getattr(unet, name)) for name in names}
+        if video:
+            parts.update(add_time_proj=copy.deepcopy(unet.add_time_proj),
+                         add_embedding=copy.deepcopy(unet.add_embedding))
+        return cls(**parts, channels=skip_channels(unet), condition_encoder=condition_encoder)
 
-    def _embed_time(self, sample, timestep):
+    def _embed_time(self, sample, timestep, added_time_ids):
         timesteps = torch.as_tensor(timestep, device=sample.device)
         if timesteps.ndim == 0:
             timesteps = timesteps[None]
         t_emb = self.time_proj(timesteps.expand(sample.shape[0])).to(sample.dtype)
-        return self.time_embedding(t_emb)
+        emb = self.time_embedding(t_emb)
+        if self.add_embedding is not None:
+            if added_time_ids is None:
+                raise ValueError("an SVD side network needs added_time_ids= (as the UNet does)")
+            time_embeds = self.add_time_proj(added_time_ids.flatten()).reshape(sample.shape[0], -1)
+            emb = emb + self.add_embedding(time_embeds.to(emb.dtype))
+        return emb
 
     def forward(self, sample, timestep, encoder_hidden_states, *, condition=None, block_additions=None,
-                conditioning_scale: float = 1.0, cross_attention_kwargs=None):
-        """Residuals for the UNet at latents ``sample`` ``[B, 4, h, w]`` and ``timestep``.
+                conditioning_scale: float = 1.0, cross_attention_kwargs=None, added_time_ids=None):
+        """Residuals for the UNet at latents ``sample`` and ``timestep``.
 
+        ``sample`` is ``[B, 4, h, w]``, or ``[B, F, C, h, w]`` for an SVD UNet (which also needs
+        ``added_time_ids`` ``[B, 3]``; residuals are then ``[B·F, ...]`` as the UNet's skips).
         ``condition`` is the condition encoder's input (required when it has one);
         ``block_additions[i]``, when not ``None``, is added to the hidden state after down block
         ``i``. Returns ``(down_residuals, mid_residual)``: a list of 12 tensors for SD 1.5 and
         one tensor, each multiplied by ``conditioning_scale``.
         """
-        emb = self._embed_time(sample, timestep)
+        emb = self._embed_time(sample, timestep, added_time_ids)
+        block_kwargs = {}
+        if sample.ndim == 5:  # SVD: frames fold into the batch, as in the UNet's own forward
+            batch, frames = sample.shape[:2]
+            sample = sample.flatten(0, 1)
+            emb = emb.repeat_interleave(frames, dim=0)
+            encoder_hidden_states = encoder_hidden_states.repeat_interleave(frames, dim=0)
+            block_kwargs["image_only_indicator"] = torch.zeros(batch, frames, dtype=sample.dtype,
+                                                               device=sample.device)
+        elif cross_attention_kwargs is not None:
+            block_kwargs["cross_attention_kwargs"] = cross_attention_kwargs
         sample = self.conv_in(sample)
         if self.controlnet_cond_embedding is not None:
             if condition is None:
@@ -98,15 +121,15 @@ class SideNetwork(torch.nn.Module):
         for index, block in enumerate(self.down_blocks):
             if getattr(block, "has_cross_attention", False):
                 sample, res = block(hidden_states=sample, temb=emb, encoder_hidden_states=encoder_hidden_states,
-                                    cross_attention_kwargs=cross_attention_kwargs)
+                                    **block_kwargs)
             else:
-                sample, res = block(hidden_states=sample, temb=emb)
+                sample, res = block(hidden_states=sample, temb=emb,
+                                    **{k: v for k, v in block_kwargs.items() if k == "image_only_indicator"})
             skips += res
             if block_additions is not None and block_additions[index] is not None:
                 sample = sample + block_additions[index]
         if getattr(self.mid_block, "has_cross_attention", False):
-            sample = self.mid_block(sample, emb, encoder_hidden_states=encoder_hidden_states,
-                                    cross_attention_kwargs=cross_attention_kwargs)
+            sample = self.mid_block(sample, emb, encoder_hidden_states=encoder_hidden_states, **block_kwargs)
         else:
             sample = self.mid_block(sample, emb)
         down = [conv(skip) * conditioning_scale for skip, conv in zip(skips, self.controlnet_down_blocks)]
