@@ -30,7 +30,6 @@ from __future__ import annotations
 import argparse
 import datetime
 import json
-import os
 import signal
 import subprocess
 import sys
@@ -97,7 +96,7 @@ def sd15_unet():
     return UNet2DConditionModel(**SD15_UNET)
 
 
-def clip_latents() -> "torch.Tensor":
+def clip_latents():
     """The 8-frame 64x64 fixture clip through the tiny VAE (latent mean x its scaling factor): [8, 4, 32, 32]."""
     import torch
     from diffusion_fixtures import tiny_vae
