@@ -5,17 +5,15 @@ import pytest
 torch = pytest.importorskip("torch")
 pytest.importorskip("diffusers")
 
-from diffusion_fixtures import CROSS_ATTENTION, single_torch_thread, tiny_unet  # noqa: E402
+from diffusion_fixtures import one_torch_thread  # noqa: E402,F401 - the fixture pytestmark uses
+from diffusion_fixtures import CROSS_ATTENTION, tiny_unet  # noqa: E402
 
 from holdpose.train.inject import AdditiveProcessor, ZeroLinear, inject_processors, replace_module  # noqa: E402
 
 ATTN1 = r"\.attn1\.processor$"
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    with single_torch_thread():
-        yield
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _inputs(seed=0):

@@ -5,15 +5,13 @@ import pytest
 torch = pytest.importorskip("torch")
 pytest.importorskip("diffusers")
 
-from diffusion_fixtures import CROSS_ATTENTION, sd15_scheduler, single_torch_thread, tiny_controlnet, tiny_unet  # noqa: E402,E501
+from diffusion_fixtures import one_torch_thread  # noqa: E402,F401 - the fixture pytestmark uses
+from diffusion_fixtures import CROSS_ATTENTION, sd15_scheduler, single_torch_thread, tiny_controlnet, tiny_unet  # noqa: E402
 
 from holdpose.train.inversion import ddim_invert, ddim_sample, relative_error, unet_eps  # noqa: E402
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    with single_torch_thread():
-        yield
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _latents(seed=0, size=16):

@@ -8,7 +8,8 @@ import pytest
 torch = pytest.importorskip("torch")
 pytest.importorskip("diffusers")
 
-from diffusion_fixtures import CROSS_ATTENTION, single_torch_thread, tiny_unet  # noqa: E402
+from diffusion_fixtures import one_torch_thread  # noqa: E402,F401 - the fixture pytestmark uses
+from diffusion_fixtures import CROSS_ATTENTION, tiny_unet  # noqa: E402
 
 from holdpose.errors import HoldposeError  # noqa: E402
 from holdpose.train import checkpoint as ckpt  # noqa: E402
@@ -18,10 +19,7 @@ from holdpose.train.loop import (  # noqa: E402
 ATTN1_OUT = [r"attn1\.to_out\."]
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    with single_torch_thread():
-        yield
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")

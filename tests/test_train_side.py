@@ -7,6 +7,7 @@ import pytest
 torch = pytest.importorskip("torch")
 pytest.importorskip("diffusers")
 
+from diffusion_fixtures import one_torch_thread  # noqa: E402,F401 - the fixture pytestmark uses
 from diffusion_fixtures import CROSS_ATTENTION, single_torch_thread, tiny_controlnet, tiny_unet  # noqa: E402
 
 from holdpose.train.side import SideNetwork, residual_hooks, skip_channels  # noqa: E402
@@ -20,10 +21,7 @@ def models():
         return unet, tiny_controlnet(unet).eval()
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    with single_torch_thread():
-        yield
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _inputs(seed=0):
