@@ -265,8 +265,10 @@ def build_parser() -> argparse.ArgumentParser:
     from holdpose.animate.cli import add_subcommand as add_animate
     from holdpose.evaluate.cli import add_subcommands as add_evaluate
     from holdpose.studio.cli import add_subcommand as add_studio
+    from holdpose.train.cli import add_subcommand as add_convert_weights
 
     add_animate(sub, common)
+    add_convert_weights(sub, common)
     add_evaluate(sub, [common])
     add_studio(sub, common)
 

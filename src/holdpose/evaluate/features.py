@@ -132,11 +132,13 @@ class InceptionFeatures:
     Args:
         weights: path of ``pt_inception-2015-12-05-6726825d.pth``; default torch's hub
             cache, where pytorch-fid itself would have put it.
+        dims: 2048 (FID), or 64, 192, 768 for pytorch-fid's earlier blocks, spatially averaged
+            (Stable-Pose reports FID on the 64-d ones).
     """
 
     name = "inception-v3 (pytorch-fid)"
 
-    def __init__(self, weights: str | os.PathLike | None = None):
+    def __init__(self, weights: str | os.PathLike | None = None, *, dims: int = 2048):
         for module in ("torch", "torchvision", "pytorch_fid"):
             _require_module(module, "pip install pytorch-fid (FID's Inception needs torch, torchvision, pytorch-fid)")
         path = Path(weights) if weights else torch_hub_checkpoint(INCEPTION_WEIGHTS)
@@ -149,7 +151,7 @@ class InceptionFeatures:
         original = inception.load_state_dict_from_url
         inception.load_state_dict_from_url = lambda *a, **k: torch.load(str(path), map_location="cpu")
         try:  # the network is built as pytorch-fid builds it; only the download is replaced by the file
-            self.model = InceptionV3([InceptionV3.BLOCK_INDEX_BY_DIM[2048]]).eval()
+            self.model = InceptionV3([InceptionV3.BLOCK_INDEX_BY_DIM[dims]]).eval()
         finally:
             inception.load_state_dict_from_url = original
 
@@ -158,6 +160,8 @@ class InceptionFeatures:
         x = torch.from_numpy(np.asarray(frames).astype(np.float32).transpose(0, 3, 1, 2) / 255.0)
         with torch.no_grad():
             out = self.model(x)[0]  # resizes to 299 and scales to [-1, 1] itself
+            if out.shape[-2:] != (1, 1):  # the blocks before the last are averaged, as pytorch-fid does
+                out = torch.nn.functional.adaptive_avg_pool2d(out, (1, 1))
         return out.reshape(len(frames), -1).double().numpy()
 
 
