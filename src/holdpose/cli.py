@@ -260,9 +260,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_align)
 
     from holdpose.animate.cli import add_subcommand as add_animate
+    from holdpose.batch.cli import add_subcommand as add_batch
     from holdpose.evaluate.cli import add_subcommands as add_evaluate
 
     add_animate(sub, common)
+    add_batch(sub, common)
     add_evaluate(sub, [common])
 
     p = sub.add_parser("demo", parents=[common], help="animate a photo that ships with scikit-image, with a built-in wave")
