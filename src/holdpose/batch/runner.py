@@ -118,7 +118,23 @@ def run_batch(jobs: list[Job], out_dir: str | os.PathLike, *, ray: str | None = 
         finally:
             records.close()  # stops the pool or cancels the Ray tasks still running
     summary.seconds = time.perf_counter() - start
+    _remove_leftovers(plan.todo)
     return summary
+
+
+def _remove_leftovers(jobs: list[Job]) -> None:
+    """Delete the temporary outputs of workers that died mid-job (``.NAME.PID.partial``, see
+    :func:`holdpose.io.atomic.atomic_path`); no job of ``jobs`` runs any more."""
+    import shutil
+
+    for job in jobs:
+        output = Path(job.output)
+        for leftover in output.parent.glob(f".{output.name}.*.partial"):
+            logger.info("%s: removing what a dead worker left", leftover)
+            if leftover.is_dir():
+                shutil.rmtree(leftover, ignore_errors=True)
+            else:
+                leftover.unlink(missing_ok=True)
 
 
 def _records(todo: list[Job], *, ray, processes, cpus_per_job, resources, max_retries, verbose):
