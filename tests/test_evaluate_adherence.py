@@ -183,13 +183,13 @@ def test_choose_detector_falls_back_to_mediapipe_and_says_so():
 
 
 def test_fast_matching_equals_match_people():
-    from holdpose.evaluate.adherence import _match
+    from holdpose.evaluate.adherence import match_frame
     from holdpose.evaluate.keypoints import match_people
 
     rng = np.random.default_rng(3)
     for shape in [(1, 1), (1, 3), (4, 1), (0, 2), (2, 0), (3, 3)]:
         sim = rng.uniform(0, 1, shape)
-        fast, ref = _match(sim), match_people(sim)
+        fast, ref = match_frame(sim), match_people(sim)
         assert fast.pairs.tolist() == ref.pairs.tolist(), shape
         np.testing.assert_array_equal(fast.gt_oks, ref.gt_oks)
         assert fast.missed.tolist() == ref.missed.tolist() and fast.unmatched.tolist() == ref.unmatched.tolist()

@@ -235,15 +235,10 @@ def overlay_pose(frame: np.ndarray, keypoints: np.ndarray, scores: np.ndarray, s
                  *, threshold: float = 0.3, alpha: float = 0.75) -> np.ndarray:
     """``frame`` with an OpenPose-style map of people ``[P, 133, 2]`` (pixels of a ``size``
     canvas) drawn over it."""
-    from holdpose.render.openpose import PoseMapRenderer
+    from holdpose.render.openpose import overlay_pose_map
 
     h, w = frame.shape[:2]
-    scale = np.array([w / size[0], h / size[1]], np.float32)
-    pose_map = PoseMapRenderer((w, h), "openpose_full", threshold)(np.asarray(keypoints) * scale, scores)
-    drawn = pose_map.any(-1)
-    out = frame.copy()
-    out[drawn] = (alpha * pose_map[drawn] + (1 - alpha) * frame[drawn]).astype(np.uint8)
-    return out
+    return overlay_pose_map(frame, pose_map(keypoints, scores, size, (w, h), threshold), alpha=alpha)
 
 
 def pose_map(keypoints: np.ndarray, scores: np.ndarray, size: tuple[int, int], out_size: tuple[int, int],
