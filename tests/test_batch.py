@@ -211,3 +211,27 @@ def test_embedded_pool_retries_jobs_of_a_killed_worker(tmp_path):
     assert proc.returncode == 0, stderr
     assert "4 done, 0 failed" in stdout and "trying again" in stderr
     assert sorted(r["job"] for r in records(out)) == [f"{c.stem}.json" for c in clips]  # once each, none lost
+
+
+@pytest.mark.slow
+def test_batch_animate_pairs_every_reference_with_every_motion(tmp_path, capsys):
+    reference = fixture_path("reference", "ref_animateanyone_anyone-11.png")
+    motions = tmp_path / "motions"
+    motions.mkdir()
+    assert main(["-q", "keyframes", "wave", "-o", str(motions / "wave.json"), "--fps", "8"]) == 0
+    out = tmp_path / "out"
+    assert main(["-q", "batch", "animate", str(motions), "--reference", str(reference), "-o", str(out)]) == 0
+    assert "1 jobs: 1 done" in capsys.readouterr().out
+    [record] = records(out)
+    assert record["job"] == "ref_animateanyone_anyone-11/wave.mp4" and record["frames"] == 24
+    single = tmp_path / "single.mp4"
+    assert main(["-q", "animate", str(reference), str(motions / "wave.json"), "-o", str(single)]) == 0
+    assert Path(record["output"]).read_bytes() == single.read_bytes()
+    assert (out / "ref_animateanyone_anyone-11" / "wave.poses.json").read_bytes() == \
+        single.with_suffix(".poses.json").read_bytes()
+
+    with pytest.raises(SystemExit):  # a flag of another backend is refused before any job runs
+        main(["-q", "batch", "animate", str(motions), "--reference", str(reference), "-o", str(out), "--steps", "x"])
+    assert main(["-q", "batch", "animate", str(motions), "--reference", str(reference), "-o", str(tmp_path / "o2"),
+                 "--steps", "4"]) == 2
+    assert "--steps is for" in capsys.readouterr().err and not (tmp_path / "o2").exists()

@@ -65,11 +65,7 @@ def add_subcommand(subparsers, common: argparse.ArgumentParser) -> None:
                           "motion into OUT_DIR/REFERENCE_NAME/MOTION.mp4 (with MOTION.poses.json beside it). A jobs "
                           "table (.csv/.jsonl with reference, poses[, output] columns) names the pairs instead.")
     p.add_argument("--reference", action="append", help="character photo, folder of photos or list file; repeat")
-    p.add_argument("--backend", default="warp", help="animation backend (default warp; diffusion backends ask Ray "
-                   "for a GPU each)")
-    p.add_argument("--no-align", dest="align", action="store_false", help="the poses are already aligned")
-    p.add_argument("--person", type=int, default=0, help="person slot to animate (default 0)")
-    p.add_argument("--seed", type=int, default=0, help="seed of the diffusion backends (default 0)")
+    _animate_options(p)
 
     p = stages.add_parser("evaluate", parents=[shared], help="a report per generated video",
                           description="INPUTS are generated videos; each is scored against the VIDEO.poses.json "
@@ -83,6 +79,24 @@ def add_subcommand(subparsers, common: argparse.ArgumentParser) -> None:
     p.add_argument("--flow", choices=["dis", "farneback"], default="dis", help="optical flow for the warping error")
     p.add_argument("--worst-frames", type=int, default=4, help="worst frames in each report (default 4)")
     batch.set_defaults(func=cmd_batch)
+
+
+def _animate_options(p: argparse.ArgumentParser) -> None:
+    """holdpose animate's backend choice and options (the flags its backends' option
+    dataclasses declare)."""
+    from holdpose.animate.cli import _argparse_kwargs, _person, backend_fields
+    from holdpose.animate.options import flag_name
+    from holdpose.animate.registry import DEFAULT_BACKEND, backend_names
+
+    p.add_argument("--backend", choices=backend_names(), default=DEFAULT_BACKEND,
+                   help=f"default {DEFAULT_BACKEND}; the diffusion backends ask Ray for a GPU per job")
+    p.add_argument("--no-align", dest="align", action="store_false", help="the poses are already aligned")
+    p.add_argument("--person", type=_person, help="animate only this person slot (default: all; warp follows the "
+                   "first)")
+    p.add_argument("--seed", type=int, default=0, help="seed (default 0): same seed and inputs, same frames")
+    group = p.add_argument_group("backend options, as holdpose animate's (each names the backends that take it)")
+    for name, (field, backends, defaults) in backend_fields().items():
+        group.add_argument(flag_name(field), dest=name, default=None, **_argparse_kwargs(field, backends, defaults))
 
 
 def _batch_options(common: argparse.ArgumentParser) -> argparse.ArgumentParser:
@@ -129,6 +143,8 @@ def cmd_batch(args) -> None:
     from holdpose.batch.runner import BatchInterrupted, default_resources, run_batch
 
     options = {name: getattr(args, name) for name in STAGE_OPTIONS[args.stage] if getattr(args, name) is not None}
+    if args.stage == "animate":
+        options["backend_options"] = _checked_backend_options(args)
     suffix = "." + args.format if getattr(args, "format", None) else None
     jobs = plan_jobs(args.stage, args.inputs, args.output, options=options, references=getattr(args, "reference", None),
                      output_suffix=suffix)
@@ -149,6 +165,18 @@ def cmd_batch(args) -> None:
         raise
     print(summary.line())
     _refuse_failures(summary)
+
+
+def _checked_backend_options(args) -> dict:
+    """The backend options given, checked once here rather than failing every job alike."""
+    from holdpose.animate.api import split_options
+    from holdpose.animate.cli import backend_options
+    from holdpose.animate.registry import get_backend
+
+    options = backend_options(args)
+    cls = get_backend(args.backend)
+    cls.check_options(*split_options(cls, options))
+    return options
 
 
 def _refuse_failures(summary) -> None:

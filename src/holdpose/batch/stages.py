@@ -117,7 +117,13 @@ def _finite(value) -> float | None:
 
 
 def _animate(job: Job, workers: int) -> dict:
-    raise HoldposeError("batch animate needs holdpose.animate.animate(), which this version lacks")
+    from holdpose.animate import animate
+
+    options = job.options
+    result = animate(job.inputs["reference"], job.inputs["poses"], job.output, backend=options.get("backend", "warp"),
+                     align=options.get("align", True), person=options.get("person"), seed=options.get("seed", 0),
+                     progress=False, **options.get("backend_options", {}))
+    return {"frames": result.num_frames, "resumed_from": result.resumed_from}
 
 
 STAGE_FUNCTIONS = {"extract": _extract, "refine": _refine, "render": _render, "evaluate": _evaluate,
