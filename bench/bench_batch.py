@@ -20,6 +20,9 @@ The figures it checks:
 Throughput runs are interleaved (loop, batch, batch one-at-a-time, Ray), ``--repeat``
 rounds, best of each counted; the Ray cluster stays up (idle) through all of them.
 
+4. Not a target, for docs/scale.md: the cost per frame of batch animate (warp): the two
+   fixture reference photos along the poses of two dance clips, 4 jobs, whole process.
+
 Inputs (made once into bench/out/batch_clips/ from ../shared/fixtures/videos): 8 clips of
 3 s from the dance video (24 fps, 72 frames) and 4 of 2.5 s from the talking head (29.97
 fps, 75 frames), re-encoded at 512 px short side.
@@ -60,6 +63,7 @@ FIXTURES = REPO.parent / "shared" / "fixtures"
 DANCE, TALK = "dance_musepose_dance.mp4", "talk_animateanyone_talkinghead_3.mp4"
 CUTS = [(DANCE, 1.25 * i, 3.0) for i in range(8)] + [(TALK, 0.7 * i, 2.5) for i in range(4)]
 SHORT_SIDE = 512
+REFERENCES = ("ref_animateanyone_anyone-11.png", "ref_animateanyone_anyone-3.png")
 TARGET_LOOP, TARGET_RAY = 1.5, 0.85
 
 
@@ -141,8 +145,12 @@ def shell_loop(clips: list[Path], out: Path) -> dict:
 
 
 def batch(inputs: Path, out: Path, *extra: str) -> dict:
+    return batch_stage("extract", [inputs], out, *extra)
+
+
+def batch_stage(stage: str, inputs: list[Path], out: Path, *extra: str) -> dict:
     fresh(out)
-    result = run_process([*holdpose_prefix(), "-q", "batch", "extract", str(inputs), "-o", str(out), *extra])
+    result = run_process([*holdpose_prefix(), "-q", "batch", stage, *map(str, inputs), "-o", str(out), *extra])
     result["records"] = manifest(out)
     return result
 
@@ -171,10 +179,12 @@ def bench_throughput(clips: list[Path], repeat: int) -> dict:
         "ray": lambda: batch(CLIPS, OUT / "batch_ray", "--ray", "auto"),
     }
     runs = {name: [] for name in sides}
+    cpu = {name: [] for name in sides}  # CPU seconds of the process tree (not Ray's workers, which raylet starts)
     for round_ in range(repeat):
         for name, run in sides.items():
             result = run()
             runs[name].append(round(result["seconds"], 2))
+            cpu[name].append(round(result["cpu_seconds"], 2))
             print(f"  round {round_ + 1} {name}: {result['seconds']:.1f} s", flush=True)
     frames = sum(r["frames"] for r in manifest(OUT / "batch_embedded"))
     best = {name: min(v) for name, v in runs.items()}
@@ -187,7 +197,9 @@ def bench_throughput(clips: list[Path], repeat: int) -> dict:
         "serial_speedup_vs_loop": round(best["loop"] / best["batch_serial"], 3),
         "ray_vs_embedded": round(best["batch"] / best["ray"], 3),
         "ray_outputs_identical": not differ, "ray_outputs_differing": differ,
-        "core_seconds_per_frame": round(best["batch"] * (os.cpu_count() or 1) / frames, 4),
+        "cpu_seconds": cpu,
+        "cpu_seconds_per_frame": round(min(cpu["batch"]) / frames, 4),
+        "loop_cpu_seconds_per_frame": round(min(cpu["loop"]) / frames, 4),
         "job_seconds": {"min": min(job_seconds), "max": max(job_seconds), "sum": round(sum(job_seconds), 2)},
     }
 
@@ -257,6 +269,21 @@ def bench_faults(clips: list[Path]) -> dict:
     }
 
 
+def bench_animate_cost() -> dict:
+    """Per-frame cost of batch animate (warp) in the same setting: 2 references x 2 motions
+    (the poses batch extract found in two dance clips), whole process."""
+    motions = [OUT / "batch_embedded" / name for name in ("clip_00.json", "clip_04.json")]
+    references = [FIXTURES / "reference" / name for name in REFERENCES]
+    out = OUT / "batch_animate"
+    result = batch_stage("animate", motions, out, *[f"--reference={r}" for r in references])
+    records = result["records"]
+    frames = sum(r["frames"] for r in records)
+    return {"jobs": len(records), "frames": frames, "seconds": round(result["seconds"], 2),
+            "cpu_seconds": round(result["cpu_seconds"], 2), "done": sum(r["status"] == "done" for r in records),
+            "cpu_seconds_per_frame": round(result["cpu_seconds"] / frames, 4),
+            "job_seconds": [r["seconds"] for r in records]}
+
+
 def print_table(report: dict) -> None:
     t, f = report["throughput"], report["faults"]
     b = t["best_seconds"]
@@ -270,6 +297,11 @@ def print_table(report: dict) -> None:
           f"**{f['done']} done** (identical to single commands: {f['done_identical_to_single_commands']}), "
           f"**{len(f['failed'])} failed**, **{f['lost']} lost**, {f['recorded_twice']} twice; rerun: "
           f"{f['rerun']['new_records']} new records; --retry-failed: {f['retry_failed']['new_records']} |")
+    a = report["animate_cost"]
+    print(f"\ncosts: extraction {t['cpu_seconds_per_frame'] * 1000:.0f} CPU-ms a frame (batch, {t['frames']} frames; "
+          f"shell loop {t['loop_cpu_seconds_per_frame'] * 1000:.0f}); warp animation "
+          f"{a['cpu_seconds_per_frame'] * 1000:.0f} CPU-ms a frame ({a['jobs']} jobs, {a['frames']} frames, rig and "
+          "encoding included)")
 
 
 def main(argv=None) -> int:
@@ -290,6 +322,8 @@ def main(argv=None) -> int:
         throughput = bench_throughput(clips, max(1, args.repeat))
         print("faults:", flush=True)
         faults = bench_faults(clips)
+    print("animate cost:", flush=True)
+    animate_cost = bench_animate_cost()
 
     from importlib import metadata
 
@@ -311,6 +345,7 @@ def main(argv=None) -> int:
         "inputs": {"clips": [rel(c) for c in clips], "cuts": CUTS, "short_side": SHORT_SIDE},
         "throughput": throughput,
         "faults": faults,
+        "animate_cost": animate_cost,
     }
     met = (throughput["speedup_vs_loop"] >= TARGET_LOOP and throughput["ray_vs_embedded"] >= TARGET_RAY
            and throughput["ray_outputs_identical"] and faults["done"] == 10 and len(faults["failed"]) == 2
