@@ -1,8 +1,13 @@
-"""Short clips cut from the fixture videos at test time, and corrupt copies, for the batch tests and bench."""
+"""For the batch tests and bench: short clips cut from the fixture videos at test time, corrupt
+copies, and a thread that kills a Ray worker running a batch job, by pid."""
 
 from __future__ import annotations
 
+import os
 import shutil
+import signal
+import threading
+import time
 from pathlib import Path
 
 import numpy as np
@@ -48,3 +53,34 @@ def garble_copy(source: Path, output: Path, seed: int = 0) -> Path:
     with open(output, "r+b") as f:
         f.write(noise)
     return output
+
+
+def ray_job_workers() -> list[int]:
+    """Pids of Ray worker processes running a batch job now (Ray titles them ``ray::run_job``)."""
+    pids = []
+    for entry in Path("/proc").iterdir():
+        try:
+            if entry.name.isdigit() and (entry / "cmdline").read_bytes().startswith(b"ray::run_job"):
+                pids.append(int(entry.name))
+        except OSError:
+            continue
+    return sorted(pids)
+
+
+class WorkerKiller(threading.Thread):
+    """SIGKILLs one Ray worker ``after`` seconds after the first job is seen running; ``killed``
+    is its pid (None if no job ran within ``patience`` seconds), ``at`` the seconds since start."""
+
+    def __init__(self, after: float, patience: float = 300):
+        super().__init__(daemon=True)
+        self.after, self.patience, self.killed, self.at = after, patience, None, None
+
+    def run(self):
+        start = time.time()
+        while time.time() - start < self.patience and not ray_job_workers():
+            time.sleep(0.05)
+        time.sleep(self.after)
+        running = ray_job_workers()
+        if running:
+            os.kill(running[-1], signal.SIGKILL)
+            self.killed, self.at = running[-1], round(time.time() - start, 2)

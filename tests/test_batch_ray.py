@@ -4,9 +4,6 @@ process is killed by pid is retried and recorded once."""
 
 import json
 import os
-import signal
-import threading
-import time
 from pathlib import Path
 
 import pytest
@@ -14,7 +11,7 @@ import pytest
 from holdpose.cli import main
 from holdpose.io.posefile import save_poses
 
-from batch_clips import cut_clips, garble_copy, truncate_copy
+from batch_clips import WorkerKiller, cut_clips, garble_copy, truncate_copy
 from conftest import fixture_path, random_sequence
 
 ray = pytest.importorskip("ray")
@@ -22,43 +19,17 @@ ray = pytest.importorskip("ray")
 
 @pytest.fixture(scope="module")
 def cluster():
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, _node_ip_address="127.0.0.1")
+    # Ray's workers run at nice 15 by default: on a busy shared machine the tests would crawl
+    os.environ["RAY_worker_niceness"] = "0"
+    # address="local": a new cluster even when an address file of an earlier one is left in /tmp/ray
+    ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False, _node_ip_address="127.0.0.1")
+    del os.environ["RAY_worker_niceness"]
     yield ray
     ray.shutdown()
 
 
 def records(out_dir: Path) -> list[dict]:
     return [json.loads(line) for line in (out_dir / "manifest.jsonl").read_text().splitlines()]
-
-
-def task_workers() -> list[int]:
-    """Pids of Ray worker processes running a batch job now (Ray titles them ``ray::run_job``)."""
-    pids = []
-    for entry in Path("/proc").iterdir():
-        try:
-            if entry.name.isdigit() and (entry / "cmdline").read_bytes().startswith(b"ray::run_job"):
-                pids.append(int(entry.name))
-        except OSError:
-            continue
-    return pids
-
-
-class Killer(threading.Thread):
-    """Kills the first Ray worker seen running a job, ``after`` seconds into it, by pid."""
-
-    def __init__(self, after: float):
-        super().__init__(daemon=True)
-        self.after, self.killed = after, None
-
-    def run(self):
-        deadline = time.time() + 120
-        while time.time() < deadline and not task_workers():
-            time.sleep(0.05)
-        time.sleep(self.after)
-        running = task_workers()
-        if running:
-            os.kill(running[0], signal.SIGKILL)
-            self.killed = running[0]
 
 
 def test_ray_batch_records_failures_resumes_and_matches_embedded(cluster, tmp_path, capsys):
@@ -92,7 +63,7 @@ def test_ray_retries_the_job_of_a_killed_worker(cluster, tmp_path):
     poses.mkdir()
     for i in range(3):  # each render takes a few seconds: long enough to be killed in the middle
         save_poses(random_sequence(num_frames=600, num_people=1, size=(192, 144), seed=i), poses / f"m{i}.npz")
-    killer = Killer(after=0.3)
+    killer = WorkerKiller(after=0.3)
     killer.start()
     out = tmp_path / "out"
     assert main(["-q", "batch", "render", str(poses), "-o", str(out), "--ray", "auto"]) == 0
@@ -115,7 +86,7 @@ def test_ray_fault_batch_on_real_clips(cluster, tmp_path):
                       [("talk_animateanyone_talkinghead_3.mp4", s) for s in (0, 1.5, 3)], seconds=1.5, short_side=192)
     truncate_copy(clips[0], tmp_path / "clips" / "truncated.mp4")
     garble_copy(clips[1], tmp_path / "clips" / "garbled.mp4")
-    killer = Killer(after=1.0)
+    killer = WorkerKiller(after=1.0)
     killer.start()
     out = tmp_path / "out"
     argv = ["-q", "batch", "extract", str(tmp_path / "clips"), "-o", str(out), "--ray", "auto"]
