@@ -235,3 +235,30 @@ def test_batch_animate_pairs_every_reference_with_every_motion(tmp_path, capsys)
     assert main(["-q", "batch", "animate", str(motions), "--reference", str(reference), "-o", str(tmp_path / "o2"),
                  "--steps", "4"]) == 2
     assert "--steps is for" in capsys.readouterr().err and not (tmp_path / "o2").exists()
+
+
+@pytest.mark.slow
+def test_ctrl_c_keeps_whole_records_and_a_rerun_does_the_rest(tmp_path):
+    poses = tmp_path / "poses"
+    poses.mkdir()
+    for i in range(5):  # renders of a few seconds each
+        save_poses(random_sequence(num_frames=600, num_people=1, size=(192, 144), seed=i), poses / f"m{i}.npz")
+    out = tmp_path / "out"
+    cmd = [sys.executable, "-m", "holdpose.cli", "batch", "render", str(poses), "-o", str(out), "--processes", "2"]
+    proc = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            start_new_session=True)
+    deadline = time.time() + 120
+    while time.time() < deadline and not ((out / "manifest.jsonl").is_file() and records(out)):
+        time.sleep(0.1)
+    os.killpg(proc.pid, signal.SIGINT)  # what Ctrl-C in a terminal does: the whole process group
+    _, stderr = proc.communicate(timeout=60)
+    assert proc.returncode == 130
+    last = stderr.strip().splitlines()[-1]
+    assert last.startswith("holdpose: interrupted; ") and "run the same command again" in last, stderr
+    first = records(out)  # every line whole
+    assert 1 <= len(first) < 5 and all(r["status"] == "done" for r in first)
+
+    assert main(["-q", "batch", "render", str(poses), "-o", str(out)]) == 0
+    final = records(out)
+    assert sorted(r["job"] for r in final) == [f"m{i}.mp4" for i in range(5)]  # the rest, none twice
+    assert final[:len(first)] == first and not list(out.glob(".*.partial"))
