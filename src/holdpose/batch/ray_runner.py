@@ -62,8 +62,10 @@ def _refuse_silent_address(address: str | None) -> None:
     try:
         socket.create_connection((host, int(port)), timeout=PROBE_SECONDS).close()
     except (OSError, ValueError) as err:
-        raise HoldposeError(f"{where}: Ray cluster {address} does not answer ({err}); start it (ray start --head), "
-                            "or remove the stale address (`ray stop` on this machine)") from err
+        fix = {"--ray": "or give the address of a running one", "RAY_ADDRESS": "or unset RAY_ADDRESS"}.get(
+            where, "or remove that stale file (`ray stop` does)")
+        raise HoldposeError(f"{where}: Ray cluster {address} does not answer ({err}); start it (ray start --head) "
+                            f"{fix}") from err
 
 
 def run_ray(jobs: list[Job], *, address: str | None = "auto", resources: dict, workers_per_job: int = 1,
