@@ -179,6 +179,15 @@ def test_batch_extract_matches_single_command_with_one_worker(tmp_path):
         assert done[f"{clip.stem}.json"]["frames"] == 30
 
 
+def test_an_address_that_does_not_answer_is_one_line_not_a_hang(tmp_path, capsys):
+    pytest.importorskip("ray")
+    save_poses(random_sequence(num_frames=3), tmp_path / "m.json")
+    assert main(["-q", "batch", "refine", str(tmp_path / "m.json"), "-o", str(tmp_path / "out"),
+                 "--ray", "127.0.0.1:1"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("holdpose: error: --ray: Ray cluster 127.0.0.1:1 does not answer")
+
+
 def _pool_workers(pid: int) -> list[int]:
     """Pids of the spawned pool processes under ``pid`` (not multiprocessing's resource tracker)."""
     found = []
