@@ -21,6 +21,8 @@ LAYERS = {
     "holdpose.animate": 5,
     "holdpose.evaluate": 6,
     "holdpose.demo": 7, "holdpose.batch": 7, "holdpose.studio": 7, "holdpose.cli": 7,
+    # each stage's subcommands sit on top, wherever their module lives
+    "holdpose.animate.cli": 7, "holdpose.evaluate.cli": 7,
 }
 
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import argparse
 import logging
-import os
 import sys
 from pathlib import Path
 
@@ -293,7 +292,9 @@ def main(argv: list[str] | None = None) -> int:
     if not args.verbose:
         # diffusers logs "Couldn't connect to the Hub ... Will try to load from local cache" and the like
         # before holdpose can say in one line what is missing; -v shows the library's messages again.
-        os.environ.setdefault("DIFFUSERS_VERBOSITY", "error")
+        from holdpose.animate.diffusion.loading import quiet_library_logs
+
+        quiet_library_logs()
     level = {0: logging.WARNING, 1: logging.INFO}.get(args.verbose, logging.DEBUG)
     logging.basicConfig(level=level,
                         format="holdpose: %(levelname)s: %(message)s")

@@ -45,6 +45,7 @@ class AnimateResult:
         num_frames: frames in the animation.
         resumed_from: frames an interrupted run had made and this one kept.
         size: ``(width, height)``; fps: frame rate.
+        verdicts_path: with ``verify``, every frame's tries and verdicts (``OUT.verdicts.jsonl``).
     """
 
     video_path: Path
@@ -54,6 +55,7 @@ class AnimateResult:
     resumed_from: int
     size: tuple[int, int]
     fps: float
+    verdicts_path: Path | None = None
 
 
 def frames_dir_for(output: str | os.PathLike) -> Path:
@@ -65,7 +67,7 @@ def animate(reference: str | os.PathLike | np.ndarray | "Character", poses: str 
             output: str | os.PathLike, *, backend: str = "warp", align: bool = True, person: int | None = None,
             seed: int = 0, overwrite: bool = False, keep_frames: bool | None = None,
             side_by_side: str | os.PathLike | None = None, contact_sheet: str | os.PathLike | None = None,
-            progress: bool = True, **options) -> AnimateResult:
+            verify=None, progress: bool = True, **options) -> AnimateResult:
     """Make the character in ``reference`` follow ``poses``; write ``output`` (an ``.mp4``).
 
     Args:
@@ -84,6 +86,9 @@ def animate(reference: str | os.PathLike | np.ndarray | "Character", poses: str 
             kept for diffusion backends).
         side_by_side: also write pose map | overlay | frame to this video.
         contact_sheet: also write a PNG of a few frames above their pose overlays.
+        verify: closed-loop adherence, a :class:`holdpose.evaluate.closed_loop.VerifySettings`:
+            each frame is judged against its pose as it is made and the ones that drift are
+            made again; the verdicts are written beside the video (``OUT.verdicts.jsonl``).
         progress: show progress bars.
         **options: the backend's options: the fields of its ``model_options_class``
             (models, device ...) and ``options_class`` (prompt, steps ...).
@@ -94,7 +99,7 @@ def animate(reference: str | os.PathLike | np.ndarray | "Character", poses: str 
     """
     from holdpose.animate.character import Character
     from holdpose.animate.registry import get_backend
-    from holdpose.animate.resume import run_animation
+    from holdpose.animate.resume import VERDICTS_NAME, run_animation
 
     # 1. Check inputs: the backend and its options, the output, before anything heavy
     cls = get_backend(backend)
@@ -119,13 +124,21 @@ def animate(reference: str | os.PathLike | np.ndarray | "Character", poses: str 
     # 5. Make the frames into OUT.frames/ (resumable), then encode the video and save the poses beside it
     frames_dir = frames_dir_for(output)
     run = run_animation(animator, character.image, poses, frames_dir, seed=seed, overwrite=overwrite, video=False,
-                        progress=progress, **call_options)
+                        progress=progress, verify=verify, **call_options)
     poses_path = _write_outputs(run, poses, output, side_by_side, contact_sheet, progress)
+    verdicts_path = None
+    if verify is not None:
+        from holdpose.io.atomic import atomic_path
+
+        verdicts_path = output.with_suffix(".verdicts.jsonl")
+        with atomic_path(verdicts_path) as tmp:
+            shutil.copyfile(frames_dir / VERDICTS_NAME, tmp)
     keep = cls.keep_frames if keep_frames is None else keep_frames
     if not keep:
         shutil.rmtree(frames_dir, ignore_errors=True)
     return AnimateResult(video_path=output, poses_path=poses_path, frames_dir=frames_dir if keep else None,
-                         num_frames=run.num_frames, resumed_from=run.resumed_from, size=poses.size, fps=poses.fps)
+                         num_frames=run.num_frames, resumed_from=run.resumed_from, size=poses.size, fps=poses.fps,
+                         verdicts_path=verdicts_path)
 
 
 def split_options(cls, options: dict) -> tuple[dict, dict]:

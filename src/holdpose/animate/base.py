@@ -49,6 +49,9 @@ class Animator:
             before it (otherwise a resumed run re-makes them and drops them).
         keep_frames: whether :func:`holdpose.animate.animate` keeps the PNG frames beside
             the video by default (worth it when a frame costs seconds).
+        can_regenerate: True when :meth:`regenerate` can make a frame again differently
+            (``verify=True`` retries the frames that drift; a deterministic backend only
+            records its verdicts).
     """
 
     name: str = "base"
@@ -57,6 +60,7 @@ class Animator:
     model_options_class: type[Options] = Options
     resumable: bool = False
     keep_frames: bool = False
+    can_regenerate: bool = False
 
     def __call__(self, reference: np.ndarray, poses: PoseSequence, *, seed: int = 0,
                  callback: FrameCallback | None = None, **options) -> Iterator[np.ndarray]:
@@ -76,6 +80,35 @@ class Animator:
         keyword arguments of its call. Backends that need the character's rig or pose
         (to start from the warp animator, to anchor on the reference pose) override this."""
         return cls(**model_options), dict(options)
+
+    def retry_options(self, reference: np.ndarray, options: dict, attempt: int) -> dict:
+        """The call options of retry ``attempt`` (1, 2, ...) of a frame that drifted; backends
+        with a control strength raise it on later tries. The default changes nothing (the
+        retry differs by its seed)."""
+        return dict(options)
+
+    def regenerate(self, reference: np.ndarray, poses: PoseSequence, index: int, *, seed: int, attempt: int,
+                   **options) -> np.ndarray:
+        """Frame ``index`` made again for retry ``attempt``: the seed is derived from (seed,
+        index, attempt), so a resumed run retries exactly as an uninterrupted one did. The
+        default runs a resumable backend from ``start_frame=index`` and keeps its first frame."""
+        if not (self.can_regenerate and self.resumable):
+            raise HoldposeError(f"the {self.name} backend cannot make a frame again")
+        frames = self(reference, poses, seed=retry_seed(seed, index, attempt), start_frame=index,
+                      **self.retry_options(reference, options, attempt))
+        try:
+            return next(iter(frames))
+        finally:
+            if hasattr(frames, "close"):
+                frames.close()
+
+
+def retry_seed(seed: int, index: int, attempt: int) -> int:
+    """The seed of retry ``attempt`` of frame ``index`` (attempt 0 is the run's own seed)."""
+    return seed if attempt == 0 else derive_seed(seed, RETRY_KEY, index, attempt)
+
+
+RETRY_KEY = 7  # keeps retry seeds apart from the frame noise seeds (keys 1, 2)
 
 
 def check_reference(reference: np.ndarray) -> np.ndarray:
@@ -101,3 +134,10 @@ def check_seed(seed) -> int:
     if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or not 0 <= seed < 2**63:
         raise HoldposeError(f"seed must be an integer in [0, 2**63), got {seed!r}")
     return int(seed)
+
+
+def derive_seed(seed: int, *key: int) -> int:
+    """A 63-bit seed derived from ``seed`` and ``key`` (numpy's SeedSequence hashing): the
+    noise of frame i, the seed of retry k of frame i ... each independent of the others."""
+    state = np.random.SeedSequence([int(seed), *[int(k) for k in key]]).generate_state(2, np.uint32)
+    return int((int(state[0]) << 31) ^ int(state[1]))

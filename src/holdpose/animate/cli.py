@@ -64,10 +64,27 @@ def add_subcommand(subparsers, common: argparse.ArgumentParser) -> None:
     p.add_argument("--keep-frames", action=argparse.BooleanOptionalAction, default=None,
                    help="keep OUTPUT.frames/ after encoding (default: kept for diffusion backends only)")
 
+    v = p.add_argument_group("closed-loop adherence: judge every frame as it is made, make drifting ones again")
+    v.add_argument("--verify", action="store_true", help="re-detect the pose on each frame and compare it with its "
+                   "target; a frame that drifts is made again (verdicts in OUTPUT.verdicts.jsonl)")
+    v.add_argument("--max-retries", type=_retries, default=2, help="tries after the first for a drifting frame "
+                   "(default 2; later tries use a stronger control)")
+    v.add_argument("--min-pck", type=float, default=0.9, help="a frame drifts below this PCK@0.05 of the body "
+                   "(default 0.9)")
+    v.add_argument("--max-limb-error", type=float, help="a frame drifts when a limb bone is off by more degrees "
+                   "(default: not judged)")
+
     group = p.add_argument_group("backend options (each names the backends that take it)")
     for name, (field, backends, defaults) in backend_fields().items():
         group.add_argument(flag_name(field), dest=name, default=None, **_argparse_kwargs(field, backends, defaults))
     p.set_defaults(func=cmd_animate)
+
+
+def _retries(text: str) -> int:
+    value = int(text) if text.isdigit() else -1
+    if not 0 <= value <= 20:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of retries in 0..20")
+    return value
 
 
 def _person(text: str) -> int:
@@ -125,13 +142,36 @@ def cmd_animate(args) -> None:
     from holdpose.animate.api import frames_dir_for
 
     options = backend_options(args)
+    verify = _verify_settings(args)
     frames_dir = frames_dir_for(args.output)
     args.on_interrupt = (f"the frames made so far are kept in {frames_dir}/; run the same command again to "
                          "continue from there")
     result = animate(args.reference, args.poses, args.output, backend=args.backend, align=not args.no_align,
                      person=args.person, seed=args.seed, overwrite=args.overwrite, keep_frames=args.keep_frames,
-                     side_by_side=args.side_by_side, progress=not args.quiet, **options)
+                     side_by_side=args.side_by_side, verify=verify, progress=not args.quiet, **options)
     resumed = f" ({result.resumed_from} resumed)" if result.resumed_from else ""
     kept = f"; frames and manifest in {result.frames_dir}/" if result.frames_dir else ""
     print(f"{result.video_path}: {result.num_frames} frames{resumed}, {result.size[0]}x{result.size[1]}, "
           f"{result.fps:g} fps{kept}; poses: {result.poses_path}")
+    if result.verdicts_path is not None:
+        from holdpose.evaluate.closed_loop import closed_loop_summary, read_records
+
+        summary = closed_loop_summary(read_records(result.verdicts_path), result.num_frames)
+        n = summary["counts"]
+        print(f"verified: {n['held']} frames held their pose, {n['regenerated']} were made again, "
+              f"{n['drifting']} still drift ({summary['tries']} tries); verdicts: {result.verdicts_path}")
+
+
+def _verify_settings(args):
+    """The closed-loop settings of ``--verify``, or None; its flags without it are refused."""
+    given = [flag for flag, value, default in (("--max-retries", args.max_retries, 2), ("--min-pck", args.min_pck, 0.9),
+                                               ("--max-limb-error", args.max_limb_error, None)) if value != default]
+    if not args.verify:
+        if given:
+            raise HoldposeError(f"{', '.join(given)}: only with --verify")
+        return None
+    from holdpose.evaluate.closed_loop import VerifySettings
+    from holdpose.evaluate.verdicts import Thresholds
+
+    return VerifySettings(Thresholds(min_pck=args.min_pck, max_limb_error=args.max_limb_error),
+                          max_retries=args.max_retries)

@@ -105,6 +105,8 @@ class Evaluation:
         notes: things the reader should know (detector choice, trimmed frames...).
         skipped: metric -> why it was not computed.
         seconds: time per stage.
+        closed_loop: the frames' verdicts from ``holdpose animate --verify`` or ``holdpose
+            correct`` (:func:`holdpose.evaluate.closed_loop.closed_loop_summary`), or None.
     """
 
     metrics: dict[str, float]
@@ -119,6 +121,7 @@ class Evaluation:
     notes: list[str] = field(default_factory=list)
     skipped: dict[str, str] = field(default_factory=dict)
     seconds: dict[str, float] = field(default_factory=dict)
+    closed_loop: dict | None = None
 
     def to_json(self) -> dict:
         """The metrics.json document: metric names as top-level keys, then ``per_frame``,
@@ -142,6 +145,8 @@ class Evaluation:
         doc["notes"] = self.notes
         doc["skipped"] = self.skipped
         doc["seconds"] = {k: round(v, 3) for k, v in self.seconds.items()}
+        if self.closed_loop is not None:
+            doc["closed_loop"] = _nan_to_none(self.closed_loop)
         return doc
 
 
@@ -319,7 +324,8 @@ def evaluate_video(output: str | os.PathLike, *, target: PoseSequence | str | os
                    min_score: float = DEFAULT_MIN_SCORE, flow: str = "dis", workers: int | None = None,
                    worst_frames: int = 4, lpips: bool = False, fid_features: Any = None,
                    fvd_model: str | os.PathLike | None = None, clip_model: str | os.PathLike | None = None,
-                   prompt: str | None = None, progress: bool = True) -> Evaluation:
+                   prompt: str | None = None, verdicts: str | os.PathLike | None = None,
+                   progress: bool = True) -> Evaluation:
     """Measure how well ``output`` holds the target pose, how stable it is, and how close
     it is to the ground truth.
 
@@ -347,12 +353,16 @@ def evaluate_video(output: str | os.PathLike, *, target: PoseSequence | str | os
         fvd_model: path of StyleGAN-V's ``i3d_torchscript.pt`` for FVD.
         clip_model: a local CLIP model folder for CLIP-I (and CLIP-T with ``prompt``).
         prompt: the text prompt, for CLIP-T.
+        verdicts: the per-frame verdicts of ``holdpose animate --verify`` or ``holdpose correct``
+            (``OUT.verdicts.jsonl``): which frames were made again or corrected, before and after.
         progress: show a progress bar.
     """
     seconds: dict[str, float] = {}
     clock = time.perf_counter()
 
     # 1. Check inputs, and load every model the user asked for, before the long pass.
+    if verdicts is not None and not Path(verdicts).is_file():
+        raise HoldposeError(f"{verdicts}: no such verdicts file")
     inputs = _check_inputs(output, target, ground_truth, reference, detector, pose_model, det_model, max_people,
                            min_score, dict(lpips=lpips, fid_features=fid_features, fvd_model=fvd_model,
                                            clip_model=clip_model, prompt=prompt))
@@ -386,7 +396,14 @@ def evaluate_video(output: str | os.PathLike, *, target: PoseSequence | str | os
         per_frame.update(learned.per_frame)
         seconds["learned"] = time.perf_counter() - clock
 
-    return _evaluation(output, ground_truth, reference, inputs, frames, metrics, adherence, min_score, flow, seconds)
+    evaluation = _evaluation(output, ground_truth, reference, inputs, frames, metrics, adherence, min_score, flow,
+                             seconds)
+    if verdicts is not None:
+        from holdpose.evaluate.closed_loop import closed_loop_summary, read_records
+
+        evaluation.closed_loop = closed_loop_summary(read_records(verdicts), num_frames)
+        evaluation.inputs["verdicts"] = str(verdicts)
+    return evaluation
 
 
 def _check_inputs(output, target, ground_truth, reference, detector, pose_model, det_model, max_people, min_score,

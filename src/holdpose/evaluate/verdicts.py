@@ -143,7 +143,7 @@ def _person_errors(det: np.ndarray, tgt: np.ndarray, visible: np.ndarray, height
     for name, (a, b) in LIMBS.items():
         if not (visible[a] and visible[b]) or not np.isfinite(det[[a, b]]).all():
             continue
-        error = _angle_between(tgt[b] - tgt[a], det[b] - det[a])
+        error = angle_between(tgt[b] - tgt[a], det[b] - det[a])
         if math.isnan(worst) or error > worst:
             worst, worst_limb = error, name
     return {"pck": float(pck), "limb_error": worst, "worst_limb": worst_limb,
@@ -151,7 +151,7 @@ def _person_errors(det: np.ndarray, tgt: np.ndarray, visible: np.ndarray, height
             "face_error": _mean_error(dist[FACE], visible[FACE], height)}
 
 
-def _angle_between(u: np.ndarray, v: np.ndarray) -> float:
+def angle_between(u: np.ndarray, v: np.ndarray) -> float:
     """Unsigned angle between two 2-D vectors, degrees in [0, 180]; 0 for a zero-length one."""
     if not np.any(u) or not np.any(v):
         return 0.0
@@ -189,8 +189,12 @@ class FrameJudge:
                                                 det_model=det_model)
             self._detector, self._owned = config.build(video=False), True  # frames come in any order
 
+    def detect(self, frame: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The people on ``frame``: ``keypoints [N, 133, 2]``, ``scores [N, 133]``."""
+        return self._detector(frame)
+
     def __call__(self, frame: np.ndarray, tgt_keypoints: np.ndarray, tgt_scores: np.ndarray) -> Verdict:
-        keypoints, scores = self._detector(frame)
+        keypoints, scores = self.detect(frame)
         return judge_pose(keypoints, scores, tgt_keypoints, tgt_scores, self.thresholds, min_score=self.min_score)
 
     def close(self) -> None:

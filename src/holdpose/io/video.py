@@ -192,21 +192,25 @@ class VideoWriter:
     """Encode RGB frames to H.264 MP4 (yuv420p), published atomically on :meth:`close`.
 
     Odd widths or heights are padded by one black pixel, since yuv420p needs even sizes.
+    ``lossless=True`` writes FFV1 in RGB (bgr0, ``.mkv``): decoding gives back the very pixels.
     """
 
     def __init__(self, path: str | os.PathLike, *, fps: float, size: tuple[int, int], crf: int = 18,
-                 codec: str = "libx264"):
+                 codec: str = "libx264", lossless: bool = False):
         av = _import_av()
         self.path = Path(path)
         self.size = size
-        self._even = (size[0] + size[0] % 2, size[1] + size[1] % 2)
+        if lossless:
+            codec, pixel_format, self._even = "ffv1", "bgr0", tuple(size)
+        else:
+            pixel_format, self._even = "yuv420p", (size[0] + size[0] % 2, size[1] + size[1] % 2)
         self._atomic = atomic_path(self.path)
         self._tmp = self._atomic.__enter__()
         fmt = self.path.suffix.lstrip(".").lower() or "mp4"
         self._container = av.open(str(self._tmp), mode="w", format={"m4v": "mp4", "mkv": "matroska"}.get(fmt, fmt))
         self._stream = self._container.add_stream(codec, rate=Fraction(fps).limit_denominator(1001))
         self._stream.width, self._stream.height = self._even
-        self._stream.pix_fmt = "yuv420p"
+        self._stream.pix_fmt = pixel_format
         if codec == "libx264":
             self._stream.options = {"crf": str(crf), "preset": "veryfast"}
         self.frames_written = 0

@@ -38,7 +38,7 @@ import numpy as np
 
 from holdpose.animate.diffusion.animator import DiffusionAnimator
 from holdpose.animate.diffusion.conditioning import (
-    ControlFrameStore, control_streams, encode_prompt, generation_size, ip_adapter_embeds, resize)
+    POSE, ControlFrameStore, control_streams, encode_prompt, generation_size, ip_adapter_embeds, resize)
 from holdpose.animate.diffusion.loading import (
     DEFAULT_MOTION_ADAPTER, import_diffusers, import_torch, load_model, quiet_fp32_notice)
 from holdpose.animate.diffusion.noise import frame_noise, set_timesteps
@@ -135,6 +135,35 @@ class AnimateDiffAnimator(DiffusionAnimator):
         if options.get("anchor_reference") and options.get("reference_pose") is None:
             options["reference_pose"] = character.pose_sequence()
         return cls(**model_options), options
+
+    can_regenerate = True
+
+    def retry_options(self, reference: np.ndarray, options: dict, attempt: int) -> dict:
+        """Retry 1: a new seed only; later retries raise the ControlNet scale by a quarter each."""
+        options = dict(options)
+        if attempt >= 2:
+            boost = 1.0 + 0.25 * (attempt - 1)
+            scales = options.get("controlnet_scale", AnimateDiffOptions.controlnet_scale)
+            options["controlnet_scale"] = [s * boost for s in scales] if isinstance(scales, (list, tuple)) \
+                else scales * boost
+        return options
+
+    def regenerate(self, reference: np.ndarray, poses: PoseSequence, index: int, *, seed: int, attempt: int,
+                   **options) -> np.ndarray:
+        """Frame ``index`` made again as part of one window centred on it (the motion module
+        needs its neighbours; denoising the whole clip again for one frame would cost the clip)."""
+        from holdpose.animate.base import retry_seed
+
+        opts = self.resolve_options(options)
+        if any(not (isinstance(c, str) and c == POSE) for c in opts.control_images):
+            raise HoldposeError("retrying a frame with AnimateDiff needs pose control images only (the window it "
+                                "remakes would not line up with other control frames); drop --control-images or "
+                                "--verify")
+        length = min(opts.window - bool(opts.anchor_reference or opts.reference_pose is not None), poses.num_frames)
+        start = min(max(index - length // 2, 0), poses.num_frames - length)
+        frames = self(reference, poses[start:start + length], seed=retry_seed(seed, index, attempt),
+                      **self.retry_options(reference, options, attempt))
+        return list(frames)[index - start]
 
     def build_pipeline(self, components: dict, controlnet):
         diffusers = import_diffusers()

@@ -92,6 +92,7 @@ class ControlNetAnimator(DiffusionAnimator):
     pose_style = "openpose_full"  # SD 1.5 OpenPose ControlNet v1.1 saw body, hands and face
     options_class = ControlNetOptions
     default_scheduler = "unipc"
+    can_regenerate = True
 
     def __init__(self, model: str | os.PathLike = DEFAULT_MODEL,
                  controlnet: str | os.PathLike | list = DEFAULT_CONTROLNET, **kwargs):
@@ -105,7 +106,30 @@ class ControlNetAnimator(DiffusionAnimator):
             from holdpose.animate.warp import WarpAnimator
 
             options["init"] = WarpAnimator(character.rig)
-        return cls(**model_options), options
+        animator = cls(**model_options)
+        animator.character = character  # its rig also serves retries that start from the warp animator
+        return animator, options
+
+    def retry_options(self, reference: np.ndarray, options: dict, attempt: int) -> dict:
+        """Retry 1: a new seed only. Later retries: the ControlNet scale up by a quarter per
+        retry, and, without init frames, image-to-image from the warp animator's frame (which
+        holds the pose by construction). One frame per batch: only the retried frame is made."""
+        options = dict(options, batch_size=1)
+        if attempt < 2:
+            return options
+        boost = 1.0 + 0.25 * (attempt - 1)
+        scales = options.get("controlnet_scale", ControlNetOptions.controlnet_scale)
+        options["controlnet_scale"] = [s * boost for s in scales] if isinstance(scales, (list, tuple)) \
+            else scales * boost
+        if options.get("init") is None:
+            from holdpose.animate.character import Character
+            from holdpose.animate.warp import WarpAnimator
+
+            character = getattr(self, "character", None)
+            if character is None:
+                self.character = character = Character(reference)
+            options.update(init=WarpAnimator(character.rig), strength=0.75)
+        return options
 
     def build_pipeline(self, components: dict, controlnet):
         diffusers = import_diffusers()

@@ -58,14 +58,39 @@ def quiet_fp32_notice():
         modeling_logger.setLevel(level)
 
 
+_QUIET_LIBRARIES = False
+
+
+def quiet_library_logs() -> None:
+    """Keep diffusers' and transformers' own messages and loading bars ("Loading pipeline
+    components", "Couldn't connect to the Hub ...") off the terminal: holdpose says in one line
+    what went wrong. The CLI calls it unless -v; takes effect now or when they are imported."""
+    global _QUIET_LIBRARIES
+    _QUIET_LIBRARIES = True
+    import sys
+
+    for name in ("diffusers", "transformers"):
+        if name in sys.modules:
+            _silence(sys.modules[name])
+
+
+def _silence(library) -> None:
+    library.utils.logging.set_verbosity_error()
+    library.utils.logging.disable_progress_bar()
+
+
 def import_diffusers():
     """diffusers (and torch, transformers), or a :class:`MissingDependencyError` with the pip line."""
     require("torch", "diffusion")
     noisy = logging.getLogger("transformers.utils.import_utils")
     if _drop_torchvision_notice not in noisy.filters:
         noisy.addFilter(_drop_torchvision_notice)
-    require("transformers", "diffusion")
-    return require("diffusers", "diffusion")
+    transformers = require("transformers", "diffusion")
+    diffusers = require("diffusers", "diffusion")
+    if _QUIET_LIBRARIES:
+        _silence(transformers)
+        _silence(diffusers)
+    return diffusers
 
 
 # --- device and dtype ---------------------------------------------------------------

@@ -5,8 +5,7 @@ from __future__ import annotations
 
 from typing import Iterable
 
-import numpy as np
-
+from holdpose.animate.base import derive_seed
 from holdpose.animate.diffusion.loading import import_diffusers, import_torch
 from holdpose.errors import HoldposeError
 
@@ -71,16 +70,10 @@ def shared_noise(seed: int, shape: tuple[int, ...]):
     return torch.randn(shape, generator=torch.Generator("cpu").manual_seed(int(seed)), dtype=torch.float32)
 
 
-def subseed(seed: int, *key: int) -> int:
-    """A 63-bit seed derived from ``seed`` and ``key`` (numpy's SeedSequence hashing)."""
-    state = np.random.SeedSequence([int(seed), *[int(k) for k in key]]).generate_state(2, np.uint32)
-    return int((int(state[0]) << 31) ^ int(state[1]))
-
-
 def frame_noise(seed: int, frames: Iterable[int], shape: tuple[int, ...], *, key: int = 1):
     """Noise ``[len(frames), *shape]`` where frame i's noise depends only on (seed, i):
     the same whatever the clip length, window or batch (used for whole-clip models)."""
     torch = import_torch()
-    return torch.stack([torch.randn(shape, generator=torch.Generator("cpu").manual_seed(subseed(seed, key, i)),
+    return torch.stack([torch.randn(shape, generator=torch.Generator("cpu").manual_seed(derive_seed(seed, key, i)),
                                     dtype=torch.float32) for i in frames])
 
