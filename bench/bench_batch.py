@@ -25,6 +25,8 @@ rounds, best of each counted; the Ray cluster stays up (idle) through all of the
 
 4. Not a target, for docs/scale.md: the cost per frame of batch animate (warp): the two
    fixture reference photos along the poses of two dance clips, 4 jobs, whole process.
+   With ``--overhead`` (alone): a batch's fixed cost, 2 tiny refine jobs embedded against
+   ``--ray auto`` on a running cluster, into bench/results/batch_overhead.json.
 
 Inputs (made once into bench/out/batch_clips/ from ../shared/fixtures/videos): 8 clips of
 3 s from the dance video (24 fps, 72 frames) and 4 of 2.5 s from the talking head (29.97
@@ -267,6 +269,24 @@ def bench_animate_cost() -> dict:
             "job_seconds": [r["seconds"] for r in records]}
 
 
+def bench_overhead(rounds: int = 3) -> dict:
+    """Fixed cost of a batch, embedded against --ray auto on the running cluster: 2 refine
+    jobs of 5 frames each (milliseconds of work), whole process, interleaved."""
+    from holdpose.io.posefile import save_poses
+    from conftest import random_sequence
+
+    inputs = OUT / "batch_overhead_inputs"
+    fresh(inputs)
+    for i in range(2):
+        save_poses(random_sequence(num_frames=5, num_people=1, seed=i), inputs / f"m{i}.json")
+    seconds = {"embedded": [], "ray": []}
+    for _ in range(rounds):
+        seconds["embedded"].append(round(batch_stage("refine", [inputs], OUT / "batch_overhead_e")["seconds"], 2))
+        seconds["ray"].append(round(batch_stage("refine", [inputs], OUT / "batch_overhead_r", "--ray",
+                                                "auto")["seconds"], 2))
+    return {"seconds": seconds, "load": load()}
+
+
 def print_table(report: dict) -> None:
     t, f = report["throughput"], report["faults"]
     b = t["best_seconds"]
@@ -296,12 +316,21 @@ def main(argv=None) -> int:
     parser.add_argument("--output", type=Path, default=REPO / "bench" / "results" / "batch.json")
     parser.add_argument("--ray-niceness", type=int, default=0, help="nice value of Ray's workers (Ray's default "
                         "is 15; 0 gives them the share the embedded pool's processes get on a shared machine)")
+    parser.add_argument("--overhead", action="store_true", help="only measure a batch's fixed cost, embedded and "
+                        "on Ray (2 tiny jobs), into bench/results/batch_overhead.json")
     parser.add_argument("--check", action="store_true", help="exit 1 when a target is missed")
     args = parser.parse_args(argv)
     if not (args.fixtures / "videos" / DANCE).is_file():
         print(f"SKIP: {args.fixtures / 'videos'} not found (video fixtures absent)")
         return 0
 
+    if args.overhead:
+        with LocalCluster(niceness=args.ray_niceness):
+            overhead = bench_overhead()
+        path = args.output.with_name("batch_overhead.json")
+        path.write_text(json.dumps({"benchmark": "batch overhead", "git": git_state(), **overhead}, indent=2) + "\n")
+        print(json.dumps(overhead))
+        return 0
     load_start = load()
     clips = prepare_clips(args.fixtures)
     with LocalCluster(niceness=args.ray_niceness):
