@@ -56,7 +56,7 @@ def add_subcommand(subparsers, common: argparse.ArgumentParser) -> None:
     p.add_argument("-o", "--output", required=True, help="output video (.mp4)")
     p.add_argument("--backend", choices=names, default=DEFAULT_BACKEND, help=f"default {DEFAULT_BACKEND}")
     p.add_argument("--no-align", action="store_true", help="the poses are already aligned to the reference")
-    p.add_argument("--person", type=_person, help="animate only this person slot of POSES (default: all; the warp "
+    p.add_argument("--person", type=person_slot, help="animate only this person slot of POSES (default: all; the warp "
                    "puppet follows the first)")
     p.add_argument("--side-by-side", help="also write pose map | overlay | frame to this video")
     p.add_argument("--seed", type=int, default=0, help="seed (default 0): same seed and inputs, same frames")
@@ -67,7 +67,7 @@ def add_subcommand(subparsers, common: argparse.ArgumentParser) -> None:
     v = p.add_argument_group("closed-loop adherence: judge every frame as it is made, make drifting ones again")
     v.add_argument("--verify", action="store_true", help="re-detect the pose on each frame and compare it with its "
                    "target; a frame that drifts is made again (verdicts in OUTPUT.verdicts.jsonl)")
-    v.add_argument("--max-retries", type=_retries, default=2, help="tries after the first for a drifting frame "
+    v.add_argument("--max-retries", type=retry_count, default=2, help="tries after the first for a drifting frame "
                    "(default 2; later tries use a stronger control)")
     v.add_argument("--min-pck", type=float, default=0.9, help="a frame drifts below this PCK@0.05 of the body "
                    "(default 0.9)")
@@ -76,25 +76,25 @@ def add_subcommand(subparsers, common: argparse.ArgumentParser) -> None:
 
     group = p.add_argument_group("backend options (each names the backends that take it)")
     for name, (field, backends, defaults) in backend_fields().items():
-        group.add_argument(flag_name(field), dest=name, default=None, **_argparse_kwargs(field, backends, defaults))
+        group.add_argument(flag_name(field), dest=name, default=None, **argparse_kwargs(field, backends, defaults))
     p.set_defaults(func=cmd_animate)
 
 
-def _retries(text: str) -> int:
+def retry_count(text: str) -> int:
     value = int(text) if text.isdigit() else -1
     if not 0 <= value <= 20:
         raise argparse.ArgumentTypeError(f"{text!r} is not a number of retries in 0..20")
     return value
 
 
-def _person(text: str) -> int:
+def person_slot(text: str) -> int:
     value = int(text) if text.lstrip("-").isdigit() else -1
     if value < 0:
         raise argparse.ArgumentTypeError(f"{text!r} is not a person slot (0, 1, ...)")
     return value
 
 
-def _argparse_kwargs(field: dataclasses.Field, backends: list[str], defaults: dict) -> dict:
+def argparse_kwargs(field: dataclasses.Field, backends: list[str], defaults: dict) -> dict:
     meta = field.metadata
     kwargs = {key: meta[key] for key in ("type", "action", "choices", "metavar") if meta.get(key) is not None}
     if isinstance(field.default, bool) and "action" not in kwargs:

@@ -84,19 +84,19 @@ def add_subcommand(subparsers, common: argparse.ArgumentParser) -> None:
 def _animate_options(p: argparse.ArgumentParser) -> None:
     """holdpose animate's backend choice and options (the flags its backends' option
     dataclasses declare)."""
-    from holdpose.animate.cli import _argparse_kwargs, _person, backend_fields
+    from holdpose.animate.cli import argparse_kwargs, backend_fields, person_slot
     from holdpose.animate.options import flag_name
     from holdpose.animate.registry import DEFAULT_BACKEND, backend_names
 
     p.add_argument("--backend", choices=backend_names(), default=DEFAULT_BACKEND,
                    help=f"default {DEFAULT_BACKEND}; the diffusion backends ask Ray for a GPU per job")
     p.add_argument("--no-align", dest="align", action="store_false", help="the poses are already aligned")
-    p.add_argument("--person", type=_person, help="animate only this person slot (default: all; warp follows the "
+    p.add_argument("--person", type=person_slot, help="animate only this person slot (default: all; warp follows the "
                    "first)")
     p.add_argument("--seed", type=int, default=0, help="seed (default 0): same seed and inputs, same frames")
     group = p.add_argument_group("backend options, as holdpose animate's (each names the backends that take it)")
     for name, (field, backends, defaults) in backend_fields().items():
-        group.add_argument(flag_name(field), dest=name, default=None, **_argparse_kwargs(field, backends, defaults))
+        group.add_argument(flag_name(field), dest=name, default=None, **argparse_kwargs(field, backends, defaults))
 
 
 def _batch_options(common: argparse.ArgumentParser) -> argparse.ArgumentParser:

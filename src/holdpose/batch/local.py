@@ -26,7 +26,7 @@ from concurrent.futures.process import BrokenProcessPool
 from typing import Iterator
 
 from holdpose.batch.jobs import Job
-from holdpose.batch.stages import run_job
+from holdpose.batch.stages import lost_record, run_job
 from holdpose.parallel import quiet_native_logs_here
 
 logger = logging.getLogger(__name__)
@@ -93,7 +93,6 @@ def _drain(pool: ProcessPoolExecutor, processes: int, pending: list[Job], worker
 
 def _lost(jobs: list[Job], pending: list[Job], attempts: dict, max_retries: int) -> Iterator[dict]:
     """Jobs that were running when a pool process died: tried again, or failed when out of retries."""
-    from holdpose.batch.runner import lost_record
 
     for job in jobs:
         attempts[job.key] = attempts.get(job.key, 0) + 1

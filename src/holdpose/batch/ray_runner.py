@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Iterator
 
 from holdpose.batch.jobs import Job
-from holdpose.batch.stages import error_line, run_job
+from holdpose.batch.stages import error_line, lost_record, run_job
 from holdpose.errors import HoldposeError, require
 
 logger = logging.getLogger(__name__)
@@ -72,7 +72,6 @@ def run_ray(jobs: list[Job], *, address: str | None = "auto", resources: dict, w
             max_retries: int = 2, verbose: bool = False) -> Iterator[dict]:
     """Yield each job's record as its task finishes. ``resources``: Ray's ``num_cpus``,
     ``num_gpus`` and ``memory`` (bytes) for every task."""
-    from holdpose.batch.runner import lost_record
 
     ray = require("ray", "ray")
     owned = not ray.is_initialized()  # a caller's own connection (a test's cluster) stays open

@@ -7,7 +7,6 @@ import logging
 import os
 import time
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
 from pathlib import Path
 
 from holdpose.batch.jobs import Job
@@ -65,13 +64,6 @@ class BatchInterrupted(KeyboardInterrupt):
     def __init__(self, summary: BatchSummary):
         super().__init__()
         self.summary = summary
-
-
-def lost_record(job: Job, error: str) -> dict:
-    """The record of a job that its worker could not report (the worker died)."""
-    return {"job": job.key, "stage": job.stage, "inputs": job.inputs, "output": job.output,
-            "fingerprint": job.fingerprint, "status": "failed", "error": error, "seconds": None, "host": None,
-            "finished": datetime.now(timezone.utc).isoformat(timespec="seconds")}
 
 
 def run_batch(jobs: list[Job], out_dir: str | os.PathLike, *, ray: str | None = None, retry_failed: bool = False,

@@ -128,3 +128,10 @@ def _animate(job: Job, workers: int) -> dict:
 
 STAGE_FUNCTIONS = {"extract": _extract, "refine": _refine, "render": _render, "evaluate": _evaluate,
                    "animate": _animate}
+
+
+def lost_record(job: Job, error: str) -> dict:
+    """The record of a job that its worker could not report (the worker died)."""
+    return {"job": job.key, "stage": job.stage, "inputs": job.inputs, "output": job.output,
+            "fingerprint": job.fingerprint, "status": "failed", "error": error, "seconds": None, "host": None,
+            "finished": datetime.now(timezone.utc).isoformat(timespec="seconds")}

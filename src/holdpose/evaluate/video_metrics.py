@@ -138,9 +138,9 @@ class HFImageFeatures:
     embeddings, VBench's background features and ``clip_temporal``)."""
 
     def __init__(self, model_dir: str | os.PathLike):
-        from holdpose.evaluate.features import _existing
+        from holdpose.evaluate.features import weights_path
 
-        self.path = _existing(model_dir, "vision model folder")
+        self.path = weights_path(model_dir, "vision model folder")
         transformers = require("transformers", "diffusion")
         require("torch", "diffusion")
         try:
@@ -172,9 +172,9 @@ class VideoMAEClipFeatures:
     The paper uses VideoMAE-v2 ViT-g fine-tuned on SSv2 **[check: a transformers export of it]**."""
 
     def __init__(self, model_dir: str | os.PathLike):
-        from holdpose.evaluate.features import _existing
+        from holdpose.evaluate.features import weights_path
 
-        self.path = _existing(model_dir, "VideoMAE model folder")
+        self.path = weights_path(model_dir, "VideoMAE model folder")
         transformers = require("transformers", "diffusion")
         try:
             self.model = transformers.VideoMAEModel.from_pretrained(str(self.path), local_files_only=True).eval()
