@@ -1,10 +1,12 @@
 """Video metrics of the seed papers (SEED_MODULES S7): known answers, tiny random networks, skip lines."""
 
+import json
 import logging
 
 import numpy as np
 import pytest
 
+from holdpose.errors import HoldposeError
 from holdpose.evaluate.video_metrics import (
     cd_fvd, clip_temporal, clips, dynamic_degree, dynamic_fraction, fid_fvd, motion_smoothness, mse_p_norm,
     vbench_consistency, video_metrics)
@@ -155,3 +157,28 @@ def test_without_networks_every_metric_is_skipped_with_one_line(caplog, tmp_path
     lines = [r.getMessage() for r in caplog.records]
     assert len(lines) == 6 and all(line.startswith("skipped ") and "\n" not in line for line in lines)
     assert any("nothing-here" in line for line in lines)
+
+
+def test_holdpose_evaluate_runs_them_from_model_folders(tiny_networks, tmp_path):
+    """evaluate_video with --dino-model / --videomae-model: a still video against itself is
+    perfectly consistent and at CD-FVD 0; the metrics land in metrics.json with their definitions."""
+    from holdpose.evaluate.report import write_report
+    from holdpose.evaluate.run import evaluate_video
+    from holdpose.io.video import VideoWriter
+
+    rng = np.random.default_rng(3)
+    still = rng.integers(0, 256, (32, 32, 3), dtype=np.uint8)
+    with VideoWriter(tmp_path / "still.mp4", fps=8, size=(32, 32)) as writer:
+        for _ in range(32):
+            writer.write(still)
+    ev = evaluate_video(tmp_path / "still.mp4", ground_truth=tmp_path / "still.mp4", detector=None,
+                        dino_model=tiny_networks["dino"], videomae_model=tiny_networks["videomae"], progress=False)
+    assert ev.metrics["subject_consistency"] == pytest.approx(1.0, abs=1e-6)
+    assert ev.metrics["cd_fvd"] == pytest.approx(0.0, abs=1e-4)
+    assert "clip" in ev.skipped and "fid64" in ev.skipped  # not asked for: one line each
+    write_report(ev, tmp_path / "report")
+    doc = json.loads((tmp_path / "report" / "metrics.json").read_text())
+    assert "VideoMAE" in doc["definitions"]["cd_fvd"] and doc["subject_consistency"] == pytest.approx(1.0, abs=1e-6)
+    with pytest.raises(HoldposeError, match="ground-truth"):
+        evaluate_video(tmp_path / "still.mp4", detector=None, videomae_model=tiny_networks["videomae"],
+                       progress=False)
