@@ -42,7 +42,7 @@ from holdpose.animate.diffusion.conditioning import (
 from holdpose.animate.diffusion.loading import (
     DEFAULT_MOTION_ADAPTER, import_diffusers, import_torch, load_model, quiet_fp32_notice)
 from holdpose.animate.diffusion.noise import frame_noise, set_timesteps
-from holdpose.animate.diffusion.options import DiffusionModelOptions, DiffusionOptions
+from holdpose.animate.diffusion.options import DiffusionModelOptions, DiffusionOptions, boosted_control
 from holdpose.animate.diffusion.vae import decode_latents, encode_frames
 from holdpose.animate.options import check_int, option
 from holdpose.animate.diffusion.windows import SCHEMES, context_windows, fusion_weights
@@ -140,13 +140,7 @@ class AnimateDiffAnimator(DiffusionAnimator):
 
     def retry_options(self, reference: np.ndarray, options: dict, attempt: int) -> dict:
         """Retry 1: a new seed only; later retries raise the ControlNet scale by a quarter each."""
-        options = dict(options)
-        if attempt >= 2:
-            boost = 1.0 + 0.25 * (attempt - 1)
-            scales = options.get("controlnet_scale", AnimateDiffOptions.controlnet_scale)
-            options["controlnet_scale"] = [s * boost for s in scales] if isinstance(scales, (list, tuple)) \
-                else scales * boost
-        return options
+        return boosted_control(options, attempt)
 
     def regenerate(self, reference: np.ndarray, poses: PoseSequence, index: int, *, seed: int, attempt: int,
                    **options) -> np.ndarray:

@@ -35,7 +35,7 @@ from holdpose.animate.diffusion.conditioning import (
     resize)
 from holdpose.animate.diffusion.loading import DEFAULT_CONTROLNET, DEFAULT_MODEL, import_diffusers, import_torch
 from holdpose.animate.diffusion.noise import set_timesteps, shared_noise
-from holdpose.animate.diffusion.options import DiffusionOptions
+from holdpose.animate.diffusion.options import DiffusionOptions, boosted_control
 from holdpose.animate.diffusion.vae import decode_latents, encode_frames
 from holdpose.animate.options import check_float, check_int, option
 from holdpose.argtypes import positive_int
@@ -114,13 +114,9 @@ class ControlNetAnimator(DiffusionAnimator):
         """Retry 1: a new seed only. Later retries: the ControlNet scale up by a quarter per
         retry, and, without init frames, image-to-image from the warp animator's frame (which
         holds the pose by construction). One frame per batch: only the retried frame is made."""
-        options = dict(options, batch_size=1)
+        options = boosted_control(dict(options, batch_size=1), attempt)
         if attempt < 2:
             return options
-        boost = 1.0 + 0.25 * (attempt - 1)
-        scales = options.get("controlnet_scale", ControlNetOptions.controlnet_scale)
-        options["controlnet_scale"] = [s * boost for s in scales] if isinstance(scales, (list, tuple)) \
-            else scales * boost
         if options.get("init") is None:
             from holdpose.animate.character import Character
             from holdpose.animate.warp import WarpAnimator

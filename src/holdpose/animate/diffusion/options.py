@@ -172,3 +172,15 @@ class DiffusionOptions(Options):
         if not has_ip_adapter:
             out.pop("ip_adapter_scale")
         return out
+
+
+def boosted_control(options: dict, attempt: int) -> dict:
+    """``options`` with the ControlNet scale(s) raised by a quarter per retry after the first
+    (retry 1 keeps it: a new seed is the first thing to try)."""
+    options = dict(options)
+    if attempt >= 2:
+        boost = 1.0 + 0.25 * (attempt - 1)
+        scales = options.get("controlnet_scale", DiffusionOptions.controlnet_scale)
+        options["controlnet_scale"] = [s * boost for s in scales] if isinstance(scales, (list, tuple)) \
+            else scales * boost
+    return options
