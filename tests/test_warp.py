@@ -16,8 +16,8 @@ def figure():
     image = np.zeros((H, W, 3), np.uint8)
     image[:] = np.linspace(90, 160, W, dtype=np.uint8)[None, :, None]
     mask = np.zeros((H, W), bool)
-    mask[100:260, 130:190] = True  # torso
-    mask[60:100, 145:175] = True  # head
+    mask[105:260, 130:190] = True  # torso
+    mask[60:105, 145:175] = True  # head and neck
     mask[105:125, 50:130] = True  # right arm (subject's right = image left)
     mask[105:125, 190:270] = True  # left arm
     image[mask] = BLUE

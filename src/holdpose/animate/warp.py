@@ -171,7 +171,7 @@ class Layer:
     vertices: np.ndarray  # [V, 2] reference pixels
     triangles: np.ndarray  # [F, 3] vertex indices
     weights: np.ndarray  # [V, len(PARTS)], rows sum to 1, zero outside the layer's parts
-    texture: int  # 0: base texture (arms inpainted), 1: the photo
+    texture: int  # which half of the atlas: 0 the base texture, 1 the arms' texture
 
 
 class PuppetRig:
@@ -180,14 +180,15 @@ class PuppetRig:
     Args:
         reference: the photo, ``uint8 [H, W, 3]`` RGB.
         keypoints, scores: its pose ``[133, 2]``, ``[133]`` (COCO-WholeBody, pixels).
-        mask: person mask ``[H, W]`` (bool or 0..1), from segmentation.
+        mask: person mask ``[H, W]`` (bool, or MediaPipe's soft 0..1 segmentation).
         depth: optional per-keypoint z ``[133]`` (MediaPipe: smaller is nearer), to order the arms.
         grid_step: mesh vertex spacing in pixels (default: 1/40 of the short side, at least 6).
+        feather: width in pixels of each layer's soft border, outside its mask.
     """
 
     def __init__(self, reference: np.ndarray, keypoints: np.ndarray, scores: np.ndarray, mask: np.ndarray,
-                 depth: np.ndarray | None = None, grid_step: int | None = None):
-        import cv2
+                 depth: np.ndarray | None = None, grid_step: int | None = None, feather: int = 2):
+        from holdpose.animate.puppet import fill, layers as cut
 
         self.reference = check_reference(reference)
         h, w = reference.shape[:2]
@@ -196,50 +197,52 @@ class PuppetRig:
         self.present = np.asarray(scores) > MIN_SCORE
         if not (self.present[[5, 6]].all() or self.present[[11, 12]].all()):
             raise HoldposeError("the reference pose needs both shoulders or both hips to rig the puppet")
-        self.mask = np.asarray(mask) > 0.5
+        soft = np.asarray(mask, np.float32)
+        self.mask = soft > 0.5
         if self.mask.sum() < 100:
             raise HoldposeError("no person found in the reference's segmentation mask")
         self.grid_step = grid_step or max(6, min(w, h) // 40)
+        self.feather = feather
         self.scale = self._body_scale()
 
-        # 1-2. nearest part per mask pixel decides the layer; textures and background by inpainting
-        distances = self._part_distances(np.argwhere(self.mask)[:, ::-1].astype(np.float64))
-        nearest = distances.argmin(1)
-        layer_of_part = np.array([p.layer for p in PARTS])
-        # About a limb's radius (less for hands, which often rest on clothes): farther pixels stay with the body.
-        reach = np.array([0.15 if p.name.endswith("hand") else 0.22 for p in PARTS]) * self.scale
-        pixel_layer = np.where(distances.min(1) < reach[nearest], layer_of_part[nearest], 0)
-        ys, xs = np.nonzero(self.mask)
-        self.layer_masks = []
-        for layer in range(3):
-            m = np.zeros((h, w), bool)
-            m[ys[pixel_layer == layer], xs[pixel_layer == layer]] = True
-            self.layer_masks.append(m)
-        # The body continues under the arms only within its own outline (convex hull of
-        # what is left of it): beside the body, a moved arm uncovers the background.
-        hull = cv2.convexHull(np.argwhere(self.layer_masks[0])[:, ::-1].astype(np.int32))
-        body_outline = np.zeros((h, w), np.uint8)
-        cv2.fillConvexPoly(body_outline, hull, 1)
-        self.base_mask = self.layer_masks[0] | (self.mask & (body_outline > 0))
-        grown = cv2.dilate(self.mask.astype(np.uint8), np.ones((7, 7), np.uint8))
-        bgr = cv2.cvtColor(self.reference, cv2.COLOR_RGB2BGR)
-        self.background = cv2.cvtColor(cv2.inpaint(bgr, grown, 7, cv2.INPAINT_TELEA), cv2.COLOR_BGR2RGB)
-        arms = (self.layer_masks[1] | self.layer_masks[2]).astype(np.uint8)
-        base_texture = cv2.inpaint(bgr, cv2.dilate(arms, np.ones((3, 3), np.uint8)), 7, cv2.INPAINT_TELEA)
-        self.atlas = np.concatenate([cv2.cvtColor(base_texture, cv2.COLOR_BGR2RGB), self.reference], axis=1)
+        # 1. layers: each arm (with its hand) cut along its bones; the base keeps the rest
+        # Where the body goes on behind an arm the base keeps the pixels, filled with the body's
+        # texture; beside the body a moved arm uncovers the background.
+        body = cut.body_region(self.mask.shape, self.points, self.present, self.scale, self.mask)
+        arms = [cut.arm_mask(self.reference, self.mask, soft > 0.2, body, self.points, self.present, self.scale, side)
+                for side in ("left", "right")]
+        left, right = (m if m.sum() >= 20 else np.zeros_like(m) for m in arms)
+        left, right = cut.split_overlap(left, right, self.points)
+        arms = left | right
+        self.layer_masks = [self.mask & ~arms, left, right]
+        hidden_body = arms & body
+        self.base_mask = self.layer_masks[0] | hidden_body
 
-        # 3. meshes and skinning weights
-        self.layers = []
-        base = self._mesh(self.base_mask, parts=[i for i, p in enumerate(PARTS) if p.layer == 0], texture=0)
-        self.layers.append(base)
+        # 2. textures: the background without the person, the base without the arms
+        arms_grown = _grow(arms, 2)
+        halo = max(2, round(0.012 * min(w, h)))
+        self.background = fill.fill_background(self.reference, fill.person_hole(soft, halo=halo) | arms_grown)
+        base_sources = self.layer_masks[0] & ~arms_grown
+        if base_sources.sum() < 100:
+            base_sources = self.layer_masks[0]
+        # Beyond their masks both textures continue their own colours (push-pull), so a
+        # feathered border blends the part into what is behind it, not into the photo's background.
+        base_texture = fill.pushpull_fill(self.reference, base_sources)
+        arm_texture = fill.pushpull_fill(self.reference, arms) if arms.any() else base_texture
+        self.atlas = np.concatenate([_rgba(base_texture, self.base_mask, feather),
+                                     _rgba(arm_texture, arms, feather)], axis=1)
+
+        # 3. meshes and skinning weights, over each layer's mask grown by its feather
+        self.layers = [self._mesh(_grow(self.base_mask, feather),
+                                  parts=[i for i, p in enumerate(PARTS) if p.layer == 0], texture=0)]
         arm_order = list(ARM_LAYERS)
         if depth is not None:  # nearer arm (smaller z) last
             wrist_z = {1: depth[9], 2: depth[10]}
             arm_order.sort(key=lambda layer: -wrist_z[layer])
         for layer in arm_order:
-            if self.layer_masks[layer].sum() >= 20:
+            if self.layer_masks[layer].any():
                 parts = [i for i, p in enumerate(PARTS) if p.layer == layer] + [PART_INDEX["torso"]]
-                self.layers.append(self._mesh(self.layer_masks[layer], parts=parts, texture=1))
+                self.layers.append(self._mesh(_grow(self.layer_masks[layer], feather), parts=parts, texture=1))
 
     def _body_scale(self) -> float:
         """A body length in pixels: shoulder width, or hip width, whichever is known (larger)."""
@@ -321,43 +324,95 @@ class PuppetRig:
 
     def deform(self, target_points: np.ndarray, target_scores: np.ndarray) -> np.ndarray:
         """The puppet in the target pose (``[133, 2]`` pixels on the reference canvas), ``uint8 [H, W, 3]``."""
-        import cv2
+        out = self.background.copy()
+        for layer, moved in self._posed_layers(target_points, target_scores):  # back to front
+            self._draw(out, layer, moved)
+        return out
 
+    def coverage(self, target_points: np.ndarray, target_scores: np.ndarray) -> np.ndarray:
+        """``float32 [H, W]`` in 0..1: how much of each pixel the puppet in the target pose covers."""
+        w, h = self.size
+        alpha = np.zeros((h, w), np.float32)
+        for layer, moved in self._posed_layers(target_points, target_scores):
+            drawn = self._sample(layer, moved)
+            if drawn is not None:
+                box, warped = drawn
+                a = warped[..., 3].astype(np.float32) / 255
+                alpha[box] = a + alpha[box] * (1 - a)
+        return alpha
+
+    def _posed_layers(self, target_points: np.ndarray, target_scores: np.ndarray) -> Iterator[tuple[Layer, np.ndarray]]:
+        """Each layer, back to front, with its vertices in the target pose ``[V, 2]``."""
         transforms = part_transforms(self.points, self.present, np.asarray(target_points, np.float64),
                                      np.asarray(target_scores) > MIN_SCORE)
-        w, h = self.size
-        index = np.full((h, w), -1, np.int32)  # which triangle covers each output pixel
-        maps = []  # per triangle: the affine map from output pixel to atlas pixel, as 6 numbers
-        offset = 0
-        for layer in self.layers:  # back to front: later layers overwrite
+        for layer in self.layers:
             blended = np.einsum("vp,pij->vij", layer.weights, transforms)  # linear blend skinning
-            moved = np.einsum("vij,vj->vi", blended[:, :2, :2], layer.vertices) + blended[:, :2, 2]
-            corners = moved[layer.triangles]  # [F, 3, 2]
-            fixed = np.round(corners * 16).astype(np.int32)  # 4 bits of subpixel precision
-            for k, triangle in enumerate(fixed, start=offset):
-                cv2.fillConvexPoly(index, triangle, k, cv2.LINE_8, 4)
-            source = layer.vertices[layer.triangles] + [layer.texture * w, 0]
-            maps.append(triangle_maps(corners, source))
-            offset += len(fixed)
-        matrices = np.concatenate(maps).astype(np.float32)
-        out = self.background.copy()
-        # Sample the atlas only inside the puppet's bounding box: it covers a fraction of the frame.
+            yield layer, np.einsum("vij,vj->vi", blended[:, :2, :2], layer.vertices) + blended[:, :2, 2]
+
+    def _draw(self, out: np.ndarray, layer: Layer, moved: np.ndarray) -> None:
+        """Composite ``layer`` with its vertices at ``moved [V, 2]`` over ``out`` (in place)."""
+        import cv2
+
+        drawn = self._sample(layer, moved)
+        if drawn is None:
+            return
+        box, warped = drawn
+        alpha = warped[..., 3].astype(np.float32) * (1 / 255)
+        out[box] = cv2.blendLinear(np.ascontiguousarray(warped[..., :3]), out[box], alpha, 1 - alpha)
+
+    def _sample(self, layer: Layer, moved: np.ndarray) -> tuple[tuple[slice, slice], np.ndarray] | None:
+        """The layer's RGBA in its bounding box: ``(box, uint8 [h, w, 4])``, None when off the frame.
+
+        Triangles are rasterised into a triangle-index buffer; each covered pixel is mapped
+        back into the atlas through its triangle's affine map."""
+        import cv2
+
+        w, h = self.size
+        x0, y0 = np.maximum(np.floor(moved.min(0)).astype(int), 0)
+        x1, y1 = np.minimum(np.ceil(moved.max(0)).astype(int) + 1, (w, h))
+        if x1 <= x0 or y1 <= y0:
+            return None
+        corners = moved[layer.triangles]  # [F, 3, 2]
+        index = np.full((y1 - y0, x1 - x0), -1, np.int32)  # which triangle covers each pixel of the box
+        fixed = np.round((corners - [x0, y0]) * 16).astype(np.int32)  # 4 bits of subpixel precision
+        for k, triangle in enumerate(fixed):
+            cv2.fillConvexPoly(index, triangle, k, cv2.LINE_8, 4)
         covered = index >= 0
-        rows, cols = np.flatnonzero(covered.any(1)), np.flatnonzero(covered.any(0))
-        if rows.size == 0:
-            return out
-        box = slice(rows[0], rows[-1] + 1), slice(cols[0], cols[-1] + 1)
-        covered = covered[box]
+        if not covered.any():
+            return None
+        source = layer.vertices[layer.triangles] + [layer.texture * w, 0]
+        matrices = triangle_maps(corners, source).astype(np.float32)
         ys, xs = np.nonzero(covered)
-        m = matrices[index[box][ys, xs]]  # [N, 6]
-        xs, ys = (xs + cols[0]).astype(np.float32), (ys + rows[0]).astype(np.float32)
+        m = matrices[index[ys, xs]]  # [N, 6]
+        xs, ys = (xs + x0).astype(np.float32), (ys + y0).astype(np.float32)
         map_x = np.full(covered.shape, -1, np.float32)
         map_y = np.full(covered.shape, -1, np.float32)
         map_x[covered] = m[:, 0] * xs + m[:, 1] * ys + m[:, 2]
         map_y[covered] = m[:, 3] * xs + m[:, 4] * ys + m[:, 5]
-        warped = cv2.remap(self.atlas, map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
-        np.copyto(out[box], warped, where=covered[..., None])
-        return out
+        warped = cv2.remap(self.atlas, map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT, borderValue=0)
+        return (slice(y0, y1), slice(x0, x1)), warped
+
+
+def _grow(mask: np.ndarray, pixels: int) -> np.ndarray:
+    """``mask`` (bool) dilated by a disc of ``pixels`` radius."""
+    import cv2
+
+    if pixels <= 0:
+        return mask
+    disc = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * pixels + 1, 2 * pixels + 1))
+    return cv2.dilate(mask.astype(np.uint8), disc) > 0
+
+
+def _rgba(texture: np.ndarray, mask: np.ndarray, feather: int) -> np.ndarray:
+    """``uint8 [H, W, 4]``: a texture with its alpha: 255 on ``mask``, falling linearly to 0 over
+    ``feather`` pixels outside it. The alpha lives in texture space, so it moves with the
+    part and is the same in every frame: edges do not crawl."""
+    import cv2
+
+    outside = cv2.distanceTransform((~mask).astype(np.uint8), cv2.DIST_L2, 3)
+    alpha = np.clip(1 - outside / (feather + 1), 0, 1)
+    rgb = np.clip(texture + 0.5, 0, 255).astype(np.uint8)
+    return np.dstack([rgb, np.round(255 * alpha).astype(np.uint8)])
 
 
 def triangle_maps(target: np.ndarray, source: np.ndarray) -> np.ndarray:

@@ -1,0 +1,66 @@
+"""Hole filling for the puppet: the background behind the person and the body under its arms.
+
+Both use a push-pull fill (Gortler et al., 1996, "The Lumigraph", section 3.4): the known
+pixels are averaged down a Gaussian pyramid with their weights, and each level's holes take
+the (upsampled) average of the coarser level. A hole gets a smooth continuation of its own
+surroundings at every scale, with no streaks (Telea's method smears the hole's border
+inward along lines) and no copied blocks (OpenCV contrib's ``xphoto.inpaint`` FSR, which
+on a 622x913 photo takes 10 s, 2 s at half size, and leaves a blocky ghost of the body).
+Only the pixels marked as sources feed the fill, so the torso under an arm is filled
+from the torso alone, never from the background or the arm.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+def pushpull_fill(image: np.ndarray, known: np.ndarray, *, min_weight: float = 0.05) -> np.ndarray:
+    """``image [H, W, C]`` (any dtype) with every pixel outside ``known [H, W]`` (bool) replaced
+    by the push-pull average of the known pixels around it. Returns ``float32 [H, W, C]``;
+    known pixels keep their values. All-unknown images come back as zeros."""
+    import cv2
+
+    weight = known.astype(np.float32)
+    values = image.astype(np.float32) * weight[..., None]
+    pyramid = [(values, weight)]
+    while min(pyramid[-1][1].shape) > 2:
+        values, weight = cv2.pyrDown(values), cv2.pyrDown(weight)
+        if values.ndim == 2:
+            values = values[..., None]
+        pyramid.append((values, weight))
+    filled = None
+    for values, weight in reversed(pyramid):  # pull: coarse to fine
+        mean = values / np.maximum(weight, 1e-6)[..., None]
+        if filled is not None:
+            up = cv2.resize(filled, (mean.shape[1], mean.shape[0]), interpolation=cv2.INTER_LINEAR)
+            if up.ndim == 2:
+                up = up[..., None]
+            trust = np.clip(weight / min_weight, 0, 1)[..., None]
+            mean = trust * mean + (1 - trust) * up
+        filled = mean
+    return np.where(known[..., None], image.astype(np.float32), filled)
+
+
+def person_hole(soft_mask: np.ndarray, *, halo: int) -> np.ndarray:
+    """``bool [H, W]``: the pixels the person may have touched, to drop before filling the
+    background. Segmentation masks fade out over a few pixels around hair and hands, and the
+    photo's edge pixels are a mix of person and background, so the hole takes every pixel the
+    mask gives even a little weight (> 0.1), grown by ``halo`` pixels."""
+    import cv2
+
+    grown = cv2.dilate((soft_mask > 0.1).astype(np.uint8), cv2.getStructuringElement(
+        cv2.MORPH_ELLIPSE, (2 * halo + 1, 2 * halo + 1)))
+    return grown > 0
+
+
+def fill_background(image: np.ndarray, hole: np.ndarray) -> np.ndarray:
+    """``uint8 [H, W, 3]``: ``image`` with ``hole [H, W]`` (bool) filled from the rest of the photo."""
+    return np.clip(pushpull_fill(image, ~hole) + 0.5, 0, 255).astype(np.uint8)
+
+
+def fill_from(image: np.ndarray, sources: np.ndarray, region: np.ndarray) -> np.ndarray:
+    """``uint8 [H, W, 3]``: ``image`` with the pixels of ``region`` that are not ``sources``
+    (both bool ``[H, W]``) filled from the sources only; pixels outside ``region`` keep the photo."""
+    filled = np.clip(pushpull_fill(image, sources) + 0.5, 0, 255).astype(np.uint8)
+    return np.where((region & ~sources)[..., None], filled, image)
