@@ -214,13 +214,19 @@ class PuppetRig:
         left, right = (m if m.sum() >= 20 else np.zeros_like(m) for m in arms)
         left, right = cut.split_overlap(left, right, self.points)
         arms = left | right
-        self.layer_masks = [self.mask & ~arms, left, right]
-        hidden_body = arms & body
+        # Slivers the arm layers leave along their edges (a finger's rim against the background) would
+        # stay behind as an outline of the arm: they go with the background.
+        rest = self.mask & ~arms
+        slivers = rest & ~_open(rest, 2) & _grow(arms, max(3, round(0.05 * self.scale)))
+        self.layer_masks = [rest & ~slivers, left, right]
+        # ... and only where the body's own outline closes over the gap the arm leaves (morphological
+        # closing of what is left), so the body does not grow into the space beside it.
+        hidden_body = arms & body & _close(self.layer_masks[0], max(2, round(0.25 * self.scale)))
         self.base_mask = self.layer_masks[0] | hidden_body
 
         # 2. textures: the background without the person, the base without the arms
         arms_grown = _grow(arms, 2)
-        halo = max(2, round(0.012 * min(w, h)))
+        halo = max(2, round(0.006 * min(w, h)))
         self.background = fill.fill_background(self.reference, fill.person_hole(soft, halo=halo) | arms_grown)
         base_sources = self.layer_masks[0] & ~arms_grown
         if base_sources.sum() < 100:
@@ -397,10 +403,27 @@ def _grow(mask: np.ndarray, pixels: int) -> np.ndarray:
     """``mask`` (bool) dilated by a disc of ``pixels`` radius."""
     import cv2
 
-    if pixels <= 0:
-        return mask
-    disc = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * pixels + 1, 2 * pixels + 1))
-    return cv2.dilate(mask.astype(np.uint8), disc) > 0
+    from holdpose.animate.puppet.layers import disc
+
+    return cv2.dilate(mask.astype(np.uint8), disc(pixels)) > 0 if pixels > 0 else mask
+
+
+def _close(mask: np.ndarray, pixels: int) -> np.ndarray:
+    """Morphological closing of ``mask`` (bool) by a disc of ``pixels`` radius."""
+    return _morphology(mask, "MORPH_CLOSE", pixels)
+
+
+def _open(mask: np.ndarray, pixels: int) -> np.ndarray:
+    """Morphological opening of ``mask`` (bool) by a disc of ``pixels`` radius."""
+    return _morphology(mask, "MORPH_OPEN", pixels)
+
+
+def _morphology(mask: np.ndarray, operation: str, pixels: int) -> np.ndarray:
+    import cv2
+
+    from holdpose.animate.puppet.layers import disc
+
+    return cv2.morphologyEx(mask.astype(np.uint8), getattr(cv2, operation), disc(pixels)) > 0
 
 
 def _rgba(texture: np.ndarray, mask: np.ndarray, feather: int) -> np.ndarray:

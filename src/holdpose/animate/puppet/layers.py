@@ -95,7 +95,7 @@ def hand_shape(shape: tuple[int, int], landmarks: np.ndarray, wrist: np.ndarray)
     for finger in np.split(np.arange(1, min(21, len(landmarks))), [4, 8, 12, 16]):
         chain = np.vstack([wrist[None], landmarks[finger]]) if finger.size else wrist[None]
         cv2.polylines(core, [np.round(chain).astype(np.int32)], False, 1, thickness=max(1, grow // 2))
-    return cv2.dilate(hull, _disc(grow)) > 0, core > 0
+    return cv2.dilate(hull, disc(grow)) > 0, core > 0
 
 
 def keep_own_colours(lab: np.ndarray, layer: np.ndarray, core: np.ndarray, person: np.ndarray, reach: int) -> np.ndarray:
@@ -106,7 +106,7 @@ def keep_own_colours(lab: np.ndarray, layer: np.ndarray, core: np.ndarray, perso
     decides). Keeps the pieces that touch ``core``. ``lab``: the photo in Lab, float32."""
     import cv2
 
-    ring = (cv2.dilate(layer.astype(np.uint8), _disc(reach)) > 0) & ~layer & person
+    ring = (cv2.dilate(layer.astype(np.uint8), disc(reach)) > 0) & ~layer & person
     if core.sum() < 10 or ring.sum() < 10:
         return layer
     own = _colour_clusters(lab[core], min_share=0.2)  # a few stray pixels of the core are not the part's colour
@@ -149,7 +149,8 @@ def _touching(mask: np.ndarray, seeds: np.ndarray) -> np.ndarray:
     return keep[labels]
 
 
-def _disc(radius: int) -> np.ndarray:
+def disc(radius: int) -> np.ndarray:
+    """An elliptic structuring element of ``radius`` pixels (a (2r + 1)-wide disc)."""
     import cv2
 
     return cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * radius + 1, 2 * radius + 1))
@@ -192,7 +193,7 @@ def arm_mask(image: np.ndarray, person: np.ndarray, loose_person: np.ndarray, bo
     lab = cv2.cvtColor(image, cv2.COLOR_RGB2LAB).astype(np.float32)
     reach = max(3, round(0.1 * scale))
     out = keep_own_colours(lab, out, core, person, reach)
-    beyond = (cv2.dilate(out.astype(np.uint8), _disc(reach)) > 0) & person & ~body & ~out
+    beyond = (cv2.dilate(out.astype(np.uint8), disc(reach)) > 0) & person & ~body & ~out
     return keep_own_colours(lab, out | beyond, out, person, reach) if beyond.any() else out
 
 
@@ -206,7 +207,7 @@ def body_region(shape: tuple[int, int], points: np.ndarray, present: np.ndarray,
     torso = _torso_corners(points, present, scale)
     if torso is not None:
         cv2.fillConvexPoly(region, np.round(torso).astype(np.int32), 1)
-        region = cv2.dilate(region, _disc(max(1, int(0.1 * scale))))
+        region = cv2.dilate(region, disc(max(1, int(0.1 * scale))))
     region = region > 0
     for hip, knee, ankle in LEG_JOINTS:
         for (a, b), prior in (((hip, knee), RADIUS_PRIOR["thigh"]), ((knee, ankle), RADIUS_PRIOR["shin"])):
