@@ -98,18 +98,23 @@ def hand_shape(shape: tuple[int, int], landmarks: np.ndarray, wrist: np.ndarray)
     return cv2.dilate(hull, disc(grow)) > 0, core > 0
 
 
-def keep_own_colours(lab: np.ndarray, layer: np.ndarray, core: np.ndarray, person: np.ndarray, reach: int) -> np.ndarray:
+def keep_own_colours(lab: np.ndarray, layer: np.ndarray, core: np.ndarray, person: np.ndarray, reach: int,
+                     extra_core: np.ndarray | None = None) -> np.ndarray:
     """``layer`` without the pixels whose colour belongs to what lies around it rather than to
     the part itself: k-means colours of ``core`` (the part for sure) against those of a ring
     of ``person`` pixels ``reach`` pixels wide around the layer; ring colours close to the
     part's own are ignored (a red sleeve on a red jacket cannot be told apart: the shape
-    decides). Keeps the pieces that touch ``core``. ``lab``: the photo in Lab, float32."""
+    decides). Keeps the pieces that touch ``core``. ``lab``: the photo in Lab, float32;
+    ``extra_core``: a second part for sure (the hand), whose colours are clustered on their own."""
     import cv2
 
     ring = (cv2.dilate(layer.astype(np.uint8), disc(reach)) > 0) & ~layer & person
     if core.sum() < 10 or ring.sum() < 10:
         return layer
     own = _colour_clusters(lab[core], min_share=0.2)  # a few stray pixels of the core are not the part's colour
+    if extra_core is not None and extra_core.sum() >= 10:
+        own = np.vstack([own, _colour_clusters(lab[extra_core], min_share=0.2)])
+        core = core | extra_core
     around = _colour_clusters(lab[ring])
     distinct = np.linalg.norm(around[:, None] - own[None], axis=-1).min(1) > 15
     if not distinct.any():
@@ -183,23 +188,28 @@ def arm_mask(image: np.ndarray, person: np.ndarray, loose_person: np.ndarray, bo
         hand_wrist = points[hand][0] if found[0] else points[wrist]
         candidate, fingers = hand_shape(shape, points[hand][found], hand_wrist)
         out |= candidate & loose_person
-        core |= fingers & loose_person
+        hand_core = fingers & loose_person
     elif present[[elbow, wrist]].all():
         tip = points[wrist] + 0.45 * (points[wrist] - points[elbow])
         reach = 1.2 * radius.get("forearm", RADIUS_PRIOR["forearm"] * scale)
         out |= capsule(shape, points[wrist], tip, reach) & loose_person
+        hand_core = capsule(shape, points[wrist], tip, 0.4 * reach) & loose_person
+    else:
+        hand_core = None
     if not out.any():
         return out
     lab = cv2.cvtColor(image, cv2.COLOR_RGB2LAB).astype(np.float32)
     reach = max(3, round(0.1 * scale))
-    out = keep_own_colours(lab, out, core, person, reach)
+    if hand_core is not None:  # a glove or bare hand differs from the sleeve: its colours count as the arm's own
+        out |= hand_core
+    out = keep_own_colours(lab, out, core, person, reach, extra_core=hand_core)
     beyond = (cv2.dilate(out.astype(np.uint8), disc(reach)) > 0) & person & ~body & ~out
     return keep_own_colours(lab, out | beyond, out, person, reach) if beyond.any() else out
 
 
 def body_region(shape: tuple[int, int], points: np.ndarray, present: np.ndarray, scale: float,
                 person: np.ndarray) -> np.ndarray:
-    """``bool [H, W]``: where the body goes on behind an arm: the torso (shoulders and hips,
+    """``bool [H, W]``: where the body may go on behind an arm: the torso (shoulders and hips,
     grown by a tenth of the body scale) and the legs (capsules with measured radii)."""
     import cv2
 
