@@ -248,7 +248,8 @@ class PuppetRig:
         for layer in arm_order:
             if self.layer_masks[layer].any():
                 parts = [i for i, p in enumerate(PARTS) if p.layer == layer] + [PART_INDEX["torso"]]
-                self.layers.append(self._mesh(_grow(self.layer_masks[layer], feather), parts=parts, texture=1))
+                self.layers.append(self._mesh(_grow(self.layer_masks[layer], feather), parts=parts, texture=1,
+                                              shoulder=5 if layer == 1 else 6))
 
     def _body_scale(self) -> float:
         """A body length in pixels: shoulder width, or hip width, whichever is known (larger)."""
@@ -294,7 +295,11 @@ class PuppetRig:
         distances = np.linalg.norm(xy[:, None, :] - closest, axis=-1)
         return np.where(np.isfinite(distances), distances, np.inf)
 
-    def _mesh(self, mask: np.ndarray, parts: list[int], texture: int) -> Layer:
+    def _mesh(self, mask: np.ndarray, parts: list[int], texture: int, shoulder: int | None = None) -> Layer:
+        """A triangle mesh over ``mask`` with skinning weights over ``parts``. In an arm's layer
+        (``shoulder``: its shoulder keypoint) the torso's weight falls off with the distance to
+        that shoulder, not to the torso's line: a hand resting on the belly follows the arm,
+        not the torso."""
         import cv2
         from scipy.spatial import Delaunay
 
@@ -316,6 +321,8 @@ class PuppetRig:
         keep &= edges.max(1) < 3 * step
         triangles = triangles[keep]
         distances = self._part_distances(vertices)
+        if shoulder is not None and self.present[shoulder]:
+            distances[:, PART_INDEX["torso"]] = np.linalg.norm(vertices - self.points[shoulder], axis=1)
         allowed = np.full(len(PARTS), np.inf)
         allowed[parts] = 0
         sigma = 0.15 * self.scale
