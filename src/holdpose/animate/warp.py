@@ -235,8 +235,8 @@ class PuppetRig:
         # feathered border blends the part into what is behind it, not into the photo's background.
         base_texture = fill.pushpull_fill(self.reference, base_sources)
         arm_texture = fill.pushpull_fill(self.reference, arms) if arms.any() else base_texture
-        self.atlas = np.concatenate([_rgba(base_texture, self.base_mask, feather),
-                                     _rgba(arm_texture, arms, feather)], axis=1)
+        self.atlas = np.concatenate([_to_uint8(base_texture), _to_uint8(arm_texture)], axis=1)
+        self.alpha = np.concatenate([_feathered(self.base_mask, feather), _feathered(arms, feather)], axis=1)
 
         # 3. meshes and skinning weights, over each layer's mask grown by its feather
         self.layers = [self._mesh(_grow(self.base_mask, feather),
@@ -349,8 +349,8 @@ class PuppetRig:
         for layer, moved in self._posed_layers(target_points, target_scores):
             drawn = self._sample(layer, moved)
             if drawn is not None:
-                box, warped = drawn
-                a = warped[..., 3].astype(np.float32) / 255
+                box, _, layer_alpha = drawn
+                a = layer_alpha.astype(np.float32) / 255
                 alpha[box] = a + alpha[box] * (1 - a)
         return alpha
 
@@ -369,15 +369,17 @@ class PuppetRig:
         drawn = self._sample(layer, moved)
         if drawn is None:
             return
-        box, warped = drawn
-        alpha = warped[..., 3].astype(np.float32) * (1 / 255)
-        out[box] = cv2.blendLinear(np.ascontiguousarray(warped[..., :3]), out[box], alpha, 1 - alpha)
+        box, rgb, alpha = drawn
+        weight = alpha.astype(np.float32) * (1 / 255)
+        out[box] = cv2.blendLinear(rgb, out[box], weight, 1 - weight)
 
-    def _sample(self, layer: Layer, moved: np.ndarray) -> tuple[tuple[slice, slice], np.ndarray] | None:
-        """The layer's RGBA in its bounding box: ``(box, uint8 [h, w, 4])``, None when off the frame.
+    def _sample(self, layer: Layer, moved: np.ndarray) -> tuple[tuple[slice, slice], np.ndarray, np.ndarray] | None:
+        """The layer in its bounding box: ``(box, rgb uint8 [h, w, 3], alpha uint8 [h, w])``, None
+        when off the frame.
 
-        Triangles are rasterised into a triangle-index buffer; each covered pixel is mapped
-        back into the atlas through its triangle's affine map."""
+        Triangles are rasterised into a triangle-index buffer; each pixel is mapped back into
+        the atlas through its triangle's affine map (pixels no triangle covers map off the
+        atlas, where it is transparent)."""
         import cv2
 
         w, h = self.size
@@ -386,24 +388,23 @@ class PuppetRig:
         if x1 <= x0 or y1 <= y0:
             return None
         corners = moved[layer.triangles]  # [F, 3, 2]
-        index = np.full((y1 - y0, x1 - x0), -1, np.int32)  # which triangle covers each pixel of the box
+        count = len(corners)
+        index = np.full((y1 - y0, x1 - x0), count, np.int32)  # which triangle covers each pixel of the box
         fixed = np.round((corners - [x0, y0]) * 16).astype(np.int32)  # 4 bits of subpixel precision
         for k, triangle in enumerate(fixed):
             cv2.fillConvexPoly(index, triangle, k, cv2.LINE_8, 4)
-        covered = index >= 0
-        if not covered.any():
-            return None
         source = layer.vertices[layer.triangles] + [layer.texture * w, 0]
-        matrices = triangle_maps(corners, source).astype(np.float32)
-        ys, xs = np.nonzero(covered)
-        m = matrices[index[ys, xs]]  # [N, 6]
-        xs, ys = (xs + x0).astype(np.float32), (ys + y0).astype(np.float32)
-        map_x = np.full(covered.shape, -1, np.float32)
-        map_y = np.full(covered.shape, -1, np.float32)
-        map_x[covered] = m[:, 0] * xs + m[:, 1] * ys + m[:, 2]
-        map_y[covered] = m[:, 3] * xs + m[:, 4] * ys + m[:, 5]
-        warped = cv2.remap(self.atlas, map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT, borderValue=0)
-        return (slice(y0, y1), slice(x0, x1)), warped
+        matrices = np.zeros((6, count + 1), np.float32)  # one row per coefficient: gathers stay contiguous
+        matrices[:, :count] = triangle_maps(corners, source).T
+        matrices[:, count] = (0, 0, -10, 0, 0, -10)  # uncovered: a point off the atlas
+        xs = np.arange(x0, x1, dtype=np.float32)[None, :]
+        ys = np.arange(y0, y1, dtype=np.float32)[:, None]
+        a, b, c, d, e, f = (np.take(row, index) for row in matrices)
+        map_x = a * xs + b * ys + c
+        map_y = d * xs + e * ys + f
+        rgb = cv2.remap(self.atlas, map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT, borderValue=0)
+        alpha = cv2.remap(self.alpha, map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT, borderValue=0)
+        return (slice(y0, y1), slice(x0, x1)), rgb, alpha
 
 
 def _grow(mask: np.ndarray, pixels: int) -> np.ndarray:
@@ -433,16 +434,18 @@ def _morphology(mask: np.ndarray, operation: str, pixels: int) -> np.ndarray:
     return cv2.morphologyEx(mask.astype(np.uint8), getattr(cv2, operation), disc(pixels)) > 0
 
 
-def _rgba(texture: np.ndarray, mask: np.ndarray, feather: int) -> np.ndarray:
-    """``uint8 [H, W, 4]``: a texture with its alpha: 255 on ``mask``, falling linearly to 0 over
-    ``feather`` pixels outside it. The alpha lives in texture space, so it moves with the
-    part and is the same in every frame: edges do not crawl."""
+def _feathered(mask: np.ndarray, feather: int) -> np.ndarray:
+    """``uint8 [H, W]`` alpha: 255 on ``mask``, falling linearly to 0 over ``feather`` pixels outside
+    it. It lives in texture space, so it moves with the part and is the same in every frame:
+    edges do not crawl."""
     import cv2
 
     outside = cv2.distanceTransform((~mask).astype(np.uint8), cv2.DIST_L2, 3)
-    alpha = np.clip(1 - outside / (feather + 1), 0, 1)
-    rgb = np.clip(texture + 0.5, 0, 255).astype(np.uint8)
-    return np.dstack([rgb, np.round(255 * alpha).astype(np.uint8)])
+    return np.round(255 * np.clip(1 - outside / (feather + 1), 0, 1)).astype(np.uint8)
+
+
+def _to_uint8(image: np.ndarray) -> np.ndarray:
+    return np.clip(image + 0.5, 0, 255).astype(np.uint8)
 
 
 def triangle_maps(target: np.ndarray, source: np.ndarray) -> np.ndarray:
