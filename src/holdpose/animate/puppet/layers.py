@@ -30,6 +30,11 @@ import numpy as np
 # a measured radius may take around them.
 RADIUS_PRIOR = {"upper_arm": 0.17, "forearm": 0.13, "thigh": 0.3, "shin": 0.2}
 RADIUS_RANGE = (0.6, 1.35)
+# Lab distance by which a pixel must be nearer the colours around a part than the part's own
+# to leave it, when those colours are kindred (closer than KINDRED): shading on a sleeve is a
+# few units off the sleeve's main colours.
+COLOUR_MARGIN = 8.0
+KINDRED = 30.0
 ARM_JOINTS = {"left": (5, 7, 9), "right": (6, 8, 10)}  # shoulder, elbow, wrist
 HAND_POINTS = {"left": slice(91, 112), "right": slice(112, 133)}
 LEG_JOINTS = ((11, 13, 15), (12, 14, 16))  # hip, knee, ankle
@@ -111,7 +116,7 @@ def keep_own_colours(lab: np.ndarray, layer: np.ndarray, core: np.ndarray, perso
     ring = (cv2.dilate(layer.astype(np.uint8), disc(reach)) > 0) & ~layer & person
     if core.sum() < 10 or ring.sum() < 10:
         return layer
-    own = _colour_clusters(lab[core], min_share=0.2)  # a few stray pixels of the core are not the part's colour
+    own = _colour_clusters(lab[core], min_share=0.1)  # a few stray pixels of the core are not the part's colour
     if extra_core is not None and extra_core.sum() >= 10:
         own = np.vstack([own, _colour_clusters(lab[extra_core], min_share=0.2)])
         core = core | extra_core
@@ -122,10 +127,29 @@ def keep_own_colours(lab: np.ndarray, layer: np.ndarray, core: np.ndarray, perso
     ys, xs = np.nonzero(layer & ~core)
     pixels = lab[ys, xs]
     to_own = np.linalg.norm(pixels[:, None] - own[None], axis=-1).min(1)
-    to_around = np.linalg.norm(pixels[:, None] - around[distinct][None], axis=-1).min(1)
+    around = around[distinct]
+    to_each = np.linalg.norm(pixels[:, None] - around[None], axis=-1)
+    nearest = to_each.argmin(1)
+    # between kindred colours (a red sleeve on a red jacket, the shadow of one on the other)
+    # shading decides too easily: those need a margin; skin against denim does not
+    kindred = np.linalg.norm(around[:, None] - own[None], axis=-1).min(1) < KINDRED
+    elsewhere = to_each.min(1) + COLOUR_MARGIN * kindred[nearest] < to_own
     kept = layer.copy()
-    kept[ys[to_around < to_own], xs[to_around < to_own]] = False
-    return _touching(kept | (core & layer), core & layer)
+    kept[ys[elsewhere], xs[elsewhere]] = False
+    kept = _touching(kept | (core & layer), core & layer)
+    return kept | (_holes(kept) & layer)  # a fold or shadow inside the part is the part
+
+
+def _holes(mask: np.ndarray) -> np.ndarray:
+    """``bool [H, W]``: the pixels outside ``mask`` that it encloses."""
+    import cv2
+
+    count, labels = cv2.connectedComponents((~mask).astype(np.uint8), connectivity=4)
+    border = np.unique(np.concatenate([labels[0], labels[-1], labels[:, 0], labels[:, -1]]))
+    enclosed = np.ones(count, bool)
+    enclosed[border] = False
+    enclosed[0] = False  # label 0 is the mask itself
+    return enclosed[labels]
 
 
 def _colour_clusters(colours: np.ndarray, count: int = 3, min_share: float = 0.0) -> np.ndarray:
@@ -179,7 +203,9 @@ def arm_mask(image: np.ndarray, person: np.ndarray, loose_person: np.ndarray, bo
             radius[name] = limb_radius(person, points[a], points[b], RADIUS_PRIOR[name] * scale)
             distance, t = segment_distance(shape, points[a], points[b])
             out |= (distance <= radius[name]) & ((t >= 0) if name == "upper_arm" else True)
-            core |= (distance <= 0.35 * radius[name]) & (t <= 0.8)  # the wrist's end may lie on clothes
+            # the limb for sure: along the middle of the bone (the shoulder's end may be the torso's
+            # clothes, the wrist's end may lie on the thigh's)
+            core |= (distance <= 0.35 * radius[name]) & (t >= (0.2 if name == "upper_arm" else 0)) & (t <= 0.8)
     out &= person
     core &= person
     hand = HAND_POINTS[side]
