@@ -222,6 +222,7 @@ class PuppetRig:
         # ... and only where the body's own outline closes over the gap the arm leaves (morphological
         # closing of what is left), so the body does not grow into the space beside it.
         hidden_body = arms & body & _close(self.layer_masks[0], max(2, round(0.25 * self.scale)))
+        hidden_body |= arms & cut.torso_below_frame(self.mask, self.points, self.present, self.scale)
         self.base_mask = self.layer_masks[0] | hidden_body
 
         # 2. textures: the background without the person, the base without the arms
@@ -417,8 +418,12 @@ def _grow(mask: np.ndarray, pixels: int) -> np.ndarray:
 
 
 def _close(mask: np.ndarray, pixels: int) -> np.ndarray:
-    """Morphological closing of ``mask`` (bool) by a disc of ``pixels`` radius."""
-    return _morphology(mask, "MORPH_CLOSE", pixels)
+    """Morphological closing of ``mask`` (bool) by a disc of ``pixels`` radius, the mask going on
+    beyond the frame as it is at its edge (a body the frame cuts continues out of it)."""
+    import cv2
+
+    padded = cv2.copyMakeBorder(mask.astype(np.uint8), pixels, pixels, pixels, pixels, cv2.BORDER_REPLICATE)
+    return _morphology(padded > 0, "MORPH_CLOSE", pixels)[pixels:-pixels, pixels:-pixels]
 
 
 def _open(mask: np.ndarray, pixels: int) -> np.ndarray:

@@ -244,7 +244,7 @@ def body_region(shape: tuple[int, int], points: np.ndarray, present: np.ndarray,
     if torso is not None:
         cv2.fillConvexPoly(region, np.round(torso).astype(np.int32), 1)
         region = cv2.dilate(region, disc(max(1, int(0.1 * scale))))
-    region = (region > 0) | _torso_below_frame(person, points, present, scale)
+    region = region > 0
     for hip, knee, ankle in LEG_JOINTS:
         for (a, b), prior in (((hip, knee), RADIUS_PRIOR["thigh"]), ((knee, ankle), RADIUS_PRIOR["shin"])):
             if present[[a, b]].all():
@@ -253,17 +253,17 @@ def body_region(shape: tuple[int, int], points: np.ndarray, present: np.ndarray,
     return region
 
 
-def _torso_below_frame(person: np.ndarray, points: np.ndarray, present: np.ndarray, scale: float) -> np.ndarray:
+def torso_below_frame(person: np.ndarray, points: np.ndarray, present: np.ndarray, scale: float) -> np.ndarray:
     """``bool [H, W]``: in a portrait whose torso the frame's bottom edge cuts (the person is wider
     there than the shoulders), the torso continues below the frame: every column the person
-    spans on the bottom row counts as body below the shoulders (an arm resting in the lap
-    lies on the body, not in front of the background)."""
+    spans on the bottom row counts as body below the shoulders' tops (an arm resting in the
+    lap lies on the body, not in front of the background)."""
     h, w = person.shape
     region = np.zeros((h, w), bool)
     columns = np.flatnonzero(person[-1])
     if not present[[5, 6]].all() or columns.size == 0 or np.ptp(columns) < scale:
         return region
-    top = int(np.clip(points[[5, 6], 1].max(), 0, h - 1))
+    top = int(np.clip(points[[5, 6], 1].min() - 0.25 * scale, 0, h - 1))  # from the shoulders' tops
     region[top:, columns.min():columns.max() + 1] = True
     return region
 
