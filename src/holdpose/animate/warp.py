@@ -235,9 +235,12 @@ class PuppetRig:
         # Beyond their masks both textures continue their own colours (push-pull), so a
         # feathered border blends the part into what is behind it, not into the photo's background.
         base_texture = fill.pushpull_fill(self.reference, base_sources)
-        arm_texture = fill.pushpull_fill(self.reference, arms) if arms.any() else base_texture
+        # An arm's outermost pixels are part background (a white wall's rim around a hand): they take
+        # the colour of the arm just inside, so the arm does not carry a rim of its old background.
+        arm_core = arms & ~_grow(~arms, 1)
+        arm_texture = fill.pushpull_fill(self.reference, arm_core if arm_core.any() else arms)
         self.atlas = np.concatenate([_to_uint8(base_texture), _to_uint8(arm_texture)], axis=1)
-        self.alpha = np.concatenate([_feathered(self.base_mask, feather), _feathered(arms, feather)], axis=1)
+        self.alpha = np.concatenate([_feathered(self.base_mask, feather), _feathered(arms, feather)], axis=1)  # 0..1
 
         # 3. meshes and skinning weights, over each layer's mask grown by its feather
         self.layers = [self._mesh(_grow(self.base_mask, feather),
@@ -246,11 +249,13 @@ class PuppetRig:
         if depth is not None:  # nearer arm (smaller z) last
             wrist_z = {1: depth[9], 2: depth[10]}
             arm_order.sort(key=lambda layer: -wrist_z[layer])
-        for layer in arm_order:
-            if self.layer_masks[layer].any():
-                parts = [i for i, p in enumerate(PARTS) if p.layer == layer] + [PART_INDEX["torso"]]
-                self.layers.append(self._mesh(_grow(self.layer_masks[layer], feather), parts=parts, texture=1,
-                                              shoulder=5 if layer == 1 else 6))
+        arms_meshes = [self._mesh(_grow(self.layer_masks[layer], feather), texture=1, shoulder=5 if layer == 1 else 6,
+                                  parts=[i for i, p in enumerate(PARTS) if p.layer == layer] + [PART_INDEX["torso"]])
+                       for layer in arm_order if self.layer_masks[layer].any()]
+        if arms_meshes:
+            # Both arms go in one mesh, the nearer one's triangles last: rasterised in order into
+            # one index buffer they overlap as painted, at the cost of one pass instead of two.
+            self.layers.append(_merge(arms_meshes))
 
     def _body_scale(self) -> float:
         """A body length in pixels: shoulder width, or hip width, whichever is known (larger)."""
@@ -350,8 +355,7 @@ class PuppetRig:
         for layer, moved in self._posed_layers(target_points, target_scores):
             drawn = self._sample(layer, moved)
             if drawn is not None:
-                box, _, layer_alpha = drawn
-                a = layer_alpha.astype(np.float32) / 255
+                box, _, a = drawn
                 alpha[box] = a + alpha[box] * (1 - a)
         return alpha
 
@@ -371,11 +375,10 @@ class PuppetRig:
         if drawn is None:
             return
         box, rgb, alpha = drawn
-        weight = alpha.astype(np.float32) * (1 / 255)
-        out[box] = cv2.blendLinear(rgb, out[box], weight, 1 - weight)
+        out[box] = cv2.blendLinear(rgb, out[box], alpha, 1 - alpha)
 
     def _sample(self, layer: Layer, moved: np.ndarray) -> tuple[tuple[slice, slice], np.ndarray, np.ndarray] | None:
-        """The layer in its bounding box: ``(box, rgb uint8 [h, w, 3], alpha uint8 [h, w])``, None
+        """The layer in its bounding box: ``(box, rgb uint8 [h, w, 3], alpha float32 [h, w])``, None
         when off the frame.
 
         Triangles are rasterised into a triangle-index buffer; each pixel is mapped back into
@@ -406,6 +409,14 @@ class PuppetRig:
         rgb = cv2.remap(self.atlas, map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT, borderValue=0)
         alpha = cv2.remap(self.alpha, map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT, borderValue=0)
         return (slice(y0, y1), slice(x0, x1)), rgb, alpha
+
+
+def _merge(layers: list[Layer]) -> Layer:
+    """One layer holding the meshes of ``layers`` (same texture), in their order."""
+    offsets = np.cumsum([0] + [len(layer.vertices) for layer in layers[:-1]])
+    return Layer(np.concatenate([layer.vertices for layer in layers]),
+                 np.concatenate([layer.triangles + offset for layer, offset in zip(layers, offsets)]),
+                 np.concatenate([layer.weights for layer in layers]), layers[0].texture)
 
 
 def _grow(mask: np.ndarray, pixels: int) -> np.ndarray:
@@ -440,13 +451,13 @@ def _morphology(mask: np.ndarray, operation: str, pixels: int) -> np.ndarray:
 
 
 def _feathered(mask: np.ndarray, feather: int) -> np.ndarray:
-    """``uint8 [H, W]`` alpha: 255 on ``mask``, falling linearly to 0 over ``feather`` pixels outside
+    """``float32 [H, W]`` alpha: 1 on ``mask``, falling linearly to 0 over ``feather`` pixels outside
     it. It lives in texture space, so it moves with the part and is the same in every frame:
     edges do not crawl."""
     import cv2
 
     outside = cv2.distanceTransform((~mask).astype(np.uint8), cv2.DIST_L2, 3)
-    return np.round(255 * np.clip(1 - outside / (feather + 1), 0, 1)).astype(np.uint8)
+    return np.clip(1 - outside / (feather + 1), 0, 1).astype(np.float32)
 
 
 def _to_uint8(image: np.ndarray) -> np.ndarray:
