@@ -3,16 +3,21 @@
 In the spirit of Animated Drawings (Smith et al., 2023), for photographs:
 
 Rig (once per reference, :class:`PuppetRig`)
-    1. The person mask comes from MediaPipe's segmentation; the background behind
-       the person is filled by inpainting (Telea, 2004).
-    2. The body is split into layers: the base (torso, head, legs) and one layer per
-       arm, because arms cross the body and must be able to leave it. The base
-       layer's texture under the arms is inpainted too, so a raised arm uncovers a
-       plausible torso rather than the photo's arm or the background.
-    3. Each layer gets a triangle mesh over its part of the mask (grid points inside,
-       Delaunay, triangles outside the mask dropped) and per-vertex skinning weights
-       over the layer's parts: a Gaussian of the distance to each part's bone in the
-       reference, normalised, so joints bend smoothly instead of tearing.
+    1. The person mask comes from MediaPipe's segmentation. Each arm (with its hand) is cut
+       out of it as its own layer: capsules along the upper arm and forearm whose radii are
+       measured on the silhouette, the hand from its 21 landmarks, the union kept to the
+       arm's own colours so it takes no strip of the shorts or torso under it
+       (:mod:`holdpose.animate.puppet.layers`). The base layer (torso, head, legs) keeps the
+       rest; where the body goes on behind an arm (the torso and legs, within the body's own
+       outline) it keeps the arm's pixels, filled from the body's texture alone; elsewhere
+       they leave the base and a moved arm uncovers the background.
+    2. The background behind the person is filled by push-pull (Gortler et al., 1996) over
+       the person's mask grown by the segmentation's halo (:mod:`holdpose.animate.puppet.fill`).
+    3. Each layer gets a triangle mesh over its mask (grid points inside, Delaunay, triangles
+       outside the mask dropped) and per-vertex skinning weights over the layer's parts: a
+       Gaussian of the distance to each part's bone in the reference, normalised, so joints
+       bend smoothly instead of tearing. Each layer's alpha is 1 on its mask and falls to 0
+       over ``feather`` pixels outside it, in texture space: edges are soft and do not crawl.
 
 Pose (per frame, :meth:`PuppetRig.deform`)
     4. Each part gets a 2-D affine transform from the reference pose to the target:
@@ -21,10 +26,9 @@ Pose (per frame, :meth:`PuppetRig.deform`)
        all their points (face and hand landmarks included when present). A part the
        target lacks follows its parent.
     5. Vertices move by linear blend skinning, ``v' = sum_p w_p A_p v``.
-    6. Triangles are rasterised back to front into a triangle-index buffer (base,
-       then the arms), each pixel is mapped back into its layer's texture through
-       its triangle's affine map, and the result is composited over the filled
-       background.
+    6. Layers are drawn back to front (base, then the arms): triangles are rasterised into a
+       triangle-index buffer over the layer's box, each pixel is mapped back into the layer's
+       texture and alpha through its triangle's affine map, and blended over the frame.
 
 Because every limb transform sends the reference joints exactly onto the target
 joints, the output holds the target pose by construction. Depth between the arms
