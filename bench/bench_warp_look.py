@@ -18,6 +18,7 @@
    wave.
 4. Pose adherence (PCK@0.05 with holdpose's evaluate_video) and speed vs decode + encode, by
    bench_animate's own functions.
+   Also the demo's astronaut (not a fixture) waving with the built-in keyframes, as `make demo`.
 5. Contact sheets in bench/out/warp_look_<label>_<reference>_<motion>.png.
 
     python bench/bench_warp_look.py --label after            # this code
@@ -229,6 +230,7 @@ def main(argv=None) -> int:
     parser.add_argument("--stride", type=int, default=3,
                         help="measure every Nth frame of the dance (24 fps) and of the wave (resampled to 24/N fps)")
     parser.add_argument("--no-adherence", action="store_true", help="skip PCK and speed (bench_animate's runs)")
+    parser.add_argument("--only", default="", help="run only the animations whose name contains this")
     args = parser.parse_args(argv)
     if not FIXTURES.exists():
         print(f"SKIP: {FIXTURES} is absent")
@@ -248,17 +250,27 @@ def main(argv=None) -> int:
     for path in references:
         image = read_image(path)
         short = path.stem.split("_")[-1]
-        composite, background, seen = composite_reference(image)
-        runs.append(animate_and_measure(composite, dance, f"{short}_composite_dance", args.label, background, seen))
-        runs.append(animate_and_measure(image, dance, f"{short}_dance", args.label))
-        runs.append(animate_and_measure(image, wave, f"{short}_bvh_wave", args.label))
+        if args.only in f"{short}_composite_dance":
+            composite, background, seen = composite_reference(image)
+            runs.append(animate_and_measure(composite, dance, f"{short}_composite_dance", args.label, background, seen))
+        for name, motion in ((f"{short}_dance", dance), (f"{short}_bvh_wave", wave)):
+            if args.only in name:
+                runs.append(animate_and_measure(image, motion, name, args.label))
+    # Not a fixture: the demo's astronaut (scikit-image) waving with the built-in keyframes, as `make demo`
+    from holdpose.demo import load_demo_reference
+    from holdpose.refine.keyframes import load_builtin_motion
+
+    if args.only in "astronaut_demo_wave":
+        runs.append(animate_and_measure(load_demo_reference(), load_builtin_motion("wave"), "astronaut_demo_wave",
+                                        args.label))
     result = {"benchmark": "warp look", "label": args.label, "git": git_state(), "load": load(), "stride": args.stride,
               "runs": runs}
     if not args.no_adherence:
         ensure_dance_512()
         result["adherence"] = [adherence_run(path, full_dance) for path in references]
         result["speed_512"] = speed_run(full_dance, references[0])
-    (RESULTS / f"warp_look_{args.label}.json").write_text(json.dumps(result, indent=2))
+    name = f"warp_look_{args.label}" + (f"_{args.only}" if args.only else "")
+    (RESULTS / f"{name}.json").write_text(json.dumps(result, indent=2))
     print("| run | frames | PSNR outside the puppet, min / mean dB | of it where the background was seen, min / mean | "
           "where it was hidden, mean | hand CIEDE2000: hull / finger bones (frames) | frames without ghost hands |")
     print("|---|---:|---:|---:|---:|---:|---:|")
@@ -272,7 +284,7 @@ def main(argv=None) -> int:
         print(f"PCK@0.05 {Path(row['reference']).name}: {row['pck@0.05']:.3f}")
     if "speed_512" in result:
         print(f"speed ratio animate / (decode + encode): {result['speed_512']['ratio_animate_to_decode_plus_encode']:.2f}")
-    print(f"wrote {RESULTS / f'warp_look_{args.label}.json'}")
+    print(f"wrote {RESULTS / f'{name}.json'}")
     return 0
 
 
