@@ -231,8 +231,7 @@ class PuppetRig:
 
         # 2. textures: the background without the person, the base without the arms
         arms_grown = _grow(arms, 2)
-        halo = max(2, round(0.006 * min(w, h)))
-        self.background = fill.fill_background(self.reference, fill.person_hole(soft, halo=halo) | arms_grown)
+        self.background = fill.fill_background(self.reference, fill.person_hole(soft) | arms_grown)
         base_sources = self.layer_masks[0] & ~arms_grown
         if base_sources.sum() < 100:
             base_sources = self.layer_masks[0]
@@ -243,17 +242,29 @@ class PuppetRig:
         # the colour of the arm just inside, so the arm does not carry a rim of its old background.
         arm_core = arms & ~_grow(~arms, 1)
         arm_texture = fill.pushpull_fill(self.reference, arm_core if arm_core.any() else arms)
+        base_alpha, arm_alpha = _feathered(self.base_mask, feather), _feathered(arms, feather)
+        # The person's outer edge keeps the segmentation's own soft matte, photo and all, in the layer
+        # it borders: the photo comes back as it was in the reference pose, and the edge moves with
+        # its part instead of staying behind as an outline.
+        halo = fill.halo_width(soft)
+        edge = (soft > 0.02) & ~self.mask & _grow(self.mask, halo)
+        arm_edge = edge & _grow(arms, halo)
+        base_edge = edge & ~arm_edge
+        for texture, alpha, part in ((base_texture, base_alpha, base_edge), (arm_texture, arm_alpha, arm_edge)):
+            texture[part] = self.reference[part]
+            alpha[part] = np.maximum(alpha[part], soft[part])
         self.atlas = np.concatenate([_to_uint8(base_texture), _to_uint8(arm_texture)], axis=1)
-        self.alpha = np.concatenate([_feathered(self.base_mask, feather), _feathered(arms, feather)], axis=1)  # 0..1
+        self.alpha = np.concatenate([base_alpha, arm_alpha], axis=1)  # 0..1
 
         # 3. meshes and skinning weights, over each layer's mask grown by its feather
-        self.layers = [self._mesh(_grow(self.base_mask, feather),
+        self.layers = [self._mesh(_grow(self.base_mask, feather) | base_edge,
                                   parts=[i for i, p in enumerate(PARTS) if p.layer == 0], texture=0)]
         arm_order = list(ARM_LAYERS)
         if depth is not None:  # nearer arm (smaller z) last
             wrist_z = {1: depth[9], 2: depth[10]}
             arm_order.sort(key=lambda layer: -wrist_z[layer])
-        arms_meshes = [self._mesh(_grow(self.layer_masks[layer], feather), texture=1, shoulder=5 if layer == 1 else 6,
+        arms_meshes = [self._mesh(_grow(self.layer_masks[layer], feather) | (arm_edge & _grow(self.layer_masks[layer], halo)),
+                                  texture=1, shoulder=5 if layer == 1 else 6,
                                   parts=[i for i, p in enumerate(PARTS) if p.layer == layer] + [PART_INDEX["torso"]])
                        for layer in arm_order if self.layer_masks[layer].any()]
         if arms_meshes:

@@ -42,16 +42,33 @@ def pushpull_fill(image: np.ndarray, known: np.ndarray, *, min_weight: float = 0
     return np.where(known[..., None], image.astype(np.float32), filled)
 
 
-def person_hole(soft_mask: np.ndarray, *, halo: int) -> np.ndarray:
+def person_hole(soft_mask: np.ndarray, *, halo: int | None = None) -> np.ndarray:
     """``bool [H, W]``: the pixels the person may have touched, to drop before filling the
     background. Segmentation masks fade out over a few pixels around hair and hands, and the
-    photo's edge pixels are a mix of person and background, so the hole takes every pixel the
-    mask gives even a little weight (> 0.1), grown by ``halo`` pixels."""
+    photo's edge pixels there are a mix of person and background, so the hole takes every
+    pixel the mask gives any weight (> 0.02), grown by ``halo`` pixels (default
+    :func:`halo_width`)."""
     import cv2
 
-    grown = cv2.dilate((soft_mask > 0.1).astype(np.uint8), cv2.getStructuringElement(
+    halo = halo_width(soft_mask) if halo is None else halo
+    grown = cv2.dilate((soft_mask > 0.02).astype(np.uint8), cv2.getStructuringElement(
         cv2.MORPH_ELLIPSE, (2 * halo + 1, 2 * halo + 1)))
     return grown > 0
+
+
+def halo_width(soft_mask: np.ndarray) -> int:
+    """How far, in pixels, to grow the person's hole beyond the segmentation's faintest edge: half
+    the width of its fading band (the band's area, 0.02 < mask < 0.98, over the length of the
+    person's outline; the mask's fade is centred on the true edge), plus two pixels; at least
+    2, at most 2 % of the image's short side."""
+    import cv2
+
+    hard = (soft_mask > 0.5).astype(np.uint8)
+    contours, _ = cv2.findContours(hard, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_NONE)
+    outline = sum(cv2.arcLength(contour, True) for contour in contours)
+    band = np.count_nonzero((soft_mask > 0.02) & (soft_mask < 0.98))
+    width = band / outline if outline > 0 else 0.0
+    return int(np.clip(round(width / 2) + 2, 2, max(2, 0.02 * min(soft_mask.shape))))
 
 
 def fill_background(image: np.ndarray, hole: np.ndarray) -> np.ndarray:
