@@ -226,6 +226,7 @@ class PuppetRig:
         # ... and only where the body's own outline closes over the gap the arm leaves (morphological
         # closing of what is left), so the body does not grow into the space beside it.
         hidden_body = arms & body & _close(self.layer_masks[0], max(2, round(0.25 * self.scale)))
+        hidden_body |= arms & cut.leg_hulls(self.mask & ~arms, self.points, self.present, self.scale)
         hidden_body |= arms & cut.torso_below_frame(self.mask, self.points, self.present, self.scale)
         self.base_mask = self.layer_masks[0] | hidden_body
 

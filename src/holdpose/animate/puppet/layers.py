@@ -253,6 +253,28 @@ def body_region(shape: tuple[int, int], points: np.ndarray, present: np.ndarray,
     return region
 
 
+def leg_hulls(rest: np.ndarray, points: np.ndarray, present: np.ndarray, scale: float) -> np.ndarray:
+    """``bool [H, W]``: each thigh and shin as the convex hull of the body's pixels (``rest``: the
+    person without the arms) around its bone: a hand resting on the side of the shorts leaves a
+    notch in the outline that the hull closes, so the shorts go on under the hand."""
+    import cv2
+
+    region = np.zeros(rest.shape, np.uint8)
+    for hip, knee, ankle in LEG_JOINTS:
+        for (a, b), prior in (((hip, knee), RADIUS_PRIOR["thigh"]), ((knee, ankle), RADIUS_PRIOR["shin"])):
+            if not present[[a, b]].all():
+                continue
+            # about the limb's width, without the hip's end (a jacket's hem there is wider than the leg)
+            distance, t = segment_distance(rest.shape, points[a], points[b])
+            slab = (distance <= prior * scale) & (t >= 0.15) & (t <= 1)
+            inside = np.argwhere(rest & slab)[:, ::-1].astype(np.int32)
+            if len(inside) >= 3:
+                hull = np.zeros(rest.shape, np.uint8)
+                cv2.fillConvexPoly(hull, cv2.convexHull(inside), 1)
+                region |= hull & slab
+    return region > 0
+
+
 def torso_below_frame(person: np.ndarray, points: np.ndarray, present: np.ndarray, scale: float) -> np.ndarray:
     """``bool [H, W]``: in a portrait whose torso the frame's bottom edge cuts (the person is wider
     there than the shoulders), the torso continues below the frame: every column the person
