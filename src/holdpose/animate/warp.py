@@ -227,7 +227,8 @@ class PuppetRig:
         # closing of what is left), so the body does not grow into the space beside it.
         hidden_body = arms & body & _close(self.layer_masks[0], max(2, round(0.25 * self.scale)))
         hidden_body |= arms & cut.leg_hulls(self.mask & ~arms, self.points, self.present, self.scale)
-        hidden_body |= arms & cut.torso_below_frame(self.mask, self.points, self.present, self.scale)
+        below_frame = cut.torso_below_frame(self.mask, self.points, self.present, self.scale)
+        hidden_body |= arms & below_frame
         self.base_mask = self.layer_masks[0] | hidden_body
 
         # 2. textures: the background without the person, the base without the arms
@@ -238,7 +239,11 @@ class PuppetRig:
             base_sources = self.layer_masks[0]
         # Beyond their masks both textures continue their own colours (push-pull), so a
         # feathered border blends the part into what is behind it, not into the photo's background.
-        base_texture = fill.pushpull_fill(self.reference, base_sources)
+        # The body under the arms is filled from the torso's and legs' own pixels only (not the
+        # head's, nor stray bits of the mask at the photo's edge).
+        torso_sources = base_sources & (body | below_frame)
+        base_texture = np.where(base_sources[..., None], self.reference.astype(np.float32), fill.pushpull_fill(
+            self.reference, torso_sources if torso_sources.sum() >= 100 else base_sources))
         # An arm's outermost pixels are part background (a white wall's rim around a hand): they take
         # the colour of the arm just inside, so the arm does not carry a rim of its old background.
         arm_core = arms & ~_grow(~arms, 1)
