@@ -159,15 +159,15 @@ def bench_speed(paths: dict, args) -> dict:
     from diffusers import StableDiffusionControlNetPipeline
     from PIL import Image
 
-    from holdpose.animate.controlnet import ControlNetAnimator
-    from holdpose.animate.diffusion_common import shared_noise
+    from holdpose.animate.diffusion.controlnet import ControlNetAnimator
+    from holdpose.animate.diffusion.noise import shared_noise
     from holdpose.render.openpose import render_pose_maps
 
     animator = ControlNetAnimator(paths["model"], paths["controlnet"], device="cpu", dtype="float32")
     poses = dance_poses(args.frames, args.size)
     reference = np.zeros((args.size, args.size, 3), np.uint8)
     options = dict(prompt=PROMPT, negative_prompt=NEGATIVE, num_inference_steps=args.steps, guidance_scale=7.5,
-                   controlnet_scale=1.0, scheduler="unipc", batch_size=args.batch_size)
+                   controlnet_scale=1.0, scheduler="unipc", batch_size=args.batch_size, resolution=args.size)
     tutorial = StableDiffusionControlNetPipeline(**{**animator.pipe.components,
                                                     "scheduler": animator.scheduler_for("unipc")},
                                                  requires_safety_checker=False)
@@ -229,16 +229,16 @@ def child_memory(args) -> None:
     reference = np.zeros((args.size, args.size, 3), np.uint8)
     start = time.perf_counter()
     if args.child == "controlnet":
-        from holdpose.animate.controlnet import ControlNetAnimator
+        from holdpose.animate.diffusion.controlnet import ControlNetAnimator
 
         animator = ControlNetAnimator(paths["model"], paths["controlnet"], device="cpu")
-        options = dict(batch_size=args.batch_size)
+        options = dict(batch_size=args.batch_size, resolution=args.size)
     else:
-        from holdpose.animate.animatediff import AnimateDiffAnimator
+        from holdpose.animate.diffusion.animatediff import AnimateDiffAnimator
 
         animator = AnimateDiffAnimator(paths["model"], paths["controlnet"], motion_adapter=paths["motion_adapter"],
                                        device="cpu")
-        options = dict(window=16, stride=8, decode_chunk_size=8)
+        options = dict(window=16, stride=8, decode_chunk_size=8, resolution=args.size)
     loaded = peak_rss_mb()
     count = 0
     for _ in animator(reference, poses, seed=0, prompt=PROMPT, num_inference_steps=args.steps, **options):

@@ -195,7 +195,7 @@ def agreement_detector(fixtures: Path) -> list[dict]:
 
 def adherence_coco(detected, target, min_score: float = 0.3) -> tuple[dict, list[dict]]:
     """The body ground truth and predictions exactly as score_adherence builds them."""
-    from holdpose.evaluate.adherence import _area_height, fit_target, person_boxes
+    from holdpose.evaluate.adherence import box_area_height, fit_target, person_boxes
 
     target, _ = fit_target(target, detected.size)
     n = min(detected.num_frames, target.num_frames)
@@ -210,7 +210,7 @@ def adherence_coco(detected, target, min_score: float = 0.3) -> tuple[dict, list
             x0, y0, x1, y1 = boxes[j]
             flat = np.concatenate([target.keypoints[t, s, :17], 2.0 * tgt_present[t, s, :17, None]], -1)
             annotations.append({"id": len(annotations) + 1, "image_id": t, "category_id": 1, "iscrowd": 0,
-                                "area": _area_height(boxes[j])[0], "bbox": [x0, y0, x1 - x0, y1 - y0],
+                                "area": box_area_height(boxes[j])[0], "bbox": [x0, y0, x1 - x0, y1 - y0],
                                 "keypoints": flat.ravel().tolist(), "num_keypoints": int(tgt_present[t, s, :17].sum())})
         for s in np.flatnonzero(det_present[t].any(-1)):
             kp = np.where(det_present[t, s, :17, None], detected.keypoints[t, s, :17], np.nan).astype(np.float64)

@@ -207,7 +207,7 @@ def speed(raw, frames: int, repeat: int) -> dict:
     from holdpose.refine.smooth import one_euro, smooth_offline
     from holdpose.refine.swaps import fix_swaps
     from holdpose.refine.timeline import resample
-    from holdpose.refine.track import assign_track_ids, slots_by_track
+    from holdpose.detect.track import assign_track_ids, slots_by_track
 
     period = 2 * raw.num_frames
     i = np.arange(frames) % period

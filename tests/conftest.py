@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+
 from pathlib import Path
 
 import numpy as np
@@ -37,3 +39,24 @@ def random_sequence(num_frames=5, num_people=2, size=(640, 480), seed=0, missing
     seq.keypoints[drop] = 0
     seq.track_ids[:] = np.arange(num_people)
     return seq
+
+
+@contextlib.contextmanager
+def interrupted_after_frames(monkeypatch, count: int):
+    """Within the block, the ``count + 1``-th image written by holdpose raises KeyboardInterrupt
+    (as Ctrl-C would), after ``count`` frames are on disk; normal writing is back afterwards."""
+    import holdpose.io.video as video  # run_animation writes each frame with video.write_image
+
+    real_write, written = video.write_image, []
+
+    def write_then_interrupt(path, image):
+        if len(written) == count:
+            raise KeyboardInterrupt
+        real_write(path, image)
+        written.append(path)
+
+    monkeypatch.setattr(video, "write_image", write_then_interrupt)
+    try:
+        yield
+    finally:
+        monkeypatch.setattr(video, "write_image", real_write)

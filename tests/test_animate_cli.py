@@ -13,9 +13,10 @@ import pytest
 pytest.importorskip("diffusers")
 pytest.importorskip("torch")
 
+from conftest import interrupted_after_frames  # noqa: E402
 from diffusion_fixtures import reference_image, single_torch_thread, tiny_models, walking_poses  # noqa: E402
 
-from holdpose.animate.cli import diffusion_arguments  # noqa: E402
+from holdpose.animate.cli import backend_options  # noqa: E402
 from holdpose.animate.resume import FRAME_NAME  # noqa: E402
 from holdpose.cli import build_parser, main  # noqa: E402
 from holdpose.io.posefile import load_poses, save_poses  # noqa: E402
@@ -44,7 +45,7 @@ def inputs(tmp_path_factory):
 def _argv(inputs, output, backend="controlnet", *extra):
     return ["-q", "animate", str(inputs["ref"]), str(inputs["poses"]), "-o", str(output), "--backend", backend,
             "--model", str(inputs["model"]), "--controlnet", str(inputs["controlnet"]), "--steps", "2",
-            "--guidance", "3", "--device", "cpu", "--no-align", *map(str, extra)]
+            "--guidance", "3", "--device", "cpu", "--resolution", "64", "--no-align", *map(str, extra)]
 
 
 def _frames(folder: Path, count: int) -> np.ndarray:
@@ -56,43 +57,54 @@ def test_flags_map_to_constructor_and_call_options():
         ["animate", "r.png", "p.json", "-o", "o.mp4", "--backend", "controlnet", "--model", "m",
          "--controlnet", "a", "--controlnet", "b", "--controlnet-scale", "0.5", "--steps", "7", "--guidance", "2",
          "--batch-size", "3", "--vae-slicing", "--prompt", "a dancer"])
-    init, options = diffusion_arguments(args)
-    assert init == {"model": "m", "controlnet": ["a", "b"], "vae_slicing": True}
-    assert options == {"prompt": "a dancer", "num_inference_steps": 7, "guidance_scale": 2.0,
-                       "controlnet_scale": 0.5, "batch_size": 3}
+    assert backend_options(args) == {"model": "m", "controlnet": ["a", "b"], "vae_slicing": True,
+                                     "prompt": "a dancer", "num_inference_steps": 7, "guidance_scale": 2.0,
+                                     "controlnet_scale": 0.5, "batch_size": 3}
     args = build_parser().parse_args(["animate", "r.png", "p.json", "-o", "o.mp4", "--backend", "animatediff",
                                       "--controlnet-scale", "1", "--controlnet-scale", "0.3", "--window", "8"])
-    init, options = diffusion_arguments(args)
-    assert init == {} and options == {"controlnet_scale": [1.0, 0.3], "window": 8}
+    assert backend_options(args) == {"controlnet_scale": [1.0, 0.3], "window": 8}
 
 
-def test_every_option_of_both_backends_has_a_flag():
+def test_every_option_of_every_backend_has_one_flag():
+    """The flags come from the backends' option dataclasses: each option a flag once, except
+    what only the API can pass (arrays, animators)."""
     import dataclasses
 
-    from holdpose.animate.animatediff import AnimateDiffOptions
-    from holdpose.animate.cli import CALL_OPTIONS
-    from holdpose.animate.controlnet import ControlNetOptions
+    from holdpose.animate.options import flag_name
+    from holdpose.animate.registry import backend_names, get_backend
 
-    options = {f.name for cls in (ControlNetOptions, AnimateDiffOptions) for f in dataclasses.fields(cls)}
-    # init (--init) and reference_pose (--anchor-reference) are built from the flag, not passed through
-    assert set(CALL_OPTIONS.values()) | {"init", "reference_pose"} == options
+    parser = build_parser()
+    animate = parser._subparsers._group_actions[0].choices["animate"]
+    flags = {flag for action in animate._actions for flag in action.option_strings}
+    for name in backend_names():
+        cls = get_backend(name)
+        for field in dataclasses.fields(cls.model_options_class) + dataclasses.fields(cls.options_class):
+            if field.metadata.get("cli", True):
+                assert flag_name(field) in flags, (name, field.name)
+            else:
+                assert flag_name(field) not in flags, (name, field.name)
 
 
 @pytest.mark.parametrize("argv, message", [
-    (["--backend", "controlnet", "--window", "8"], "--window: for the animatediff backend"),
-    (["--backend", "animatediff", "--batch-size", "2"], "--batch-size: for the controlnet backend"),
-    (["--prompt", "x"], "--prompt: diffusion flags; the warp backend takes none"),
+    (["--backend", "controlnet", "--window", "8"], "--window is for animatediff, not the controlnet backend"),
+    (["--backend", "animatediff", "--batch-size", "2"], "--batch-size is for controlnet, not the animatediff"),
+    (["--prompt", "x"], "--prompt is for controlnet, animatediff, not the warp backend"),
     # checked before any model is loaded: the default model id is not even looked up
     (["--backend", "controlnet", "--strength", "0.5"], "needs init frames"),
+    (["--backend", "controlnet", "--guidance", "nan"], "guidance_scale (--guidance) must be >= 0"),
+    (["--backend", "controlnet", "--controlnet-scale", "nan"], "controlnet_scale (--controlnet-scale) must be"),
+    (["--backend", "controlnet", "--seed", "-1"], "seed must be an integer"),
     (["--backend", "animatediff", "--window", "4", "--stride", "8"], "stride (--stride) 8 is longer"),
     (["--backend", "controlnet", "--controlnet", "a", "--controlnet", "b", "--controlnet-scale", "1",
       "--controlnet-scale", "2", "--controlnet-scale", "3"], "3 values for 2 ControlNets"),
+    (["--person", "3"], "person 3 is not a person slot of the poses; they have 1"),
 ])
-def test_flags_of_another_backend_are_refused(inputs, tmp_path, capsys, argv, message):
+def test_bad_flags_are_one_line_before_any_work(inputs, tmp_path, capfd, argv, message):
     code = main(["-q", "animate", str(inputs["ref"]), str(inputs["poses"]), "-o", str(tmp_path / "o.mp4"), *argv])
     assert code == 2
-    assert message in capsys.readouterr().err
-    assert not (tmp_path / "o.mp4").exists()
+    err = capfd.readouterr().err
+    assert message in err and "Traceback" not in err and len(err.strip().splitlines()) == 1
+    assert list(tmp_path.iterdir()) == []  # nothing written, not even the run's folder
 
 
 def test_missing_model_folder_is_one_clear_line(inputs, tmp_path, capsys):
@@ -105,7 +117,7 @@ def test_missing_model_folder_is_one_clear_line(inputs, tmp_path, capsys):
 
 
 def test_controlnet_cli_matches_the_api_and_resumes(inputs, tmp_path, capsys):
-    from holdpose.animate.controlnet import ControlNetAnimator
+    from holdpose.animate.diffusion.controlnet import ControlNetAnimator
 
     output = tmp_path / "out.mp4"
     assert main(_argv(inputs, output, "controlnet", "--seed", 3)) == 0
@@ -118,14 +130,15 @@ def test_controlnet_cli_matches_the_api_and_resumes(inputs, tmp_path, capsys):
     # The same run through the Python API gives the same frames.
     animator = ControlNetAnimator(str(inputs["model"]), str(inputs["controlnet"]), device="cpu")
     expected = np.stack(list(animator(inputs["reference"], inputs["sequence"], seed=3, num_inference_steps=2,
-                                      guidance_scale=3.0)))
+                                      guidance_scale=3.0, resolution=64)))
     np.testing.assert_array_equal(_frames(tmp_path / "out.frames" / "frames", FRAMES), expected)
 
     # A rerun finds every frame on disk; other parameters are refused unless --overwrite.
     assert main(_argv(inputs, output, "controlnet", "--seed", 3)) == 0
     assert f"({FRAMES} resumed)" in capsys.readouterr().out
     assert main(_argv(inputs, output, "controlnet", "--seed", 4)) == 2
-    assert "other parameters" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "other parameters" in err and "Traceback" not in err and len(err.strip().splitlines()) == 1
     assert main(_argv(inputs, output, "controlnet", "--seed", 4, "--overwrite")) == 0
     assert not np.array_equal(_frames(tmp_path / "out.frames" / "frames", FRAMES), expected)
 
@@ -164,7 +177,8 @@ def test_controlnet_cli_aligns_and_starts_from_the_warp_animator(inputs, tmp_pat
     output = tmp_path / "out.mp4"
     assert main(["-q", "animate", str(tmp_path / "astronaut.png"), str(tmp_path / "wave.npz"), "-o", str(output),
                  "--backend", "controlnet", "--model", str(inputs["model"]), "--controlnet", str(inputs["controlnet"]),
-                 "--steps", "2", "--guidance", "1", "--device", "cpu", "--init", "warp", "--strength", "0.5"]) == 0
+                 "--steps", "2", "--guidance", "1", "--device", "cpu", "--init", "warp", "--strength", "0.5",
+                 "--resolution", "128"]) == 0
     used = load_poses(tmp_path / "out.poses.json")
     assert used.size == (128, 128) and FrameSource(output).num_frames == used.num_frames == 6
     options = json.loads((tmp_path / "out.frames" / "manifest.json").read_text())["parameters"]["options"]
@@ -174,23 +188,11 @@ def test_controlnet_cli_aligns_and_starts_from_the_warp_animator(inputs, tmp_pat
 def test_interrupted_cli_run_says_where_the_frames_are_and_resumes(inputs, tmp_path, capsys, monkeypatch):
     """Ctrl-C in the middle of a run: exit 130 with a message naming the frames folder; the same
     command again continues after the frames on disk and ends with every frame."""
-    import holdpose.io.video as video  # run_animation writes each frame with video.write_image
-
     output = tmp_path / "out.mp4"
-    real_write = video.write_image
-    written = []
-
-    def interrupt_after_two(path, image):
-        if len(written) == 2:
-            raise KeyboardInterrupt
-        real_write(path, image)
-        written.append(path)
-
-    monkeypatch.setattr(video, "write_image", interrupt_after_two)
-    assert main(_argv(inputs, output, "controlnet")) == 130
+    with interrupted_after_frames(monkeypatch, 2):
+        assert main(_argv(inputs, output, "controlnet")) == 130
     err = capsys.readouterr().err
     assert "interrupted" in err and "out.frames" in err and "run the same command again" in err
-    monkeypatch.setattr(video, "write_image", real_write)
     assert main(_argv(inputs, output, "controlnet")) == 0
     assert "(2 resumed)" in capsys.readouterr().out
     assert FrameSource(output).num_frames == FRAMES
@@ -207,7 +209,7 @@ def test_animatediff_cli_anchors_every_window_on_the_reference(inputs, tmp_path)
     assert main(["-q", "animate", str(tmp_path / "astronaut.png"), str(tmp_path / "wave.npz"), "-o", str(output),
                  "--backend", "animatediff", "--model", str(inputs["model"]), "--controlnet", str(inputs["controlnet"]),
                  "--motion-adapter", str(inputs["motion_adapter"]), "--steps", "1", "--guidance", "1",
-                 "--window", "4", "--stride", "2", "--anchor-reference", "--device", "cpu"]) == 0
+                 "--window", "4", "--stride", "2", "--anchor-reference", "--device", "cpu", "--resolution", "128"]) == 0
     assert FrameSource(output).num_frames == 6
     options = json.loads((tmp_path / "clip.frames" / "manifest.json").read_text())["parameters"]["options"]
     assert "poses_sha256" in options["reference_pose"]  # the anchor pose is part of the run's identity

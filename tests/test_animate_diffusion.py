@@ -39,14 +39,14 @@ def paths():
 
 @pytest.fixture(scope="module")
 def controlnet(paths):
-    from holdpose.animate.controlnet import ControlNetAnimator
+    from holdpose.animate.diffusion.controlnet import ControlNetAnimator
 
     return ControlNetAnimator(paths["model"], paths["controlnet"], device="cpu")
 
 
 @pytest.fixture(scope="module")
 def animatediff(paths):
-    from holdpose.animate.animatediff import AnimateDiffAnimator
+    from holdpose.animate.diffusion.animatediff import AnimateDiffAnimator
 
     return AnimateDiffAnimator(paths["model"], paths["controlnet"], motion_adapter=paths["motion_adapter"],
                                device="cpu")
@@ -55,6 +55,7 @@ def animatediff(paths):
 def run(animator, poses, reference=None, **options):
     reference = reference_image(poses.size) if reference is None else reference
     options.setdefault("num_inference_steps", STEPS)
+    options.setdefault("resolution", min(poses.size))  # the tiny models' size, not SD 1.5's default 512
     return np.stack(list(animator(reference, poses, prompt="a dancer", **options)))
 
 
@@ -125,7 +126,7 @@ def test_controlnet_schedulers_run_and_are_deterministic(controlnet, scheduler):
 
 
 def test_multi_controlnet_with_own_images_and_scales(paths):
-    from holdpose.animate.controlnet import ControlNetAnimator
+    from holdpose.animate.diffusion.controlnet import ControlNetAnimator
 
     animator = ControlNetAnimator(paths["model"], [paths["controlnet"], paths["controlnet2"]], device="cpu")
     poses = walking_poses(2)
@@ -171,7 +172,7 @@ def test_image_to_image_from_frames_and_from_an_animator(controlnet):
 
 
 def test_ip_adapter_loads_and_changes_the_frames(paths):
-    from holdpose.animate.controlnet import ControlNetAnimator
+    from holdpose.animate.diffusion.controlnet import ControlNetAnimator
 
     animator = ControlNetAnimator(paths["model"], paths["controlnet"], ip_adapter=paths["ip_adapter"],
                                   ip_adapter_weight="models/ip-adapter.safetensors", device="cpu")
@@ -207,7 +208,7 @@ def test_animatediff_one_window_equals_the_diffusers_pipeline(animatediff):
     from diffusers import AnimateDiffControlNetPipeline
     from PIL import Image
 
-    from holdpose.animate.diffusion_common import frame_noise
+    from holdpose.animate.diffusion.noise import frame_noise
     from holdpose.render.openpose import render_pose_maps
 
     poses = walking_poses(4)
@@ -255,7 +256,7 @@ def test_animatediff_start_frame_gives_the_tail_of_the_clip(animatediff):
 
 
 def test_missing_local_model_is_one_clear_error(paths, tmp_path):
-    from holdpose.animate.controlnet import ControlNetAnimator
+    from holdpose.animate.diffusion.controlnet import ControlNetAnimator
 
     with pytest.raises(HoldposeError, match="no such file or folder") as err:
         ControlNetAnimator(tmp_path / "nowhere" / "sd15", paths["controlnet"], device="cpu")
@@ -268,7 +269,7 @@ def test_missing_local_model_is_one_clear_error(paths, tmp_path):
 def test_offline_hub_id_says_how_to_get_it(paths, monkeypatch, tmp_path):
     import huggingface_hub.constants
 
-    from holdpose.animate.controlnet import ControlNetAnimator
+    from holdpose.animate.diffusion.controlnet import ControlNetAnimator
 
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
@@ -283,7 +284,7 @@ def test_offline_hub_id_says_how_to_get_it(paths, monkeypatch, tmp_path):
 
 
 def test_pickled_checkpoints_are_refused(paths, tmp_path):
-    from holdpose.animate.controlnet import ControlNetAnimator
+    from holdpose.animate.diffusion.controlnet import ControlNetAnimator
 
     ckpt = tmp_path / "model.ckpt"
     ckpt.write_bytes(b"not really a pickle")
@@ -298,7 +299,7 @@ def test_pickled_checkpoints_are_refused(paths, tmp_path):
 def test_single_safetensors_file_goes_through_from_single_file(paths, tmp_path, monkeypatch):
     import diffusers
 
-    from holdpose.animate.controlnet import ControlNetAnimator
+    from holdpose.animate.diffusion.controlnet import ControlNetAnimator
 
     calls = []
     real = diffusers.StableDiffusionPipeline.from_pretrained
@@ -341,12 +342,13 @@ def test_bad_options_are_refused_before_work(controlnet, animatediff):
         run(controlnet, poses, seed=-1)
     with pytest.raises(HoldposeError, match="poses.size"):
         run(controlnet, poses, reference=reference_image((32, 32)))
-    # options of the other backend are ignored, not refused
-    assert run(controlnet, walking_poses(1), window=16, guidance_scale=1.0).shape == (1, 64, 64, 3)
+    # an option of another backend is refused by name (each backend declares its own; none knows the others')
+    with pytest.raises(HoldposeError, match="unknown option 'window' for the controlnet backend"):
+        run(controlnet, walking_poses(1), window=16, guidance_scale=1.0)
 
 
 def test_bad_construction_arguments(paths):
-    from holdpose.animate.controlnet import ControlNetAnimator
+    from holdpose.animate.diffusion.controlnet import ControlNetAnimator
 
     with pytest.raises(HoldposeError, match="dtype"):
         ControlNetAnimator(paths["model"], paths["controlnet"], device="cpu", dtype="int8")
@@ -359,6 +361,6 @@ def test_bad_construction_arguments(paths):
 
 
 def test_importing_the_backends_imports_no_torch():
-    code = ("import sys, holdpose.animate.controlnet, holdpose.animate.animatediff, holdpose.animate.resume; "
+    code = ("import sys, holdpose.animate.diffusion.controlnet, holdpose.animate.diffusion.animatediff, holdpose.animate.resume; "
             "assert 'torch' not in sys.modules and 'diffusers' not in sys.modules, 'heavy import'")
     subprocess.run([sys.executable, "-c", code], check=True)

@@ -9,7 +9,7 @@ import pytest
 
 from holdpose.animate.base import Animator
 from holdpose.animate.resume import fingerprint, manifest_differences, run_animation
-from holdpose.animate.windows import context_windows, fusion_weights, window_profile
+from holdpose.animate.diffusion.windows import context_windows, fusion_weights, window_profile
 from holdpose.errors import HoldposeError
 
 # --- windows ------------------------------------------------------------------------------
@@ -204,17 +204,17 @@ def _diffusion_resume(tmp_path, animator, options, k):
 
 
 def test_controlnet_interrupted_and_resumed_equals_uninterrupted(tiny, tmp_path):
-    from holdpose.animate.controlnet import ControlNetAnimator
+    from holdpose.animate.diffusion.controlnet import ControlNetAnimator
 
     animator = ControlNetAnimator(tiny["model"], tiny["controlnet"], device="cpu")
     # interrupted mid-batch (batch 2, after 3 frames): the resumed run re-makes the whole batch
-    _diffusion_resume(tmp_path, animator, dict(prompt="a dancer", num_inference_steps=2, batch_size=2), k=3)
+    _diffusion_resume(tmp_path, animator, dict(prompt="a dancer", num_inference_steps=2, batch_size=2, resolution=64), k=3)
 
 
 def test_animatediff_interrupted_and_resumed_equals_uninterrupted(tiny, tmp_path):
-    from holdpose.animate.animatediff import AnimateDiffAnimator
+    from holdpose.animate.diffusion.animatediff import AnimateDiffAnimator
 
     animator = AnimateDiffAnimator(tiny["model"], tiny["controlnet"], motion_adapter=tiny["motion_adapter"],
                                    device="cpu")
     _diffusion_resume(tmp_path, animator, dict(prompt="a dancer", num_inference_steps=2, window=4, stride=2,
-                                               guidance_scale=1.0, decode_chunk_size=2), k=3)
+                                               guidance_scale=1.0, decode_chunk_size=2, resolution=64), k=3)

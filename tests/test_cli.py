@@ -59,6 +59,8 @@ def make_bad_inputs(tmp_path):
     far.keypoints[0, 0, 0] = [1e6, 1e6]
     far.scores[0, 0, 0] = 1
     save_poses(far, tmp_path / "far.json", confidences="real")
+    save_poses(random_sequence(num_frames=3, num_people=1, size=(64, 64), missing=0.0), tmp_path / "good.npz")
+    write_image(tmp_path / "blank.png", np.zeros((64, 64, 3), np.uint8))
     return nan
 
 
@@ -71,6 +73,18 @@ def make_bad_inputs(tmp_path):
     (["render", "{d}/nan.json", "-o", "{d}/out.mp4"], "NaN"),
     (["render", "{d}/far.json", "-o", "{d}/out.mp4"], "far outside"),
     (["render", "{d}/missing.json", "-o", "{d}/out.mp4"], "no such file"),
+    (["refine", "{d}/good.npz", "-o", "{d}/out.npz", "--smooth", "one_euro", "--smooth-window", "1"],
+     "smooth_window"),
+    (["animate", "{d}/blank.png", "{d}/good.npz", "-o", "{d}/out.gif"], "writes an .mp4"),
+    (["animate", "{d}/blank.png", "{d}/good.npz", "-o", "{d}/out.mp4", "--no-align", "--person", "4"],
+     "person 4 is not a person slot"),
+    (["animate", "{d}/blank.png", "{d}/good.npz", "-o", "{d}/out.mp4"], "nobody found"),
+    (["animate", "{d}/blank.png", "{d}/good.npz", "-o", "{d}/out.mp4", "--steps", "3"],
+     "--steps is for controlnet, animatediff, not the warp backend"),
+    (["align", "{d}/good.npz", "--reference", "{d}/blank.png", "-o", "{d}/out.json"], "nobody found"),
+    (["evaluate", "{d}/missing.mp4", "-o", "{d}/report"], "no such file"),
+    (["import-bvh", "{d}/missing.bvh", "-o", "{d}/out.json"], "no such BVH file"),
+    (["keyframes", "{d}/missing.json", "-o", "{d}/out.json"], "no such motion file"),
 ])
 def test_user_errors_print_one_line_and_leave_no_output(tmp_path, command, message):
     make_bad_inputs(tmp_path)
@@ -90,7 +104,17 @@ def test_bad_arguments_are_usage_errors(tmp_path):
     result = run_cli("render", "x.json", "-o", "y.mp4", "--size", "big")
     assert result.returncode == 2 and "size must look like 512x768" in result.stderr
     result = run_cli("render", str(tmp_path / "x.json"), "-o", str(tmp_path / "y.mp4"), "--style", "sketch")
-    assert result.returncode != 0 and "unknown pose map style" in result.stderr
+    assert result.returncode == 2 and "invalid choice: 'sketch'" in result.stderr
+    assert "Traceback" not in result.stderr and not (tmp_path / "y.mp4").exists()
+
+
+def test_refine_refuses_options_that_would_do_nothing(tmp_path):
+    save_poses(random_sequence(num_frames=4), tmp_path / "p.npz")
+    result = run_cli("refine", str(tmp_path / "p.npz"), "-o", str(tmp_path / "r.npz"), "--smooth", "one_euro",
+                     "--smooth-window", "0.4")
+    assert result.returncode == 2 and "--smooth-window" in result.stderr and "one_euro" in result.stderr
+    assert "Traceback" not in result.stderr and len(result.stderr.strip().splitlines()) == 1
+    assert not (tmp_path / "r.npz").exists()
 
 
 def test_help_does_not_import_heavy_modules():

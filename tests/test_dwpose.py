@@ -182,7 +182,7 @@ def test_missing_models_say_where_to_get_weights(tmp_path):
 
 def test_bad_image_is_rejected(tmp_path):
     with DWPoseDetector(make_pose_model(tmp_path / "pose.onnx")) as detector:
-        with pytest.raises(ValueError, match="image"):
+        with pytest.raises(HoldposeError, match="image must be an RGB uint8 image"):
             detector(np.zeros((10, 10), np.uint8))
 
 

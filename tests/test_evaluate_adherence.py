@@ -61,6 +61,8 @@ def test_shifted_pose_gives_expected_pck(shift, expected):
     m = score_adherence(detected, target).metrics
     assert (m["pck@0.05"], m["pck@0.1"], m["pck@0.2"]) == pytest.approx(expected)
     assert m["mse_p"] == pytest.approx(shift ** 2, rel=1e-5)
+    w, h = target.size  # normalised: x by the width, y by the height
+    assert m["mse_p_norm"] == pytest.approx((0.6 * shift / w) ** 2 + (0.8 * shift / h) ** 2, rel=1e-5)
     assert m["cap"] == pytest.approx(1.0)  # a translation does not change the shape
     assert m["oks_ap"] < 1.0 or shift <= 5
 
@@ -183,13 +185,13 @@ def test_choose_detector_falls_back_to_mediapipe_and_says_so():
 
 
 def test_fast_matching_equals_match_people():
-    from holdpose.evaluate.adherence import _match
+    from holdpose.evaluate.adherence import match_frame
     from holdpose.evaluate.keypoints import match_people
 
     rng = np.random.default_rng(3)
     for shape in [(1, 1), (1, 3), (4, 1), (0, 2), (2, 0), (3, 3)]:
         sim = rng.uniform(0, 1, shape)
-        fast, ref = _match(sim), match_people(sim)
+        fast, ref = match_frame(sim), match_people(sim)
         assert fast.pairs.tolist() == ref.pairs.tolist(), shape
         np.testing.assert_array_equal(fast.gt_oks, ref.gt_oks)
         assert fast.missed.tolist() == ref.missed.tolist() and fast.unmatched.tolist() == ref.unmatched.tolist()

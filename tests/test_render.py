@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from holdpose.convert import wholebody_to_openpose
+from holdpose.errors import HoldposeError
 from holdpose.render.openpose import DISK_3, DISK_4, STYLES, PoseMapRenderer, _clipped_disks, _fill, render_pose_maps
 from holdpose.sequence import PoseSequence
 
@@ -157,7 +158,7 @@ def test_render_to_another_size_scales_points():
 
 
 def test_unknown_style():
-    with pytest.raises(ValueError, match="unknown pose map style"):
+    with pytest.raises(HoldposeError, match="unknown pose map style"):
         PoseMapRenderer((10, 10), "sketch")
     assert "openpose_full" in STYLES
 

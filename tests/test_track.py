@@ -1,6 +1,6 @@
 import numpy as np
 
-from holdpose.refine.track import assign_track_ids, keypoint_similarity, slots_by_track
+from holdpose.detect.track import assign_track_ids, keypoint_similarity, slots_by_track
 from holdpose.sequence import PoseSequence
 
 from conftest import random_sequence

@@ -122,25 +122,26 @@ def cmd_import_bvh(args) -> None:
     from holdpose.io.posefile import save_poses
 
     camera = Camera(azimuth=args.azimuth, elevation=args.elevation, focal_length=args.focal_length)
-    seq = bvh_to_sequence(args.bvh, size=args.size, camera=camera, fps=args.fps)
+    seq = bvh_to_sequence(args.bvh, size=args.size, camera=camera)
+    if args.fps is not None and abs(args.fps - seq.fps) > 1e-6:
+        from holdpose.refine.timeline import resample
+
+        seq = resample(seq, args.fps)
     save_poses(seq, args.output, **_json_options(args))
     print(f"{args.output}: {seq.num_frames} frames at {seq.fps:g} fps, {seq.size[0]}x{seq.size[1]}")
 
 
-def _reference_pose(path: str):
+def _alignment_reference(path: str):
     """A reference pose from an image (detected) or a pose file (its first frame, first person)."""
     from holdpose.io.posefile import load_poses
     from holdpose.io.video import IMAGE_SUFFIXES, read_image
 
     if Path(path).suffix.lower() in IMAGE_SUFFIXES:
-        from holdpose.detect.mediapipe import MediaPipeDetector
+        from holdpose.detect.extract import detect_reference_pose
 
         image = read_image(path)
-        with MediaPipeDetector() as detector:
-            keypoints, scores = detector(image)
-        if len(scores) == 0:
-            raise HoldposeError(f"{path}: nobody found in the reference image")
-        return keypoints[0], scores[0], (image.shape[1], image.shape[0])
+        keypoints, scores = detect_reference_pose(image, path)
+        return keypoints, scores, (image.shape[1], image.shape[0])
     ref = load_poses(path)
     return ref.keypoints[0, 0], ref.scores[0, 0], ref.size
 
@@ -150,7 +151,7 @@ def cmd_align(args) -> None:
     from holdpose.refine.align import align_to_reference
 
     driving = load_poses(args.poses)
-    keypoints, scores, size = _reference_pose(args.reference)
+    keypoints, scores, size = _alignment_reference(args.reference)
     aligned, info = align_to_reference(driving, keypoints, scores, orientation_only=args.orientation_only,
                                        reference_size=size)
     save_poses(aligned, args.output, **_json_options(args))
@@ -194,8 +195,10 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("render", parents=[common], help="draw pose maps (ControlNet OpenPose style)")
     p.add_argument("poses", help="pose file (.json, .npz or folder of .json)")
     p.add_argument("-o", "--output", required=True, help="maps.mp4 (video), maps/ (PNG per frame) or map.png (one frame)")
-    p.add_argument("--style", default="openpose_full", help="openpose, openpose_hand, openpose_face, openpose_full, "
-                   "openpose_full_bgr (MusePose, DisPose), mimicmotion")
+    from holdpose.render.styles import STYLES
+
+    p.add_argument("--style", default="openpose_full", choices=list(STYLES),
+                   help="pose-map style (default openpose_full; openpose_full_bgr for MusePose and DisPose)")
     p.add_argument("--size", type=argtypes.size, help="output WxH (default: the poses' canvas)")
     p.add_argument("--canvas", type=argtypes.size, help="canvas WxH of a pose file that does not state it")
     p.add_argument("--threshold", type=float, default=0.3, help="draw points with a score above this (default 0.3)")
@@ -260,10 +263,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_align)
 
     from holdpose.animate.cli import add_subcommand as add_animate
+    from holdpose.batch.cli import add_subcommand as add_batch
     from holdpose.evaluate.cli import add_subcommands as add_evaluate
+    from holdpose.studio.cli import add_subcommand as add_studio
+    from holdpose.train.cli import add_subcommand as add_convert_weights
 
     add_animate(sub, common)
+    add_convert_weights(sub, common)
+    add_batch(sub, common)
     add_evaluate(sub, [common])
+    add_studio(sub, common)
 
     p = sub.add_parser("demo", parents=[common], help="animate a photo that ships with scikit-image, with a built-in wave")
     p.add_argument("-o", "--output", default="demo_output", help="output folder (default demo_output)")
@@ -282,6 +291,12 @@ def _add_json_options(p) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if not args.verbose:
+        # diffusers logs "Couldn't connect to the Hub ... Will try to load from local cache" and the like
+        # before holdpose can say in one line what is missing; -v shows the library's messages again.
+        from holdpose.animate.diffusion.loading import quiet_library_logs
+
+        quiet_library_logs()
     level = {0: logging.WARNING, 1: logging.INFO}.get(args.verbose, logging.DEBUG)
     logging.basicConfig(level=level,
                         format="holdpose: %(levelname)s: %(message)s")

@@ -28,43 +28,34 @@ def load_demo_reference() -> np.ndarray:
 
 def run_demo(output: str | Path, *, reference: str | None = None, video: str | None = None,
              progress: bool = True) -> dict[str, Path]:
-    from holdpose.animate.output import write_animation
-    from holdpose.animate.warp import WarpAnimator, rig_reference
+    from holdpose.animate import animate
+    from holdpose.animate.character import Character
     from holdpose.evaluate.report import write_report
     from holdpose.evaluate.run import evaluate_video
-    from holdpose.io.posefile import save_poses
     from holdpose.io.video import read_image, write_image
-    from holdpose.refine.align import align_to_reference
     from holdpose.render.openpose import render_pose_maps
 
     output = Path(output)
     output.mkdir(parents=True, exist_ok=True)
     files = {name: output / filename for name, filename in (
         ("animation", "animation.mp4"), ("side_by_side", "side_by_side.mp4"), ("contact_sheet", "contact_sheet.png"),
-        ("poses", "poses.json"), ("reference_pose_map", "reference_pose_map.png"), ("report", "report/index.html"))}
+        ("poses", "animation.poses.json"), ("reference_pose_map", "reference_pose_map.png"),
+        ("report", "report/index.html"))}
 
-    # 1. the character: detect its pose and segment it
-    image = read_image(reference) if reference else load_demo_reference()
-    rig = rig_reference(image)
-    ref_seq = _single_frame(rig.points.astype(np.float32), (rig.present * 1.0).astype(np.float32), image)
-    write_image(files["reference_pose_map"], next(render_pose_maps(ref_seq)))
+    # 1. the character: its photo, rigged as a puppet (pose and segmentation)
+    character = Character(read_image(reference) if reference else load_demo_reference())
+    character.rig  # rigged first, so the reference map, alignment and puppet share its pose
+    write_image(files["reference_pose_map"], next(render_pose_maps(character.pose_sequence())))
 
     # 2. the motion: built-in keyframes, or poses extracted from the user's video
     driving = _driving_poses(video, progress)
 
-    # 3. give the motion the character's body, on the character's canvas
-    aligned, info = align_to_reference(driving, rig.points, rig.present.astype(np.float32),
-                                       reference_size=(image.shape[1], image.shape[0]))
-    logger.info("body ratio character/driver %.3f", info.body_ratio)
-    save_poses(aligned, files["poses"])
+    # 3. animate: the motion gets the character's body and canvas, the puppet follows it
+    result = animate(character, driving, files["animation"], side_by_side=files["side_by_side"],
+                     contact_sheet=files["contact_sheet"], progress=progress)
 
-    # 4. animate and write
-    frames = WarpAnimator(rig)(image, aligned)
-    write_animation(frames, aligned, files["animation"], side_by_side=files["side_by_side"],
-                    contact_sheet=files["contact_sheet"], progress=progress)
-
-    # 5. does the result hold the pose? Re-detect it on the frames, score against the target
-    evaluation = evaluate_video(files["animation"], target=aligned, detector="mediapipe", worst_frames=2,
+    # 4. does the result hold the pose? Re-detect it on the frames, score against the poses it followed
+    evaluation = evaluate_video(result.video_path, target=result.poses_path, detector="mediapipe", worst_frames=2,
                                 progress=progress)
     write_report(evaluation, files["report"].parent)
     for name, path in files.items():
@@ -74,13 +65,6 @@ def run_demo(output: str | Path, *, reference: str | None = None, video: str | N
           f"{m['pck@0.1']:.3f}, OKS AP {m['oks_ap']:.3f}; flicker {m['flicker']:.2f}; "
           f"metrics.json beside the report")
     return files
-
-
-def _single_frame(keypoints, scores, image):
-    from holdpose.sequence import PoseSequence
-
-    return PoseSequence.from_frames([(keypoints[None], scores[None], np.zeros(1, np.int32))],
-                                    size=(image.shape[1], image.shape[0]))
 
 
 def _driving_poses(video: str | None, progress: bool):

@@ -81,6 +81,13 @@ class PoseSequence:
             seq.track_ids[t, :n] = ids
         return seq
 
+    @classmethod
+    def single_pose(cls, keypoints: np.ndarray, scores: np.ndarray, *, layout: Skeleton = COCO_WHOLEBODY,
+                    size=(512, 512), fps: float = 30.0) -> "PoseSequence":
+        """One frame of one person (track id 0): ``keypoints [K, 2]``, ``scores [K]``."""
+        return cls.from_frames([(np.asarray(keypoints)[None], np.asarray(scores)[None], np.zeros(1, np.int32))],
+                               layout=layout, size=size, fps=fps)
+
     # --- shape ----------------------------------------------------------------
 
     @property
@@ -109,6 +116,12 @@ class PoseSequence:
             frames = slice(frames, frames + 1 if frames != -1 else None)
         return replace(self, keypoints=self.keypoints[frames], scores=self.scores[frames],
                        track_ids=self.track_ids[frames], interpolated=self.interpolated[frames])
+
+    def select_people(self, slots) -> "PoseSequence":
+        """The same frames with only the person slots ``slots`` (a list of slot indices), in that order."""
+        slots = list(slots)
+        return replace(self, keypoints=self.keypoints[:, slots], scores=self.scores[:, slots],
+                       track_ids=self.track_ids[:, slots], interpolated=self.interpolated[:, slots])
 
     def copy(self) -> "PoseSequence":
         return replace(self, keypoints=self.keypoints.copy(), scores=self.scores.copy(),
@@ -160,8 +173,3 @@ class PoseSequence:
             ], axis=-1)
         out[~mask.any(-1)] = np.nan
         return out
-
-    def with_layout_arrays(self, keypoints: np.ndarray, scores: np.ndarray, layout: Skeleton) -> "PoseSequence":
-        """The same frames, people, canvas and fps with other keypoint arrays."""
-        return replace(self, keypoints=keypoints, scores=scores, layout=layout, track_ids=self.track_ids.copy(),
-                       interpolated=np.zeros(np.shape(scores), bool))

@@ -1,245 +1,177 @@
-"""The ``animate`` subcommand: every backend behind one set of flags.
+"""The ``animate`` subcommand, a thin layer over :func:`holdpose.animate.animate`.
 
-``holdpose.cli`` adds it with ``add_subcommand(subparsers, common)``. The flags map onto
-the Python API through :data:`INIT_ARGS` (constructor arguments of the animator) and
-:data:`CALL_OPTIONS` (options of :func:`holdpose.animate.resume.run_animation`, passed on
-to the animator's call); ``--init``, ``--anchor-reference``, ``--seed`` and ``--overwrite``
-are handled in :func:`run_diffusion_backend`. A flag left out is not passed at all,
-so each backend keeps its own default (AnimateDiff's 25 steps, say).
-
-Output: ``-o out.mp4``, and beside it ``out.poses.json``, the (aligned) poses the
-animation follows: the ``--target`` of ``holdpose evaluate``. The diffusion backends keep
-their frames and manifest in ``out.frames/`` (a rerun after an interruption continues
-there), then encode ``out.mp4`` from them.
+The per-backend flags are derived from the backends' option dataclasses
+(:mod:`holdpose.animate.options`) in :mod:`holdpose.animate.registry`: each option
+becomes one flag, its help says which backends take it and their defaults, and a flag
+given to a backend that does not take it is refused naming the backends that do. A flag
+left out is not passed at all, so each backend keeps its own default.
 """
 
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
+import dataclasses
 
-import numpy as np
-
-from holdpose.argtypes import positive_int
+from holdpose.animate.options import flag_name
 from holdpose.errors import HoldposeError
 
-DIFFUSION_BACKENDS = ("controlnet", "animatediff")
+GENERAL_FLAGS = ("seed", "overwrite")  # animate()'s own keywords that have flags
 
-# flag dest -> keyword of the animator's constructor
-INIT_ARGS = {"model": "model", "model_config": "model_config", "controlnet": "controlnet",
-             "motion_adapter": "motion_adapter", "ip_adapter": "ip_adapter", "ip_adapter_weight": "ip_adapter_weight",
-             "device": "device", "dtype": "dtype", "vae_slicing": "vae_slicing", "vae_tiling": "vae_tiling",
-             "cpu_offload": "cpu_offload", "allow_pickle": "allow_pickle"}
-# flag dest -> option of the animator's call
-CALL_OPTIONS = {"prompt": "prompt", "negative_prompt": "negative_prompt", "steps": "num_inference_steps",
-                "guidance": "guidance_scale", "controlnet_scale": "controlnet_scale",
-                "control_images": "control_images", "ip_adapter_scale": "ip_adapter_scale", "strength": "strength",
-                "batch_size": "batch_size", "window": "window", "stride": "stride", "fusion": "fusion",
-                "resolution": "resolution", "scheduler": "scheduler", "decode_chunk_size": "decode_chunk_size"}
-ANIMATEDIFF_ONLY = ("motion_adapter", "window", "stride", "fusion", "anchor_reference")
-CONTROLNET_ONLY = ("batch_size", "init", "strength")
+
+def backend_fields() -> dict[str, tuple[dataclasses.Field, list[str], dict[str, object]]]:
+    """Option name -> (its field, the backends that take it, each one's default), for every
+    option a flag offers, in declaration order."""
+    from holdpose.animate.registry import backend_names, get_backend
+
+    out: dict[str, tuple[dataclasses.Field, list[str], dict[str, object]]] = {}
+    for name in backend_names():
+        cls = get_backend(name)
+        for options_class in (cls.model_options_class, cls.options_class):
+            for field in dataclasses.fields(options_class):
+                if not field.metadata.get("cli", True):
+                    continue
+                first, backends, defaults = out.setdefault(field.name, (field, [], {}))
+                if flag_name(first) != flag_name(field):
+                    raise TypeError(f"option {field.name} has two flags: {flag_name(first)}, {flag_name(field)}")
+                backends.append(name)
+                defaults[name] = field.default
+    return out
 
 
 def add_subcommand(subparsers, common: argparse.ArgumentParser) -> None:
     """Add ``animate`` to ``subparsers`` (what ``add_subparsers`` returns)."""
-    from holdpose.animate.diffusion_common import SCHEDULERS
+    from holdpose.animate.registry import DEFAULT_BACKEND, backend_names
 
+    names = backend_names()
     p = subparsers.add_parser(
         "animate", parents=[common], help="make a reference character follow a pose sequence",
-        description="Animate REFERENCE along POSES. The poses are first aligned to the character in the reference "
-        "(its bone lengths, size and placement) unless --no-align. Backends: warp (embedded CPU puppet, no "
-        "weights), controlnet (Stable Diffusion + ControlNet, frame by frame), animatediff (AnimateDiff + "
-        "ControlNet over the whole clip).")
+        description="Animate REFERENCE along POSES and write OUTPUT (.mp4), the poses it follows beside it "
+        "(OUTPUT.poses.json, the target for `holdpose evaluate`), and its frames and manifest in OUTPUT.frames/ "
+        "while it runs (kept for diffusion backends): the same command again continues an interrupted run. The "
+        "poses are first aligned to the character in the reference (its bone lengths, size and placement) "
+        f"unless --no-align. Backends: {', '.join(names)}; warp is the embedded CPU puppet (no weights), the "
+        "others need `pip install 'holdpose[diffusion]'` and model weights (docs/diffusion.md).")
     p.add_argument("reference", help="the character's photo")
     p.add_argument("poses", help="pose file (.json, .npz or folder of OpenPose .json)")
     p.add_argument("-o", "--output", required=True, help="output video (.mp4)")
-    p.add_argument("--backend", choices=("warp",) + DIFFUSION_BACKENDS, default="warp",
-                   help="warp: embedded CPU puppet, no weights (default); controlnet, animatediff: diffusion")
+    p.add_argument("--backend", choices=names, default=DEFAULT_BACKEND, help=f"default {DEFAULT_BACKEND}")
     p.add_argument("--no-align", action="store_true", help="the poses are already aligned to the reference")
-    p.add_argument("--person", type=int, default=0, help="warp: person slot to animate (default 0)")
+    p.add_argument("--person", type=person_slot, help="animate only this person slot of POSES (default: all; the warp "
+                   "puppet follows the first)")
     p.add_argument("--side-by-side", help="also write pose map | overlay | frame to this video")
+    p.add_argument("--seed", type=int, default=0, help="seed (default 0): same seed and inputs, same frames")
+    p.add_argument("--overwrite", action="store_true", help="start over when OUTPUT.frames/ holds another run")
+    p.add_argument("--keep-frames", action=argparse.BooleanOptionalAction, default=None,
+                   help="keep OUTPUT.frames/ after encoding (default: kept for diffusion backends only)")
 
-    d = p.add_argument_group("diffusion backends (need `pip install 'holdpose[diffusion]'` and model weights)")
-    d.add_argument("--model", help="base SD 1.5 model: Hugging Face id, diffusers folder or .safetensors file "
-                   "(default stable-diffusion-v1-5/stable-diffusion-v1-5)")
-    d.add_argument("--model-config", help="diffusers folder or id with the configs of a single-file --model")
-    d.add_argument("--controlnet", action="append",
-                   help="ControlNet id, folder or .safetensors; repeat for several (default "
-                   "lllyasviel/control_v11p_sd15_openpose)")
-    d.add_argument("--controlnet-scale", type=float, action="append",
-                   help="conditioning scale; once for all, or once per --controlnet")
-    d.add_argument("--control-images", action="append",
-                   help="control images per --controlnet ('pose' for the pose maps; a video or image folder)")
-    d.add_argument("--motion-adapter", help="animatediff: motion adapter id or path "
-                   "(default guoyww/animatediff-motion-adapter-v1-5-2)")
-    d.add_argument("--ip-adapter", help="IP-Adapter id, folder or weight file: holds the reference's appearance")
-    d.add_argument("--ip-adapter-weight", help="weight file inside an --ip-adapter id or folder")
-    d.add_argument("--ip-adapter-scale", type=float, help="IP-Adapter weight (default 0.6)")
-    d.add_argument("--prompt", help="text prompt")
-    d.add_argument("--negative-prompt", help="negative prompt")
-    d.add_argument("--steps", type=positive_int, help="denoising steps (controlnet 20, animatediff 25)")
-    d.add_argument("--guidance", type=float, help="classifier-free guidance scale (default 7.5; <= 1: off)")
-    d.add_argument("--seed", type=int, default=0, help="seed (default 0): same seed and inputs, same frames")
-    d.add_argument("--init", help="controlnet: start from these frames (image-to-image): 'warp' for the embedded "
-                   "animator's, or a video / image folder")
-    d.add_argument("--strength", type=float, help="controlnet with --init: part of the denoising redone (default 0.75)")
-    d.add_argument("--batch-size", type=positive_int, help="controlnet: frames denoised together (default 4)")
-    d.add_argument("--window", type=positive_int, help="animatediff: frames per window (default 16)")
-    d.add_argument("--stride", type=positive_int, help="animatediff: frames between window starts (default 8)")
-    d.add_argument("--fusion", choices=["pyramid", "flat", "freenoise"], help="animatediff: window fusion")
-    d.add_argument("--anchor-reference", action="store_true",
-                   help="animatediff: put the reference (and its pose) in front of every window")
-    d.add_argument("--resolution", type=positive_int, help="short side to generate at (default: the canvas)")
-    d.add_argument("--scheduler", choices=sorted(SCHEDULERS), help="sampler (controlnet unipc, animatediff ddim)")
-    d.add_argument("--device", help="cpu, cuda, cuda:N or mps (default: cuda when there is a GPU)")
-    d.add_argument("--dtype", choices=["float32", "float16", "bfloat16"], help="default float16 on GPUs, float32 on CPU")
-    d.add_argument("--decode-chunk-size", type=positive_int, help="frames the VAE decodes at once (default 8)")
-    d.add_argument("--vae-slicing", action="store_true", help="decode one frame at a time (less memory)")
-    d.add_argument("--vae-tiling", action="store_true", help="decode in tiles (less memory at large sizes)")
-    d.add_argument("--cpu-offload", choices=["model", "sequential"], help="keep models on the CPU between uses")
-    d.add_argument("--allow-pickle", action="store_true", help="allow pickled checkpoints (.ckpt/.bin): trusted ones")
-    d.add_argument("--overwrite", action="store_true", help="start over when OUTPUT.frames/ holds another run")
+    v = p.add_argument_group("closed-loop adherence: judge every frame as it is made, make drifting ones again")
+    v.add_argument("--verify", action="store_true", help="re-detect the pose on each frame and compare it with its "
+                   "target; a frame that drifts is made again (verdicts in OUTPUT.verdicts.jsonl)")
+    v.add_argument("--max-retries", type=retry_count, default=2, help="tries after the first for a drifting frame "
+                   "(default 2; later tries use a stronger control)")
+    v.add_argument("--min-pck", type=float, default=0.9, help="a frame drifts below this PCK@0.05 of the body "
+                   "(default 0.9)")
+    v.add_argument("--max-limb-error", type=float, help="a frame drifts when a limb bone is off by more degrees "
+                   "(default: not judged)")
+
+    group = p.add_argument_group("backend options (each names the backends that take it)")
+    for name, (field, backends, defaults) in backend_fields().items():
+        group.add_argument(flag_name(field), dest=name, default=None, **argparse_kwargs(field, backends, defaults))
     p.set_defaults(func=cmd_animate)
 
 
-def cmd_animate(args) -> None:
-    from holdpose.io.posefile import load_poses
-    from holdpose.io.video import read_image
+def retry_count(text: str) -> int:
+    value = int(text) if text.isdigit() else -1
+    if not 0 <= value <= 20:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of retries in 0..20")
+    return value
 
-    reference = read_image(args.reference)
-    poses = load_poses(args.poses)
-    if args.backend == "warp":
-        _refuse_diffusion_flags(args)
-        _run_warp(args, reference, poses)
+
+def person_slot(text: str) -> int:
+    value = int(text) if text.lstrip("-").isdigit() else -1
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a person slot (0, 1, ...)")
+    return value
+
+
+def argparse_kwargs(field: dataclasses.Field, backends: list[str], defaults: dict) -> dict:
+    meta = field.metadata
+    kwargs = {key: meta[key] for key in ("type", "action", "choices", "metavar") if meta.get(key) is not None}
+    if isinstance(field.default, bool) and "action" not in kwargs:
+        kwargs["action"] = "store_true"
+    elif "choices" not in kwargs and "metavar" not in kwargs:
+        kwargs["metavar"] = (meta.get("flag") or field.name).upper()
+    where = backends[0] if len(backends) == 1 else ", ".join(backends)
+    shown = {b: d for b, d in defaults.items() if d not in (None, "", False)}
+    if len(set(map(repr, shown.values()))) > 1:
+        default = "; default " + ", ".join(f"{b} {d}" for b, d in shown.items())
+    elif shown and "(default" not in meta["help"]:
+        default = f"; default {next(iter(shown.values()))}"
     else:
-        run_diffusion_backend(args, reference, poses)
+        default = ""
+    kwargs["help"] = f"{meta['help']} [{where}{default}]"
+    return kwargs
 
 
-def _refuse_diffusion_flags(args) -> None:
-    given = [name for name in list(INIT_ARGS) + list(CALL_OPTIONS) + ["init", "anchor_reference", "overwrite"]
-             if getattr(args, name, None) not in (None, False)]
-    if given:
-        flags = ", ".join("--" + name.replace("_", "-") for name in given)
-        raise HoldposeError(f"{flags}: diffusion flags; the warp backend takes none (add --backend controlnet or "
-                            "--backend animatediff)")
+def backend_options(args) -> dict:
+    """The backend options given on the command line, as :func:`~holdpose.animate.animate`
+    keywords; a flag of another backend is an error naming the backends that take it."""
+    from holdpose.animate.registry import get_backend
+
+    cls = get_backend(args.backend)
+    taken = set(cls.model_options_class.names()) | set(cls.options_class.names())
+    options, wrong = {}, []
+    for name, (field, backends, _) in backend_fields().items():
+        value = getattr(args, name, None)
+        if value in (None, False):
+            continue
+        if name not in taken:
+            wrong.append((flag_name(field), backends))
+            continue
+        if isinstance(value, list) and len(value) == 1 and isinstance(field.default, (str, float, int)):
+            value = value[0]  # one --controlnet or --controlnet-scale: the scalar the API takes
+        options[name] = value
+    if wrong:
+        flags = "; ".join(f"{flag} is for {', '.join(backends)}" for flag, backends in wrong)
+        raise HoldposeError(f"{flags}, not the {args.backend} backend")
+    return options
 
 
-def _run_warp(args, reference: np.ndarray, poses) -> None:
-    from holdpose.animate.output import write_animation
-    from holdpose.animate.warp import WarpAnimator, rig_reference
+def cmd_animate(args) -> None:
+    from holdpose.animate import animate
+    from holdpose.animate.api import frames_dir_for
 
-    rig = rig_reference(reference)
-    if not args.no_align:
-        poses = _align(poses, reference, rig.points, rig.present.astype(np.float32))
-    frames = WarpAnimator(rig)(reference, poses, person=args.person)
-    count = write_animation(frames, poses, args.output, side_by_side=args.side_by_side, progress=not args.quiet)
-    used = _save_used_poses(poses, Path(args.output))
-    print(f"{args.output}: {count} frames, {poses.size[0]}x{poses.size[1]}, {poses.fps:g} fps; poses: {used}")
-
-
-def _save_used_poses(poses, output: Path) -> Path:
-    """The poses the animation follows (aligned), beside it: the target for `holdpose evaluate`."""
-    from holdpose.io.posefile import save_poses
-
-    path = output.with_suffix(".poses.json")
-    save_poses(poses, path, confidences="real")
-    return path
-
-
-def _align(poses, reference: np.ndarray, keypoints: np.ndarray, scores: np.ndarray):
-    from holdpose.refine.align import align_to_reference
-
-    aligned, _ = align_to_reference(poses, keypoints, scores, reference_size=(reference.shape[1], reference.shape[0]))
-    return aligned
-
-
-def _reference_pose(reference: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    from holdpose.detect.mediapipe import MediaPipeDetector
-
-    with MediaPipeDetector() as detector:
-        keypoints, scores = detector(reference)
-    if len(scores) == 0:
-        raise HoldposeError("nobody found in the reference image, so the poses cannot be aligned to it; put them on "
-                            "its canvas yourself (holdpose align --reference POSE_FILE) and pass --no-align")
-    return keypoints[0], scores[0]
-
-
-def diffusion_arguments(args) -> tuple[dict, dict]:
-    """``(constructor keywords, call options)`` from the parsed flags; flags not given are left out."""
-    wrong = ANIMATEDIFF_ONLY if args.backend == "controlnet" else CONTROLNET_ONLY
-    given = [name for name in wrong if getattr(args, name, None) not in (None, False)]
-    if given:
-        flags = ", ".join("--" + name.replace("_", "-") for name in given)
-        other = "animatediff" if args.backend == "controlnet" else "controlnet"
-        raise HoldposeError(f"{flags}: for the {other} backend, not {args.backend}")
-    init = {key: getattr(args, dest) for dest, key in INIT_ARGS.items() if getattr(args, dest) not in (None, False)}
-    options = {key: getattr(args, dest) for dest, key in CALL_OPTIONS.items() if getattr(args, dest) is not None}
-    if len(options.get("controlnet_scale", [])) == 1:
-        options["controlnet_scale"] = options["controlnet_scale"][0]
-    return init, options
-
-
-def diffusion_animator_class(backend: str):
-    if backend == "controlnet":
-        from holdpose.animate.controlnet import ControlNetAnimator
-
-        return ControlNetAnimator
-    if backend == "animatediff":
-        from holdpose.animate.animatediff import AnimateDiffAnimator
-
-        return AnimateDiffAnimator
-    raise HoldposeError(f"unknown diffusion backend {backend!r}; choose one of {', '.join(DIFFUSION_BACKENDS)}")
-
-
-def run_diffusion_backend(args, reference: np.ndarray, poses) -> None:
-    """Run a diffusion backend for ``holdpose animate``: check the options, load the models,
-    align the poses, make the frames (resumably), encode the video."""
-    from holdpose.animate.output import write_animation
-    from holdpose.animate.resume import FRAME_NAME, run_animation
-    from holdpose.io.video import read_image
-    from holdpose.sequence import PoseSequence
-
-    init, options = diffusion_arguments(args)
-    output = Path(args.output)
-    if output.suffix.lower() != ".mp4":
-        raise HoldposeError(f"{output}: the diffusion backends write an .mp4 (their frames go to "
-                            f"{output.with_suffix('.frames')}/)")
-    cls = diffusion_animator_class(args.backend)
-    if not args.verbose:
-        # diffusers logs "Couldn't connect to the Hub ... Will try to load from local cache" and the like
-        # before holdpose can say in one line what is missing; -v shows the library's messages again.
-        from holdpose.animate.diffusion_common import import_diffusers
-
-        import_diffusers().utils.logging.set_verbosity_error()
-    # Bad options fail here, not after minutes of loading models (init and the anchor pose are checked later).
-    probe = dict(options, init=args.init) if args.backend == "controlnet" else options
-    cls.options_class.from_kwargs(probe, cls.name).check(len(args.controlnet or [None]), bool(args.ip_adapter))
-    animator = cls(**init)
-    rig = None
-    if args.init == "warp":
-        from holdpose.animate.warp import WarpAnimator, rig_reference
-
-        rig = rig_reference(reference)
-        options["init"] = WarpAnimator(rig)
-    elif args.init is not None:
-        options["init"] = args.init
-    if not args.no_align or args.anchor_reference:
-        keypoints, scores = (rig.points, rig.present.astype(np.float32)) if rig else _reference_pose(reference)
-        if not args.no_align:
-            poses = _align(poses, reference, keypoints, scores)
-        if args.anchor_reference:
-            options["reference_pose"] = PoseSequence.from_frames(
-                [(keypoints[None], scores[None], np.zeros(1, np.int32))], layout=poses.layout, size=poses.size,
-                fps=poses.fps)
-
-    frames_dir = output.with_suffix(".frames")
+    options = backend_options(args)
+    verify = _verify_settings(args)
+    frames_dir = frames_dir_for(args.output)
     args.on_interrupt = (f"the frames made so far are kept in {frames_dir}/; run the same command again to "
                          "continue from there")
-    run = run_animation(animator, reference, poses, frames_dir, seed=args.seed, overwrite=args.overwrite,
-                        video=False, progress=not args.quiet, **options)
-    frames = (read_image(run.frames_dir / FRAME_NAME.format(i)) for i in range(run.num_frames))
-    count = write_animation(frames, poses, output, side_by_side=args.side_by_side, progress=not args.quiet)
-    used = _save_used_poses(poses, output)
-    resumed = f" ({run.resumed_from} resumed)" if run.resumed_from else ""
-    print(f"{output}: {count} frames{resumed}, {poses.size[0]}x{poses.size[1]}, {poses.fps:g} fps; "
-          f"frames and manifest in {frames_dir}/; poses: {used}")
+    result = animate(args.reference, args.poses, args.output, backend=args.backend, align=not args.no_align,
+                     person=args.person, seed=args.seed, overwrite=args.overwrite, keep_frames=args.keep_frames,
+                     side_by_side=args.side_by_side, verify=verify, progress=not args.quiet, **options)
+    resumed = f" ({result.resumed_from} resumed)" if result.resumed_from else ""
+    kept = f"; frames and manifest in {result.frames_dir}/" if result.frames_dir else ""
+    print(f"{result.video_path}: {result.num_frames} frames{resumed}, {result.size[0]}x{result.size[1]}, "
+          f"{result.fps:g} fps{kept}; poses: {result.poses_path}")
+    if result.verdicts_path is not None:
+        from holdpose.evaluate.closed_loop import closed_loop_summary, read_records
+
+        summary = closed_loop_summary(read_records(result.verdicts_path), result.num_frames)
+        n = summary["counts"]
+        print(f"verified: {n['held']} frames held their pose, {n['regenerated']} were made again, "
+              f"{n['drifting']} still drift ({summary['tries']} tries); verdicts: {result.verdicts_path}")
+
+
+def _verify_settings(args):
+    """The closed-loop settings of ``--verify``, or None; its flags without it are refused."""
+    given = [flag for flag, value, default in (("--max-retries", args.max_retries, 2), ("--min-pck", args.min_pck, 0.9),
+                                               ("--max-limb-error", args.max_limb_error, None)) if value != default]
+    if not args.verify:
+        if given:
+            raise HoldposeError(f"{', '.join(given)}: only with --verify")
+        return None
+    from holdpose.evaluate.closed_loop import VerifySettings
+    from holdpose.evaluate.verdicts import Thresholds
+
+    return VerifySettings(Thresholds(min_pck=args.min_pck, max_limb_error=args.max_limb_error),
+                          max_retries=args.max_retries)

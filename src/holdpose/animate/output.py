@@ -11,16 +11,10 @@ import numpy as np
 
 from holdpose.io.video import VideoWriter, write_image
 from holdpose.progress import progress_bar
-from holdpose.render.openpose import render_pose_maps
+from holdpose.render.openpose import overlay_pose_map, render_pose_maps
 from holdpose.sequence import PoseSequence
 
 logger = logging.getLogger(__name__)
-
-
-def overlay_pose(frame: np.ndarray, pose_map: np.ndarray) -> np.ndarray:
-    """The pose map drawn over a dimmed copy of ``frame``, for checking by eye."""
-    drawn = pose_map.any(-1, keepdims=True)
-    return np.where(drawn, pose_map, (frame * 0.5).astype(np.uint8))
 
 
 def write_animation(frames: Iterable[np.ndarray], poses: PoseSequence, output: str | Path, *,
@@ -42,9 +36,9 @@ def write_animation(frames: Iterable[np.ndarray], poses: PoseSequence, output: s
                                                             desc="animate", enabled=progress)):
             writers[0].write(frame)
             if side_by_side:
-                writers[1].write(np.concatenate([pose_map, overlay_pose(frame, pose_map), frame], axis=1))
+                writers[1].write(np.concatenate([pose_map, overlay_pose_map(frame, pose_map, dim=0.5), frame], axis=1))
             if t in wanted:
-                sheet.append(np.concatenate([frame, overlay_pose(frame, pose_map)], axis=0))
+                sheet.append(np.concatenate([frame, overlay_pose_map(frame, pose_map, dim=0.5)], axis=0))
             count += 1
     except BaseException:
         for writer in writers:

@@ -43,6 +43,7 @@ MANIFEST_NAME = "manifest.json"
 FRAMES_DIR = "frames"
 FRAME_NAME = "frame_{:06d}.png"
 VIDEO_NAME = "animation.mp4"
+VERDICTS_NAME = "verdicts.jsonl"  # with verify: one line per judged frame (holdpose.evaluate.closed_loop)
 MANIFEST_FORMAT = 1
 
 
@@ -207,7 +208,7 @@ class AnimationRun:
 def run_animation(animator, reference: np.ndarray, poses: PoseSequence, output_dir: str | os.PathLike, *,
                   seed: int = 0, overwrite: bool = False, video: bool | str | os.PathLike = True,
                   callback: Callable[[int, np.ndarray], None] | None = None, progress: bool = False,
-                  **options) -> AnimationRun:
+                  verify=None, **options) -> AnimationRun:
     """Animate into ``output_dir``, resuming an interrupted run of the same parameters.
 
     Args:
@@ -222,6 +223,9 @@ def run_animation(animator, reference: np.ndarray, poses: PoseSequence, output_d
         callback: called as ``callback(index, frame)`` after each new frame is on disk;
             an exception raised in it stops the run, and a rerun continues from there.
         progress: show a progress bar (starting at the frames already on disk).
+        verify: closed-loop adherence (:class:`holdpose.evaluate.closed_loop.VerifySettings`):
+            each frame is judged against its pose once on disk, a drifting one made again;
+            tries and verdicts go to ``verdicts.jsonl``; its settings are run parameters.
         **options: the animator's options (``prompt``, ``num_inference_steps`` …).
 
     Raises:
@@ -229,8 +233,7 @@ def run_animation(animator, reference: np.ndarray, poses: PoseSequence, output_d
             other parameters and ``overwrite`` is False (the message names the keys).
     """
     from holdpose.animate.base import check_poses, check_reference
-    from holdpose.io.video import VideoWriter, read_image, write_image
-    from holdpose.progress import progress_bar
+    from holdpose.io.video import VideoWriter, read_image
 
     # 1. Check inputs and work out the parameters (options are validated here, before anything is written)
     reference = check_reference(reference)
@@ -240,6 +243,8 @@ def run_animation(animator, reference: np.ndarray, poses: PoseSequence, output_d
     manifest_path = output_dir / MANIFEST_NAME
     video_path = None if video is False else (output_dir / VIDEO_NAME if video is True else Path(video))
     parameters = build_manifest(animator, reference, poses, seed, options)
+    if verify is not None:
+        parameters["verify"] = verify.describe()
 
     # 2. Compare with what is already there
     if manifest_path.is_file():
@@ -270,11 +275,50 @@ def run_animation(animator, reference: np.ndarray, poses: PoseSequence, output_d
         "updated": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
     })
 
-    # 3. Make the frames that are missing, writing each as soon as it exists
+    # 3. Make the frames that are missing, writing each as soon as it exists (and judging it, with verify)
     num_frames = poses.num_frames
     done = frames_on_disk(frames_dir, num_frames)
     if done:
         logger.info("resuming %s at frame %d of %d", output_dir, done, num_frames)
+    verifier = None
+    if verify is not None:
+        verifier = verify.start(animator, reference, poses, seed, options, output_dir / VERDICTS_NAME)
+    try:
+        _make_frames(animator, reference, poses, frames_dir, seed, options, done, verifier, callback, progress)
+    finally:
+        if verifier is not None:
+            verifier.close()
+
+    # 4. Encode the video from the frames on disk (memory stays flat)
+    if video_path is not None:
+        with VideoWriter(video_path, fps=poses.fps, size=poses.size) as writer:
+            for index in range(num_frames):
+                writer.write(read_image(frames_dir / FRAME_NAME.format(index)))
+    return AnimationRun(output_dir=output_dir, frames_dir=frames_dir, manifest_path=manifest_path,
+                        video_path=video_path, num_frames=num_frames, resumed_from=done)
+
+
+def _make_frames(animator, reference, poses, frames_dir: Path, seed: int, options: dict, done: int, verifier,
+                 callback, progress: bool) -> None:
+    """Frames ``done..`` made and written one by one; with a verifier, each judged (and maybe
+    made again) once on disk, and first the frames on disk that have no verdict yet."""
+    from holdpose.io.video import read_image, write_image
+    from holdpose.progress import progress_bar
+
+    def keep(index: int, frame: np.ndarray) -> np.ndarray:
+        if verifier is None:
+            return frame
+        kept = verifier.verify(index, frame)
+        if kept is not frame:
+            write_image(frames_dir / FRAME_NAME.format(index), kept)
+        verifier.record()
+        return kept
+
+    num_frames = poses.num_frames
+    if verifier is not None:
+        for index in range(done):
+            if index not in verifier.records:  # written by a run killed before it judged them
+                keep(index, read_image(frames_dir / FRAME_NAME.format(index)))
     if done < num_frames:
         if getattr(animator, "resumable", False):
             frames = animator(reference, poses, seed=seed, start_frame=done, **options)
@@ -290,6 +334,7 @@ def run_animation(animator, reference: np.ndarray, poses: PoseSequence, output_d
                     raise HoldposeError(f"the {animator.name} animator made a {frame.dtype} {list(frame.shape)} frame; "
                                         f"expected uint8 {list(reference.shape)}")
                 write_image(frames_dir / FRAME_NAME.format(index), frame)
+                frame = keep(index, frame)
                 if callback is not None:
                     callback(index, frame)
                 index += 1
@@ -297,16 +342,9 @@ def run_animation(animator, reference: np.ndarray, poses: PoseSequence, output_d
         if index < num_frames:
             raise HoldposeError(f"the {animator.name} animator stopped after {index} of {num_frames} frames")
 
-    # 4. Encode the video from the frames on disk (memory stays flat)
-    if video_path is not None:
-        with VideoWriter(video_path, fps=poses.fps, size=poses.size) as writer:
-            for index in range(num_frames):
-                writer.write(read_image(frames_dir / FRAME_NAME.format(index)))
-    return AnimationRun(output_dir=output_dir, frames_dir=frames_dir, manifest_path=manifest_path,
-                        video_path=video_path, num_frames=num_frames, resumed_from=done)
-
 
 def _clear_frames(frames_dir: Path) -> None:
+    (frames_dir.parent / VERDICTS_NAME).unlink(missing_ok=True)
     if frames_dir.is_dir():
         for path in frames_dir.iterdir():
             if path.is_file() and (path.suffix == ".png" or path.name.endswith(".partial")):

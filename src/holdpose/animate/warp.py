@@ -534,6 +534,11 @@ class WarpAnimator(Animator):
     def __init__(self, rig: PuppetRig | None = None):
         self.rig = rig
 
+    @classmethod
+    def from_options(cls, character, model_options: dict, options: dict):
+        """The puppet of the character's photo (rigged once, shared with alignment)."""
+        return cls(character.rig), dict(options)
+
     def __call__(self, reference: np.ndarray, poses: PoseSequence, *, seed: int = 0,
                  callback: FrameCallback | None = None, person: int = 0, **ignored) -> Iterator[np.ndarray]:
         # 1. check inputs

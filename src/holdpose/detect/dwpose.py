@@ -28,6 +28,7 @@ import numpy as np
 
 from holdpose.detect.base import NUM_KEYPOINTS, PoseDetector, no_people
 from holdpose.errors import HoldposeError, require
+from holdpose.io.video import check_rgb_image
 
 logger = logging.getLogger(__name__)
 
@@ -149,13 +150,6 @@ def decode_yolox(pred: np.ndarray, input_size: tuple[int, int], score_threshold:
 # ---------------------------------------------------------------- detector
 
 
-def _check_image(image) -> np.ndarray:
-    image = np.asarray(image)
-    if image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != 3:
-        raise ValueError(f"`image` must be uint8 [H, W, 3] RGB, got {image.dtype} {list(image.shape)}")
-    return image
-
-
 def _load_session(ort, path, providers: list[str], kind: str):
     try:
         return ort.InferenceSession(str(path), providers=providers)
@@ -223,7 +217,7 @@ class DWPoseDetector(PoseDetector):
         logger.info("DWPose: %s input %s, detector %s, %s", pose_model, self.input_size, det_model, device)
 
     def __call__(self, image: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        image = _check_image(image)
+        image = check_rgb_image(image, "image")
         if self._det is None:
             boxes = np.array([[0, 0, image.shape[1], image.shape[0]]], np.float32)
         else:
@@ -234,7 +228,7 @@ class DWPoseDetector(PoseDetector):
         """Person boxes ``[M, 4]`` (x0, y0, x1, y1) px of ``image`` and their scores ``[M]``."""
         if self._det is None:
             raise HoldposeError("no person detector loaded; pass det_model (--det-model)")
-        image = _check_image(image)
+        image = check_rgb_image(image, "image")
         # 1. letterbox; YOLOX was trained on BGR 0..255 without normalisation
         padded, ratio = letterbox(image[..., ::-1], self.det_input_size)
         x = np.ascontiguousarray(padded.transpose(2, 0, 1)[None], np.float32)
@@ -258,7 +252,7 @@ class DWPoseDetector(PoseDetector):
     def detect_in_boxes(self, image: np.ndarray, boxes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         import cv2
 
-        image = _check_image(image)
+        image = check_rgb_image(image, "image")
         boxes = np.asarray(boxes, np.float64).reshape(-1, 4)
         if len(boxes) == 0:
             return no_people()

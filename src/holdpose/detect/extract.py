@@ -71,7 +71,7 @@ def extract_poses(path: str | os.PathLike, *, detector: str | DetectorConfig = "
         path: a video, a folder of images (in name order) or one image.
         detector: "mediapipe" (default, offline) or "dwpose" (give ``pose_model=`` path).
         max_people: most people per frame; people are then given track ids that are
-            stable across frames (see :func:`holdpose.refine.track.assign_track_ids`).
+            stable across frames (see :func:`holdpose.detect.track.assign_track_ids`).
         short_side: resize frames so their short side has this many pixels first.
             Keypoints are in pixels of the resized frames, and ``size`` says so.
         fps: frame rate for image folders (videos carry their own).
@@ -106,10 +106,22 @@ def sequence_from_detections(detections: list[tuple[np.ndarray, np.ndarray]], *,
     frames = [(keypoints, scores, np.arange(len(scores), dtype=np.int32)) for keypoints, scores in detections]
     seq = PoseSequence.from_frames(frames, size=size, fps=fps)
     if max_people > 1:
-        from holdpose.refine.track import assign_track_ids
+        from holdpose.detect.track import assign_track_ids
 
         return assign_track_ids(seq)
     seq.track_ids[:] = np.where(seq.scores.max(-1) > 0, 0, -1)
     return seq
 
 
+
+
+def detect_reference_pose(image: np.ndarray, what: str = "the reference image") -> tuple[np.ndarray, np.ndarray]:
+    """The pose of the person in one photo (the most salient one), with the default detector:
+    ``keypoints [133, 2]`` in pixels and ``scores [133]``. Nobody found is a :class:`HoldposeError`."""
+    from holdpose.detect.mediapipe import MediaPipeDetector
+
+    with MediaPipeDetector() as detector:
+        keypoints, scores = detector(image)
+    if len(scores) == 0:
+        raise HoldposeError(f"{what}: nobody found in it; use a photo where one person is clearly visible")
+    return keypoints[0], scores[0]

@@ -148,13 +148,13 @@ def person_boxes(keypoints: np.ndarray, present: np.ndarray) -> np.ndarray:
     return out
 
 
-def _area_height(box: np.ndarray) -> tuple[float, float]:
+def box_area_height(box: np.ndarray) -> tuple[float, float]:
     """COCO-style area (>= 1 px^2) and height (>= 1 px) of a body box."""
     w, h = max(box[2] - box[0], 1.0), max(box[3] - box[1], 1.0)
     return float(w * h), float(h)
 
 
-def _match(sim: np.ndarray) -> Matching:
+def match_frame(sim: np.ndarray) -> Matching:
     """:func:`match_people` (min_oks 0), without scipy when one side has at most one person:
     then the best pair is the optimal assignment (most frames of a one-person video)."""
     num_pred, num_gt = sim.shape
@@ -184,10 +184,10 @@ def frame_oks(det_keypoints: np.ndarray, det_scores: np.ndarray, tgt_keypoints: 
     if not det_keep.any():
         return 0.0
     det_kp = np.where(det_present[det_keep, :, None], np.asarray(det_keypoints)[det_keep], np.nan)
-    areas = np.array([_area_height(b)[0] for b in person_boxes(tgt_kp, tgt_present)])
+    areas = np.array([box_area_height(b)[0] for b in person_boxes(tgt_kp, tgt_present)])
     sim = oks_matrix(det_kp[:, BODY], tgt_kp[:, BODY], tgt_present[:, BODY], areas)
     sim = np.nan_to_num(sim, nan=0.0)  # target people with no body point
-    return float(_match(sim).gt_oks.mean())
+    return float(match_frame(sim).gt_oks.mean())
 
 
 # --- scoring ------------------------------------------------------------------------
@@ -200,7 +200,8 @@ class AdherenceResult:
     Attributes:
         metrics: headline metrics (body): ``oks_ap``, ``oks_ap50``, ``oks_ap75``, ``oks_ar``,
             ``cap``, ``cap_ar``, ``pce``, ``mse_p`` (px^2), ``pck@0.05``, ``pck@0.1``,
-            ``pck@0.2``, ``mean_oks`` (mean per-frame OKS).
+            ``pck@0.2``, ``mean_oks`` (mean per-frame OKS), ``mse_p_norm`` (MSE-P with x / width
+            and y / height, PoseCrafter's scale).
         per_part: part name -> the same metrics on that part's points.
         per_frame: name -> ``[T]`` arrays: ``oks``, ``pck@a``, ``mse_p``, ``pce``,
             ``num_target``, ``num_detected`` (NaN where a frame has nothing to score).
@@ -238,13 +239,67 @@ def fit_target(target: PoseSequence, size: tuple[int, int]) -> tuple[PoseSequenc
     return target, notes
 
 
+@dataclass
+class _PartTally:
+    """Running sums of one part's PCK hits and squared errors over matched people."""
+
+    hits: np.ndarray  # [A] points within each alpha
+    total: int = 0  # visible target points
+    sq_sum: float = 0.0
+    sq_count: int = 0
+
+    def add(self, hits: np.ndarray, visible: np.ndarray, dist: np.ndarray, both: np.ndarray) -> None:
+        self.hits += hits.sum(-1)
+        self.total += int(visible.sum())
+        self.sq_sum += float((dist[both] ** 2).sum())
+        self.sq_count += int(both.sum())
+
+    def mse(self) -> float:
+        return self.sq_sum / self.sq_count if self.sq_count else float("nan")
+
+    def pck(self) -> np.ndarray:
+        return self.hits / self.total if self.total else np.full(len(self.hits), np.nan)
+
+
+@dataclass
+class _KeypointTally:
+    """Per-keypoint running sums: error (px and in person heights) and the target's mean pose."""
+
+    num_keypoints: int
+
+    def __post_init__(self):
+        k = self.num_keypoints
+        self.err_sum, self.rel_sum, self.err_count = np.zeros(k), np.zeros(k), np.zeros(k, np.int64)
+        self.pose_sum, self.pose_count = np.zeros((k, 2)), np.zeros(k, np.int64)
+
+    def add_pose(self, keypoints: np.ndarray, present: np.ndarray, box: np.ndarray, height: float) -> None:
+        rel = (keypoints - (box[:2] + box[2:]) / 2) / height  # in person heights from the box centre
+        self.pose_sum[present] += rel[present]
+        self.pose_count[present] += 1
+
+    def add_errors(self, dist: np.ndarray, both: np.ndarray, height: float) -> None:
+        self.err_sum[both] += dist[both]
+        self.rel_sum[both] += dist[both] / height
+        self.err_count[both] += 1
+
+    def means(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """``(error px [K], error in heights [K], mean pose [K, 2])``, NaN where never seen."""
+        with np.errstate(invalid="ignore", divide="ignore"):
+            error = np.where(self.err_count > 0, self.err_sum / np.maximum(self.err_count, 1), np.nan)
+            rel = np.where(self.err_count > 0, self.rel_sum / np.maximum(self.err_count, 1), np.nan)
+            pose = np.where(self.pose_count[:, None] > 0, self.pose_sum / np.maximum(self.pose_count, 1)[:, None],
+                            np.nan)
+        return error, rel, pose
+
+
 def score_adherence(detected: PoseSequence, target: PoseSequence, *, min_score: float = DEFAULT_MIN_SCORE,
                     alphas=PCK_ALPHAS, parts: dict[str, tuple[int, int]] | None = None) -> AdherenceResult:
     """Score poses detected on a generated video against the target poses (see the module docstring).
 
     Args:
         detected: poses re-detected on the generated frames, COCO-WholeBody.
-        target: the driving poses; scaled to ``detected.size`` when the canvases differ.
+        target: the driving poses; scaled to ``detected.size`` when the canvases differ
+            (:func:`fit_target`; a target already on that canvas is used as it is).
         min_score: points with a higher score count as present.
         alphas: PCK thresholds as fractions of the target person's height.
         parts: part name -> (start, stop) keypoint range (default :data:`PARTS`).
@@ -255,28 +310,26 @@ def score_adherence(detected: PoseSequence, target: PoseSequence, *, min_score: 
         raise ValueError("parts must include 'body' (people are matched by their body points)")
     if detected.layout is not COCO_WHOLEBODY:
         raise HoldposeError(f"detected poses use layout {detected.layout.name}; adherence is scored on coco_wholebody")
-    target, notes = fit_target(target, detected.size)
+    notes = []
+    if tuple(target.size) != tuple(detected.size):
+        target, notes = fit_target(target, detected.size)
     if detected.num_frames != target.num_frames:
         notes.append(f"the video has {detected.num_frames} frames and the target {target.num_frames}; "
                      f"the first {min(detected.num_frames, target.num_frames)} are scored")
     num_frames = min(detected.num_frames, target.num_frames)
-    num_kp = detected.num_keypoints
     det_present_all = (detected.scores > min_score) & (detected.track_ids >= 0)[..., None]
     tgt_present_all = (target.scores > min_score) & (target.track_ids >= 0)[..., None]
 
-    # 2. Per frame: ground truth, predictions, matching, distances.
+    # 2. Per frame: ground truth and predictions as COCO records, matching, distances.
     images = [{"id": t} for t in range(num_frames)]
     annotations = {name: [] for name in parts}
     predictions = {name: [] for name in parts}
     per_frame = {key: np.full(num_frames, np.nan) for key in
                  ["oks", "mse_p", "pce", "num_target", "num_detected"] + [f"pck@{a:g}" for a in alphas]}
-    pck_hits = {name: np.zeros(len(alphas)) for name in parts}
-    pck_total = {name: 0 for name in parts}
-    sq_sum = {name: 0.0 for name in parts}
-    sq_count = {name: 0 for name in parts}
-    err_sum, rel_sum, err_count = np.zeros(num_kp), np.zeros(num_kp), np.zeros(num_kp, np.int64)
-    pose_sum, pose_count = np.zeros((num_kp, 2)), np.zeros(num_kp, np.int64)
-    ann_id = 0
+    tallies = {name: _PartTally(np.zeros(len(alphas))) for name in parts}
+    keypoint_tally = _KeypointTally(detected.num_keypoints)
+    canvas = np.array(detected.size, np.float64)  # (W, H): MSE-P on normalised coordinates
+    norm_sq_sum, norm_count = 0.0, 0
     for t in range(num_frames):
         tgt_slots = np.flatnonzero(tgt_present_all[t].any(-1))
         det_slots = np.flatnonzero(det_present_all[t].any(-1))
@@ -286,94 +339,90 @@ def score_adherence(detected: PoseSequence, target: PoseSequence, *, min_score: 
         det_kp = det_kp.astype(np.float64)
         det_score = detected.scores[t, det_slots][:, BODY].mean(-1) if len(det_slots) else np.zeros(0)
         boxes = person_boxes(tgt_kp, tgt_present)
-        areas_heights = [_area_height(b) for b in boxes]
-        areas = np.array([a for a, _ in areas_heights])
-        heights = np.array([h for _, h in areas_heights])
+        areas, heights = (np.array(v) for v in zip(*[box_area_height(b) for b in boxes])) if len(boxes) \
+            else (np.zeros(0), np.zeros(0))
         per_frame["num_target"][t] = len(tgt_slots)
         per_frame["num_detected"][t] = len(det_slots)
         per_frame["pce"][t] = abs(len(det_slots) - len(tgt_slots))
-
-        for name, (start, stop) in parts.items():
-            for j in range(len(tgt_slots)):
-                x0, y0, x1, y1 = boxes[j]
-                flat = np.concatenate([tgt_kp[j, start:stop], 2.0 * tgt_present[j, start:stop, None]], -1)
-                annotations[name].append({
-                    "id": ann_id, "image_id": t, "category_id": 1, "iscrowd": 0, "area": areas[j],
-                    "bbox": [x0, y0, x1 - x0, y1 - y0], "keypoints": flat.ravel(),
-                    "num_keypoints": int(tgt_present[j, start:stop].sum())})
-                ann_id += 1
-            for i in range(len(det_slots)):
-                predictions[name].append({"image_id": t, "keypoints": det_kp[i, start:stop], "score": float(det_score[i])})
-
+        _add_coco_records(annotations, predictions, parts, t, tgt_kp, tgt_present, boxes, areas, det_kp, det_score)
         if not len(tgt_slots):
             continue
-        for j in range(len(tgt_slots)):  # the target's mean pose, in person heights from the box centre
-            centre = (boxes[j, :2] + boxes[j, 2:]) / 2
-            rel = (tgt_kp[j] - centre) / heights[j]
-            pose_sum[tgt_present[j]] += rel[tgt_present[j]]
-            pose_count[tgt_present[j]] += 1
-        if len(det_slots):
-            sim = np.nan_to_num(oks_matrix(det_kp[:, BODY], tgt_kp[:, BODY], tgt_present[:, BODY], areas), nan=0.0)
-            matching = _match(sim)
-        else:
-            matching = _match(np.zeros((0, len(tgt_slots))))
+        for j in range(len(tgt_slots)):
+            keypoint_tally.add_pose(tgt_kp[j], tgt_present[j], boxes[j], heights[j])
+        sim = (np.nan_to_num(oks_matrix(det_kp[:, BODY], tgt_kp[:, BODY], tgt_present[:, BODY], areas), nan=0.0)
+               if len(det_slots) else np.zeros((0, len(tgt_slots))))
+        matching = match_frame(sim)
         per_frame["oks"][t] = matching.gt_oks.mean()
-        frame_hits, frame_total, frame_sq, frame_n = np.zeros(len(alphas)), 0, 0.0, 0
+        frame = _PartTally(np.zeros(len(alphas)))  # this frame's body points
         matched = dict((int(j), int(i)) for i, j in matching.pairs)
         for j in range(len(tgt_slots)):
             visible = tgt_present[j]
-            if j in matched:
-                dist = np.linalg.norm(det_kp[matched[j]] - tgt_kp[j], axis=-1)  # NaN where not detected
-            else:
-                dist = np.full(num_kp, np.nan)
+            # NaN where the matched detection lacks the point, or for a target person nobody matched
+            dist = (np.linalg.norm(det_kp[matched[j]] - tgt_kp[j], axis=-1) if j in matched
+                    else np.full(detected.num_keypoints, np.nan))
             both = visible & np.isfinite(dist)
-            err_sum[both] += dist[both]
-            rel_sum[both] += dist[both] / heights[j]
-            err_count[both] += 1
+            keypoint_tally.add_errors(dist, both, heights[j])
+            if j in matched:
+                norm_sq = (((det_kp[matched[j]] - tgt_kp[j]) / canvas) ** 2).sum(-1)
+                norm_sq_sum += float(norm_sq[BODY][both[BODY]].sum())
+                norm_count += int(both[BODY].sum())
             hits = np.array([(both & (np.where(both, dist, np.inf) <= a * heights[j])) for a in alphas])  # [A, K]
             for name, (start, stop) in parts.items():
-                pck_hits[name] += hits[:, start:stop].sum(-1)
-                pck_total[name] += int(visible[start:stop].sum())
-                sq_sum[name] += float((dist[start:stop][both[start:stop]] ** 2).sum())
-                sq_count[name] += int(both[start:stop].sum())
-            frame_hits += hits[:, BODY].sum(-1)
-            frame_total += int(visible[BODY].sum())
-            frame_sq += float((dist[BODY][both[BODY]] ** 2).sum())
-            frame_n += int(both[BODY].sum())
-        if frame_total:
-            for a, h in zip(alphas, frame_hits):
-                per_frame[f"pck@{a:g}"][t] = h / frame_total
-        if frame_n:
-            per_frame["mse_p"][t] = frame_sq / frame_n
+                tallies[name].add(hits[:, start:stop], visible[start:stop], dist[start:stop], both[start:stop])
+            frame.add(hits[:, BODY], visible[BODY], dist[BODY], both[BODY])
+        if frame.total:
+            for a, value in zip(alphas, frame.pck()):
+                per_frame[f"pck@{a:g}"][t] = value
+        if frame.sq_count:
+            per_frame["mse_p"][t] = frame.mse()
 
     # 3. AP per part, with OKS and with the cosine similarity.
-    per_part = {}
-    for name, (start, stop) in parts.items():
-        sigmas = COCO_WHOLEBODY_SIGMAS[start:stop]
-        ground_truth = (annotations[name], images)
-        ap = coco_keypoint_ap(predictions[name], ground_truth, sigmas=sigmas)
-        values = {"oks_ap": ap.ap, "oks_ap50": ap.ap50, "oks_ap75": ap.ap75, "oks_ar": ap.ar}
-        if name == "body":  # as HumanSD and Stable-Pose report it
-            cap = coco_keypoint_ap(predictions[name], ground_truth, sigmas=sigmas, similarity=cap_similarity)
-            values.update(cap=cap.ap, cap_ar=cap.ar)
-        values["mse_p"] = sq_sum[name] / sq_count[name] if sq_count[name] else float("nan")
-        for a, hits in zip(alphas, pck_hits[name]):
-            values[f"pck@{a:g}"] = hits / pck_total[name] if pck_total[name] else float("nan")
-        per_part[name] = values
+    per_part = {name: _part_metrics(name, start, stop, annotations[name], predictions[name], images, tallies[name],
+                                    alphas)
+                for name, (start, stop) in parts.items()}
 
     # 4. Headline (body) metrics.
     metrics = dict(per_part["body"])
     metrics["pce"] = float(np.nanmean(per_frame["pce"])) if num_frames else float("nan")
     metrics["mean_oks"] = float(np.nanmean(per_frame["oks"])) if np.isfinite(per_frame["oks"]).any() else float("nan")
-    with np.errstate(invalid="ignore", divide="ignore"):
-        keypoint_error = np.where(err_count > 0, err_sum / np.maximum(err_count, 1), np.nan)
-        keypoint_error_rel = np.where(err_count > 0, rel_sum / np.maximum(err_count, 1), np.nan)
-        mean_pose = np.where(pose_count[:, None] > 0, pose_sum / np.maximum(pose_count, 1)[:, None], np.nan)
+    metrics["mse_p_norm"] = norm_sq_sum / norm_count if norm_count else float("nan")
+    keypoint_error, keypoint_error_rel, mean_pose = keypoint_tally.means()
     for note in notes:
         logger.warning("%s", note)
     return AdherenceResult(metrics=metrics, per_part=per_part, per_frame=per_frame, keypoint_error=keypoint_error,
-                           keypoint_error_rel=keypoint_error_rel, keypoint_count=err_count, mean_pose=mean_pose,
-                           notes=notes)
+                           keypoint_error_rel=keypoint_error_rel, keypoint_count=keypoint_tally.err_count,
+                           mean_pose=mean_pose, notes=notes)
+
+
+def _add_coco_records(annotations: dict, predictions: dict, parts: dict, t: int, tgt_kp, tgt_present, boxes, areas,
+                      det_kp, det_score) -> None:
+    """Frame ``t``'s target people as COCO ground truth and detections as COCO results, per part."""
+    for name, (start, stop) in parts.items():
+        for j in range(len(tgt_kp)):
+            x0, y0, x1, y1 = boxes[j]
+            flat = np.concatenate([tgt_kp[j, start:stop], 2.0 * tgt_present[j, start:stop, None]], -1)
+            annotations[name].append({
+                "id": len(annotations[name]), "image_id": t, "category_id": 1, "iscrowd": 0, "area": areas[j],
+                "bbox": [x0, y0, x1 - x0, y1 - y0], "keypoints": flat.ravel(),
+                "num_keypoints": int(tgt_present[j, start:stop].sum())})
+        for i in range(len(det_kp)):
+            predictions[name].append({"image_id": t, "keypoints": det_kp[i, start:stop], "score": float(det_score[i])})
+
+
+def _part_metrics(name: str, start: int, stop: int, annotations: list, predictions: list, images: list,
+                  tally: _PartTally, alphas) -> dict[str, float]:
+    """OKS AP/AR (and CAP for the body, as HumanSD and Stable-Pose report it), MSE-P and PCK of one part."""
+    sigmas = COCO_WHOLEBODY_SIGMAS[start:stop]
+    ground_truth = (annotations, images)
+    ap = coco_keypoint_ap(predictions, ground_truth, sigmas=sigmas)
+    values = {"oks_ap": ap.ap, "oks_ap50": ap.ap50, "oks_ap75": ap.ap75, "oks_ar": ap.ar}
+    if name == "body":
+        cap = coco_keypoint_ap(predictions, ground_truth, sigmas=sigmas, similarity=cap_similarity)
+        values.update(cap=cap.ap, cap_ar=cap.ar)
+    values["mse_p"] = tally.mse()
+    for a, value in zip(alphas, tally.pck()):
+        values[f"pck@{a:g}"] = float(value)
+    return values
 
 
 # --- which detector --------------------------------------------------------------------

@@ -1,4 +1,4 @@
-"""The ``evaluate``, ``compare`` and ``evaluate-detector`` subcommands.
+"""The ``evaluate``, ``correct``, ``compare`` and ``evaluate-detector`` subcommands.
 
 ``holdpose.cli`` adds them with ``add_subcommands(sub, parents)`` on its subparsers object. Each
 handler takes the parsed arguments (the main parser's ``--quiet`` included, when there),
@@ -32,7 +32,7 @@ def _detector_options(p: argparse.ArgumentParser, *, choices=("auto", "mediapipe
 
 
 def add_subcommands(subparsers, parents: list[argparse.ArgumentParser] = ()) -> None:
-    """Add ``evaluate``, ``compare`` and ``evaluate-detector`` to ``subparsers``
+    """Add ``evaluate``, ``correct``, ``compare`` and ``evaluate-detector`` to ``subparsers``
     (the object ``ArgumentParser.add_subparsers`` returns), each with ``parents``."""
     parents = list(parents)
     p = subparsers.add_parser("evaluate", parents=parents, help="does a generated video hold the pose? metrics and an HTML report",
@@ -40,6 +40,9 @@ def add_subcommands(subparsers, parents: list[argparse.ArgumentParser] = ()) -> 
                               "flicker, warping error and keypoint jitter; compare with a ground-truth video. Writes "
                               "metrics.json and index.html (with plots) into the report folder.")
     p.add_argument("video", metavar="OUTPUT", help="the generated video (or image folder)")
+    p.add_argument("--verdicts", help="per-frame verdicts of `holdpose animate --verify` or `holdpose correct`: "
+                   "the report shows which frames were made again or corrected (default: OUTPUT.verdicts.jsonl "
+                   "beside the video, when there is one)")
     p.add_argument("--target", help="target poses (.json, .npz or folder of .json): adherence metrics (default: "
                    "OUTPUT's .poses.json, which holdpose animate writes, when there is one)")
     p.add_argument("--ground-truth", help="ground-truth video: SSIM, PSNR, L1 (and LPIPS, FID, KID, FVD)")
@@ -60,7 +63,30 @@ def add_subcommands(subparsers, parents: list[argparse.ArgumentParser] = ()) -> 
     learned.add_argument("--fvd-model", help="FVD: path of StyleGAN-V's i3d_torchscript.pt")
     learned.add_argument("--clip-model", help="CLIP-I / CLIP-T: a local CLIP model folder (save_pretrained)")
     learned.add_argument("--prompt", help="the text prompt, for CLIP-T")
+    learned.add_argument("--dino-model", help="VBench subject consistency: a local DINO ViT folder (save_pretrained); "
+                         "--clip-model also gives background consistency and CLIP similarity between frames")
+    learned.add_argument("--videomae-model", help="CD-FVD against --ground-truth: a local VideoMAE folder")
+    learned.add_argument("--fid64", action="store_true", help="FID on 64-d Inception features against --ground-truth "
+                         "(as Stable-Pose reports it; pytorch-fid's weights in torch's hub cache)")
     p.set_defaults(func=cmd_evaluate)
+
+    p = subparsers.add_parser(
+        "correct", parents=parents, help="move the limbs that drifted back onto their target poses, in any video",
+        description="Judge every frame of VIDEO against its target pose; in the frames that drift, rig the frame "
+        "itself as the warp animator rigs a photo and move the limbs that are off onto the target, blending only "
+        "the changed region in. Frames that hold are copied as they are. Writes the corrected video and "
+        "OUT.verdicts.jsonl (before/after per frame; holdpose evaluate shows them).")
+    p.add_argument("video", metavar="VIDEO", help="the video to correct (holdpose's, or one made elsewhere)")
+    p.add_argument("--target", required=True, help="the poses it should follow, one frame per video frame")
+    p.add_argument("-o", "--output", required=True, help="corrected video (.mp4; .mkv with --lossless)")
+    p.add_argument("--report", help="also evaluate the corrected video into this report folder")
+    p.add_argument("--lossless", action="store_true", help="FFV1 in .mkv: untouched frames exactly as decoded")
+    p.add_argument("--min-pck", type=fraction, default=0.9, help="a frame drifts below this PCK@0.05 (default 0.9)")
+    p.add_argument("--max-limb-error", type=float, help="a frame also drifts when a limb is off by more degrees")
+    p.add_argument("--limb-tolerance", type=float, default=15.0,
+                   help="in a drifting frame, move the limbs off by more degrees than this (default 15)")
+    _detector_options(p, choices=("auto", "mediapipe", "dwpose"))
+    p.set_defaults(func=cmd_correct)
 
     p = subparsers.add_parser("compare", parents=parents, help="several generated videos side by side with one table of metrics",
                               description="Evaluate each video against the same target poses; write compare.mp4 "
@@ -115,15 +141,43 @@ def cmd_evaluate(args) -> None:
     if target is None and beside.is_file():  # what `holdpose animate` writes next to its video
         target = str(beside)
         logger.warning("scoring against %s, the poses holdpose animate followed (--target to choose others)", beside)
+    verdicts = args.verdicts
+    beside = Path(args.video).with_suffix(".verdicts.jsonl")
+    if verdicts is None and beside.is_file():  # what `holdpose animate --verify` / `holdpose correct` write
+        verdicts = str(beside)
     evaluation = evaluate_video(
-        args.video, target=target, ground_truth=args.ground_truth, reference=args.reference,
+        args.video, target=target, verdicts=verdicts, ground_truth=args.ground_truth, reference=args.reference,
         detector=None if args.detector == "none" else args.detector, pose_model=args.pose_model,
         det_model=args.det_model, max_people=args.max_people, min_score=args.min_score, flow=args.flow,
         workers=args.workers, worst_frames=args.worst_frames, lpips=args.lpips, fid_features=args.fid_features,
-        fvd_model=args.fvd_model, clip_model=args.clip_model, prompt=args.prompt, progress=_progress(args))
+        fvd_model=args.fvd_model, clip_model=args.clip_model, prompt=args.prompt, dino_model=args.dino_model,
+        videomae_model=args.videomae_model, fid64=args.fid64, progress=_progress(args))
     files = write_report(evaluation, args.output)
     print(f"{files['html']}: {evaluation.frames.get('output')} frames evaluated")
     print(_summary(evaluation.metrics))
+
+
+def cmd_correct(args) -> None:
+    from holdpose.evaluate.correct import correct_video
+    from holdpose.evaluate.verdicts import Thresholds
+
+    if args.report and Path(args.report).exists() and not Path(args.report).is_dir():
+        raise HoldposeError(f"{args.report}: exists and is not a folder; the report is a folder")
+    result = correct_video(args.video, args.target, args.output,
+                           thresholds=Thresholds(min_pck=args.min_pck, max_limb_error=args.max_limb_error),
+                           limb_tolerance=args.limb_tolerance, detector=args.detector, pose_model=args.pose_model,
+                           det_model=args.det_model, lossless=args.lossless, progress=_progress(args))
+    print(f"{result.video_path}: {result.num_frames} frames, {result.drifted} drifted, {result.corrected} corrected, "
+          f"{result.still_drifting} still drift; verdicts: {result.verdicts_path}")
+    if args.report:
+        from holdpose.evaluate.report import write_report
+        from holdpose.evaluate.run import evaluate_video
+
+        evaluation = evaluate_video(result.video_path, target=args.target, verdicts=result.verdicts_path,
+                                    detector=args.detector, pose_model=args.pose_model, det_model=args.det_model,
+                                    progress=_progress(args))
+        files = write_report(evaluation, args.report)
+        print(f"{files['html']}: {_summary(evaluation.metrics)}")
 
 
 def cmd_compare(args) -> None:

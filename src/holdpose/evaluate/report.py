@@ -28,16 +28,19 @@ from holdpose.io.atomic import atomic_path
 logger = logging.getLogger(__name__)
 
 GROUPS = {
-    "Pose adherence": ["oks_ap", "oks_ap50", "oks_ap75", "oks_ar", "cap", "cap_ar", "pce", "mse_p", "pck@0.05",
-                       "pck@0.1", "pck@0.2", "mean_oks"],
+    "Pose adherence": ["oks_ap", "oks_ap50", "oks_ap75", "oks_ar", "cap", "cap_ar", "pce", "mse_p", "mse_p_norm",
+                       "pck@0.05", "pck@0.1", "pck@0.2", "mean_oks"],
     "Temporal stability": ["flicker", "flicker_score", "ground_truth_flicker", "warp_error", "keypoint_jitter",
-                           "keypoint_jitter_target"],
-    "Fidelity": ["ssim", "psnr", "l1", "lpips", "fid", "kid", "kid_std", "fvd", "clip_i", "clip_t"],
+                           "keypoint_jitter_target", "clip_temporal", "background_consistency", "subject_consistency"],
+    "Fidelity": ["ssim", "psnr", "l1", "lpips", "fid", "fid64", "kid", "kid_std", "fvd", "cd_fvd", "clip_i",
+                 "clip_t"],
 }
 # Which way is better, for the reader.
 HIGHER_IS_BETTER = {"oks_ap", "oks_ap50", "oks_ap75", "oks_ar", "cap", "cap_ar", "pck@0.05", "pck@0.1", "pck@0.2",
-                    "mean_oks", "flicker_score", "ssim", "psnr", "clip_i", "clip_t"}
-LOWER_IS_BETTER = {"pce", "mse_p", "flicker", "warp_error", "keypoint_jitter", "l1", "lpips", "fid", "kid", "fvd"}
+                    "mean_oks", "flicker_score", "ssim", "psnr", "clip_i", "clip_t", "clip_temporal",
+                    "background_consistency", "subject_consistency"}
+LOWER_IS_BETTER = {"pce", "mse_p", "mse_p_norm", "flicker", "warp_error", "keypoint_jitter", "l1", "lpips", "fid",
+                   "kid", "fvd", "fid64", "cd_fvd"}
 
 STYLE = """
 body { font-family: -apple-system, "Segoe UI", Helvetica, Arial, sans-serif; margin: 24px auto; max-width: 1100px;
@@ -52,6 +55,9 @@ th { background: #f4f4f4; } td.name, th.name { text-align: left; } td.def { text
 img { max-width: 100%; height: auto; border: 1px solid #eee; } figure { margin: 12px 0; }
 figcaption { color: #555; font-size: 0.9em; }
 code { background: #f4f4f4; padding: 1px 4px; }
+.strip { display: flex; height: 22px; border: 1px solid #ddd; } .strip .cell { flex: 1 1 0; min-width: 1px; }
+.legend .key { margin-right: 14px; white-space: nowrap; font-size: 0.9em; }
+.legend .cell { display: inline-block; width: 12px; height: 12px; margin-right: 4px; vertical-align: -1px; }
 """
 
 
@@ -235,15 +241,10 @@ def overlay_pose(frame: np.ndarray, keypoints: np.ndarray, scores: np.ndarray, s
                  *, threshold: float = 0.3, alpha: float = 0.75) -> np.ndarray:
     """``frame`` with an OpenPose-style map of people ``[P, 133, 2]`` (pixels of a ``size``
     canvas) drawn over it."""
-    from holdpose.render.openpose import PoseMapRenderer
+    from holdpose.render.openpose import overlay_pose_map
 
     h, w = frame.shape[:2]
-    scale = np.array([w / size[0], h / size[1]], np.float32)
-    pose_map = PoseMapRenderer((w, h), "openpose_full", threshold)(np.asarray(keypoints) * scale, scores)
-    drawn = pose_map.any(-1)
-    out = frame.copy()
-    out[drawn] = (alpha * pose_map[drawn] + (1 - alpha) * frame[drawn]).astype(np.uint8)
-    return out
+    return overlay_pose_map(frame, pose_map(keypoints, scores, size, (w, h), threshold), alpha=alpha)
 
 
 def pose_map(keypoints: np.ndarray, scores: np.ndarray, size: tuple[int, int], out_size: tuple[int, int],
@@ -394,6 +395,9 @@ def write_report(evaluation, output_dir: str | os.PathLike, *, title: str | None
         body.append("<p class=\"muted\">COCO-WholeBody parts: body 0-16, feet 17-22, face 23-90, hands 91-132 "
                     "(per-part sigmas; CAP for the body only, as the papers report it); – where the target has no "
                     "point of the part.</p>")
+    if evaluation.closed_loop is not None:
+        body.append("<h2>Closed loop</h2>")
+        body.append(closed_loop_strip(evaluation.closed_loop, fps))
     if made.get("per_frame") is None and _matplotlib() is None:
         body.append("<p class=\"note\">Plots need matplotlib: <code>pip install matplotlib</code></p>")
     if "per_frame" in files:
@@ -415,6 +419,33 @@ def write_report(evaluation, output_dir: str | os.PathLike, *, title: str | None
     files["html"] = out / "index.html"
     write_text(files["html"], page(title, "\n".join(body)))
     return files
+
+
+def closed_loop_strip(closed_loop: dict, fps: float | None) -> str:
+    """A timeline strip, one cell per frame coloured by its state (held, made again, corrected,
+    still drifting), with a legend of counts and, per cell, its tries and PCK before and after."""
+    from holdpose.evaluate.closed_loop import STATES
+
+    frames = closed_loop["per_frame"]
+    cells = []
+    for index, state in enumerate(frames["state"]):
+        tip = f"frame {index}"
+        if fps:
+            tip += f" ({index / fps:.2f} s)"
+        tip += f": {STATES[state][1]}"
+        if frames["tries"][index]:
+            tip += f", {frames['tries'][index]} tr{'y' if frames['tries'][index] == 1 else 'ies'}"
+        if frames["pck_before"][index] is not None:
+            tip += f", PCK@0.05 {format_value(frames['pck_before'][index])}"
+            if frames["pck_after"][index] != frames["pck_before"][index]:
+                tip += f" -> {format_value(frames['pck_after'][index])}"
+        cells.append(f"<span class=\"cell\" style=\"background:{STATES[state][0]}\" title=\"{html.escape(tip)}\"></span>")
+    legend = " ".join(f"<span class=\"key\"><span class=\"cell\" style=\"background:{colour}\"></span>"
+                      f"{html.escape(meaning)}: {closed_loop['counts'][name]}</span>"
+                      for name, (colour, meaning) in STATES.items() if closed_loop["counts"][name])
+    return (f"<div class=\"strip\">{''.join(cells)}</div><p class=\"legend\">{legend}</p>"
+            "<p class=\"muted\">One cell per frame, in order (hover for its tries and PCK@0.05 before and after). "
+            "Per-frame values are under <code>closed_loop</code> in metrics.json.</p>")
 
 
 def _figure(path: Path, root: Path, caption: str) -> str:

@@ -69,6 +69,15 @@ DEFINITIONS = {
     "clip_i": "cosine similarity of CLIP image embeddings, output frame vs the reference image "
               "(or vs the ground-truth frame without a reference)",
     "clip_t": "cosine similarity of CLIP embeddings of the output frame and the prompt",
+    "clip_temporal": "mean cosine similarity of CLIP image embeddings of consecutive output frames (PoseCrafter's "
+                     "CLIP-T between frames)",
+    "background_consistency": "VBench background consistency: per frame, the mean of its CLIP-feature cosine (>= 0) "
+                              "to the first and to the previous frame, averaged",
+    "subject_consistency": "VBench subject consistency: the same with DINO features",
+    "fid64": "FID on the 64-d features of pytorch-fid's Inception-v3 (first max-pool block), as Stable-Pose reports it",
+    "cd_fvd": "content-debiased FVD (Ge et al. 2024): Fréchet distance of VideoMAE features of 16-frame clips",
+    "mse_p_norm": "MSE-P on normalised coordinates: mean of (dx/W)^2 + (dy/H)^2 over matched body points "
+                  "(PoseCrafter's MSE-P scale)",
 }
 for _a in PCK_ALPHAS:
     DEFINITIONS[f"pck@{_a:g}"] = (f"PCK: fraction of the target's body points that the matched detection places "
@@ -105,6 +114,8 @@ class Evaluation:
         notes: things the reader should know (detector choice, trimmed frames...).
         skipped: metric -> why it was not computed.
         seconds: time per stage.
+        closed_loop: the frames' verdicts from ``holdpose animate --verify`` or ``holdpose
+            correct`` (:func:`holdpose.evaluate.closed_loop.closed_loop_summary`), or None.
     """
 
     metrics: dict[str, float]
@@ -119,6 +130,7 @@ class Evaluation:
     notes: list[str] = field(default_factory=list)
     skipped: dict[str, str] = field(default_factory=dict)
     seconds: dict[str, float] = field(default_factory=dict)
+    closed_loop: dict | None = None
 
     def to_json(self) -> dict:
         """The metrics.json document: metric names as top-level keys, then ``per_frame``,
@@ -142,6 +154,8 @@ class Evaluation:
         doc["notes"] = self.notes
         doc["skipped"] = self.skipped
         doc["seconds"] = {k: round(v, 3) for k, v in self.seconds.items()}
+        if self.closed_loop is not None:
+            doc["closed_loop"] = _nan_to_none(self.closed_loop)
         return doc
 
 
@@ -282,6 +296,36 @@ def _spread(items: list, count: int, gap: int) -> list:
 # --- the API -------------------------------------------------------------------------
 
 
+@dataclass
+class _Inputs:
+    """What step 1 of :func:`evaluate_video` found: the sources, the fitted target, the detector."""
+
+    source: FrameSource
+    target: PoseSequence | None
+    target_label: str | None
+    ground_truth: FrameSource | None
+    detector: Any  # DetectorConfig | None
+    max_people: int
+    learned: dict
+    notes: list[str]
+    skipped: dict[str, str]
+
+    @property
+    def compared(self) -> int:
+        """Frames that have a ground-truth frame."""
+        return min(self.source.num_frames, self.ground_truth.num_frames) if self.ground_truth is not None else 0
+
+
+@dataclass
+class _FramePass:
+    """What the streaming pass measured: per-frame arrays, re-detected poses, worst-frame candidates."""
+
+    per_frame: dict[str, np.ndarray]
+    detected: PoseSequence | None
+    worst: list  # (badness, frame, output thumbnail, ground-truth thumbnail), worst first
+    rank_by: str
+
+
 def evaluate_video(output: str | os.PathLike, *, target: PoseSequence | str | os.PathLike | None = None,
                    ground_truth: str | os.PathLike | None = None, reference: str | os.PathLike | None = None,
                    detector: Any = "auto", pose_model: str | os.PathLike | None = None,
@@ -289,7 +333,9 @@ def evaluate_video(output: str | os.PathLike, *, target: PoseSequence | str | os
                    min_score: float = DEFAULT_MIN_SCORE, flow: str = "dis", workers: int | None = None,
                    worst_frames: int = 4, lpips: bool = False, fid_features: Any = None,
                    fvd_model: str | os.PathLike | None = None, clip_model: str | os.PathLike | None = None,
-                   prompt: str | None = None, progress: bool = True) -> Evaluation:
+                   prompt: str | None = None, dino_model: str | os.PathLike | None = None,
+                   videomae_model: str | os.PathLike | None = None, fid64: bool = False,
+                   verdicts: str | os.PathLike | None = None, progress: bool = True) -> Evaluation:
     """Measure how well ``output`` holds the target pose, how stable it is, and how close
     it is to the ground truth.
 
@@ -317,24 +363,79 @@ def evaluate_video(output: str | os.PathLike, *, target: PoseSequence | str | os
         fvd_model: path of StyleGAN-V's ``i3d_torchscript.pt`` for FVD.
         clip_model: a local CLIP model folder for CLIP-I (and CLIP-T with ``prompt``).
         prompt: the text prompt, for CLIP-T.
+        dino_model: a local DINO ViT folder: VBench subject consistency (``clip_model`` also
+            gives background consistency and CLIP similarity between frames).
+        videomae_model: a local VideoMAE folder: CD-FVD against the ground truth.
+        fid64: FID on 64-d Inception features against the ground truth (as Stable-Pose).
+        verdicts: the per-frame verdicts of ``holdpose animate --verify`` or ``holdpose correct``
+            (``OUT.verdicts.jsonl``): which frames were made again or corrected, before and after.
         progress: show a progress bar.
     """
-    from holdpose.evaluate.adherence import choose_detector, score_adherence
-    from holdpose.evaluate.temporal import flicker_score, keypoint_jitter
-
     seconds: dict[str, float] = {}
     clock = time.perf_counter()
 
     # 1. Check inputs, and load every model the user asked for, before the long pass.
+    if verdicts is not None and not Path(verdicts).is_file():
+        raise HoldposeError(f"{verdicts}: no such verdicts file")
+    inputs = _check_inputs(output, target, ground_truth, reference, detector, pose_model, det_model, max_people,
+                           min_score, dict(lpips=lpips, fid_features=fid_features, fvd_model=fvd_model,
+                                           clip_model=clip_model, prompt=prompt, dino_model=dino_model,
+                                           videomae_model=videomae_model, fid64=fid64))
+    seconds["setup"] = time.perf_counter() - clock
+
+    # 2. The streaming pass: per frame, re-detection, temporal and fidelity measurements.
+    clock = time.perf_counter()
+    frames = _frame_pass(output, ground_truth, inputs, min_score, flow, workers, worst_frames, progress)
+    seconds["frames"] = time.perf_counter() - clock
+
+    # 3. Metrics from what the pass measured.
+    clock = time.perf_counter()
+    num_frames = inputs.source.num_frames
+    per_frame, metrics = frames.per_frame, {}
+    metrics.update(_fidelity_metrics(per_frame, inputs.compared))
+    adherence = None
+    if frames.detected is not None and inputs.target is not None:
+        adherence = _adherence_metrics(frames.detected, inputs.target, min_score, num_frames, per_frame)
+        metrics.update(adherence.metrics)
+    metrics.update(_temporal_metrics(per_frame, frames.detected, inputs, min_score))
+    if num_frames < 2:
+        inputs.skipped["temporal"] = "a single frame has no temporal metrics"
+    seconds["metrics"] = time.perf_counter() - clock
+
+    # 4. Learned metrics (second pass, in this process).
+    if inputs.learned:
+        clock = time.perf_counter()
+        learned = _learned_metrics(inputs.learned, output, ground_truth, reference, inputs.source.size,
+                                   inputs.compared, num_frames, prompt, progress)
+        metrics.update(learned.metrics)
+        per_frame.update(learned.per_frame)
+        seconds["learned"] = time.perf_counter() - clock
+
+    evaluation = _evaluation(output, ground_truth, reference, inputs, frames, metrics, adherence, min_score, flow,
+                             seconds)
+    if verdicts is not None:
+        from holdpose.evaluate.closed_loop import closed_loop_summary, read_records
+
+        evaluation.closed_loop = closed_loop_summary(read_records(verdicts), num_frames)
+        evaluation.inputs["verdicts"] = str(verdicts)
+    return evaluation
+
+
+def _check_inputs(output, target, ground_truth, reference, detector, pose_model, det_model, max_people, min_score,
+                  learned_options: dict) -> _Inputs:
+    """Step 1: open the sources, fit the target to the output's canvas (once), choose the
+    detector and load the learned metrics' models, with notes on what was adapted."""
+    from holdpose.evaluate.adherence import choose_detector
+
     source = FrameSource(output)
     if source.num_frames < 1:
         raise HoldposeError(f"{output}: no frames to evaluate")
     size, num_frames = source.size, source.num_frames
     notes: list[str] = []
     skipped: dict[str, str] = {}
-    target_seq = None
-    target_label = None if target is None else "poses passed in memory" if isinstance(target, PoseSequence) else str(target)
+    target_seq = target_label = None
     if target is not None:
+        target_label = "poses passed in memory" if isinstance(target, PoseSequence) else str(target)
         if not isinstance(target, PoseSequence):
             from holdpose.io.posefile import load_poses
 
@@ -355,8 +456,7 @@ def evaluate_video(output: str | os.PathLike, *, target: PoseSequence | str | os
                          f"{min(num_frames, gt_source.num_frames)} are compared")
     if reference is not None and not Path(reference).exists():
         raise HoldposeError(f"{reference}: no such reference image")
-    learned = _load_learned(lpips=lpips, fid_features=fid_features, fvd_model=fvd_model, clip_model=clip_model,
-                            prompt=prompt, has_gt=gt_source is not None, has_reference=reference is not None,
+    learned = _load_learned(**learned_options, has_gt=gt_source is not None, has_reference=reference is not None,
                             skipped=skipped)
     config = None
     if detector is not None and detector != "none":
@@ -374,14 +474,19 @@ def evaluate_video(output: str | os.PathLike, *, target: PoseSequence | str | os
         skipped.setdefault("adherence", "no target poses given (--target)")
     if gt_source is None:
         skipped["fidelity"] = "no ground-truth video given (--ground-truth)"
-    seconds["setup"] = time.perf_counter() - clock
+    return _Inputs(source=source, target=target_seq, target_label=target_label, ground_truth=gt_source,
+                   detector=config, max_people=max_people, learned=learned, notes=notes, skipped=skipped)
 
-    # 2. Plan the chunks.
-    clock = time.perf_counter()
+
+def _frame_pass(output, ground_truth, inputs: _Inputs, min_score: float, flow: str, workers: int | None,
+                worst_frames: int, progress: bool) -> _FramePass:
+    """Step 2: the frames cut into chunks, one worker per chunk, merged back in order."""
+    source, target_seq, config = inputs.source, inputs.target, inputs.detector
+    num_frames = source.num_frames
     chunks = frame_chunks(num_frames, workers)
-    gt_frames = gt_source.num_frames if gt_source is not None else 0
-    rank_by = "oks" if (target_seq is not None and config is not None) else "ssim" if gt_source is not None \
-        else "warp_error"
+    gt_frames = inputs.ground_truth.num_frames if inputs.ground_truth is not None else 0
+    rank_by = "oks" if (target_seq is not None and config is not None) else \
+        "ssim" if inputs.ground_truth is not None else "warp_error"
     jobs = []
     for a, b in chunks:
         tk = ts = None
@@ -391,101 +496,110 @@ def evaluate_video(output: str | os.PathLike, *, target: PoseSequence | str | os
             ts = np.where(target_seq.track_ids[a:stop, :, None] >= 0, target_seq.scores[a:stop], 0) \
                 if stop > a else target_seq.scores[:0]
         jobs.append(_Job(output=str(output), ground_truth=str(ground_truth) if ground_truth else None, start=a,
-                         stop=b, gt_stop=min(b, gt_frames), detector=config, max_people=max_people,
+                         stop=b, gt_stop=min(b, gt_frames), detector=config, max_people=inputs.max_people,
                          target_keypoints=tk, target_scores=ts, min_score=min_score, flow=flow,
-                         worst=WORST_CANDIDATES * worst_frames,
-                         rank_by=rank_by, single_thread=len(chunks) > 1))
-    logger.info("%s: %d frames %dx%d, %d worker(s)", output, num_frames, *size, len(chunks))
-
-    # 3. The streaming pass.
+                         worst=WORST_CANDIDATES * worst_frames, rank_by=rank_by, single_thread=len(chunks) > 1))
+    logger.info("%s: %d frames %dx%d, %d worker(s)", output, num_frames, *source.size, len(chunks))
     with progress_bar(total=num_frames, desc="evaluate", enabled=progress) as bar:
         results = run_chunks(_evaluate_chunk, [(job,) for job in jobs], bar)
-    seconds["frames"] = time.perf_counter() - clock
-
-    # 4. Merge the chunks.
-    clock = time.perf_counter()
     per_frame = {key: np.concatenate([r["arrays"][key] for r in results]) for key in results[0]["arrays"]}
-    worst_items = _spread(sorted((item for r in results for item in r["worst"]), key=lambda x: -x[0]),
-                          worst_frames, gap=max(1, round(source.fps / 2)))
+    if inputs.ground_truth is None:
+        for key in ("ssim", "psnr", "l1", "ground_truth_flicker"):
+            del per_frame[key]
+    worst = _spread(sorted((item for r in results for item in r["worst"]), key=lambda x: -x[0]),
+                    worst_frames, gap=max(1, round(source.fps / 2)))
     detected = None
     if config is not None:
         from holdpose.detect.extract import sequence_from_detections
 
-        detected = sequence_from_detections([d for r in results for d in r["detections"]], size=size,
-                                            fps=source.fps, max_people=max_people)
+        detected = sequence_from_detections([d for r in results for d in r["detections"]], size=source.size,
+                                            fps=source.fps, max_people=inputs.max_people)
+    return _FramePass(per_frame=per_frame, detected=detected, worst=worst, rank_by=rank_by)
 
-    # 5. Metrics.
+
+def _fidelity_metrics(per_frame: dict[str, np.ndarray], compared: int) -> dict[str, float]:
+    """SSIM, PSNR, L1 against the ground truth: means over the frames that have one."""
+    if not compared:
+        return {}
+    return {key: float(np.nanmean(per_frame[key][:compared])) for key in ("ssim", "psnr", "l1")}
+
+
+def _adherence_metrics(detected: PoseSequence, target: PoseSequence, min_score: float, num_frames: int,
+                       per_frame: dict[str, np.ndarray]):
+    """Adherence of the re-detected poses to the (already fitted) target; its per-frame
+    values join ``per_frame``, padded with NaN past the target's end."""
+    from holdpose.evaluate.adherence import score_adherence
+
+    adherence = score_adherence(detected, target, min_score=min_score)
+    scored = min(num_frames, target.num_frames)
+    for key, values in adherence.per_frame.items():
+        padded = np.full(num_frames, np.nan)
+        padded[:scored] = values[:scored]
+        per_frame[key] = padded
+    return adherence
+
+
+def _temporal_metrics(per_frame: dict[str, np.ndarray], detected: PoseSequence | None, inputs: _Inputs,
+                      min_score: float) -> dict[str, float]:
+    """Flicker, warping error (and the ground truth's own flicker), keypoint jitter."""
+    from holdpose.evaluate.temporal import flicker_score, keypoint_jitter
+
     metrics: dict[str, float] = {}
-    per_part: dict[str, dict[str, float]] = {}
-    keypoints = None
-    compared = min(num_frames, gt_frames) if gt_source is not None else 0
-    if gt_source is not None and compared:
-        for key in ("ssim", "psnr", "l1"):
-            metrics[key] = float(np.nanmean(per_frame[key][:compared]))
-    if detected is not None and target_seq is not None:
-        adherence = score_adherence(detected, target_seq, min_score=min_score)
-        metrics.update(adherence.metrics)
-        per_part = adherence.per_part
-        scored = min(num_frames, target_seq.num_frames)
-        for key, values in adherence.per_frame.items():
-            padded = np.full(num_frames, np.nan)
-            padded[:scored] = values[:scored]
-            per_frame[key] = padded
-        keypoints = {"error_px": adherence.keypoint_error, "error_rel": adherence.keypoint_error_rel,
-                     "count": adherence.keypoint_count, "mean_pose": adherence.mean_pose}
-    if num_frames > 1:
+    if inputs.source.num_frames > 1:
         metrics["flicker"] = float(np.nanmean(per_frame["flicker"]))
         metrics["flicker_score"] = flicker_score(metrics["flicker"])
         finite = np.isfinite(per_frame["warp_error"])
         metrics["warp_error"] = float(per_frame["warp_error"][finite].mean()) if finite.any() else float("nan")
-        if gt_source is not None and np.isfinite(per_frame["ground_truth_flicker"]).any():
+        if "ground_truth_flicker" in per_frame and np.isfinite(per_frame["ground_truth_flicker"]).any():
             metrics["ground_truth_flicker"] = float(np.nanmean(per_frame["ground_truth_flicker"]))
-    else:
-        skipped["temporal"] = "a single frame has no temporal metrics"
-    if gt_source is None:
-        del per_frame["ssim"], per_frame["psnr"], per_frame["l1"], per_frame["ground_truth_flicker"]
     if detected is not None:
         body = slice(*PARTS["body"])
         jitter = keypoint_jitter(detected, min_score=min_score, keypoints=body)
         metrics["keypoint_jitter"] = jitter.mean
         per_frame["keypoint_jitter"] = jitter.per_frame
-        if target_seq is not None:
-            metrics["keypoint_jitter_target"] = keypoint_jitter(target_seq, min_score=min_score, keypoints=body).mean
-    seconds["metrics"] = time.perf_counter() - clock
+        if inputs.target is not None:
+            metrics["keypoint_jitter_target"] = keypoint_jitter(inputs.target, min_score=min_score,
+                                                                keypoints=body).mean
+    return metrics
 
-    # 6. Learned metrics (second pass, in this process).
-    if learned:
-        clock = time.perf_counter()
-        _learned_metrics(learned, output, ground_truth, reference, size, compared, num_frames, metrics, per_frame,
-                         prompt, progress)
-        seconds["learned"] = time.perf_counter() - clock
 
+def _evaluation(output, ground_truth, reference, inputs: _Inputs, frames: _FramePass, metrics: dict, adherence,
+                min_score: float, flow: str, seconds: dict) -> Evaluation:
+    """The :class:`Evaluation` record of a run."""
+    rank_by, source = frames.rank_by, inputs.source
     worst = [WorstFrame(index=int(t), metric=rank_by, value=-b if rank_by in ("oks", "ssim") else b, output=o,
-                        ground_truth=g) for b, t, o, g in worst_items]
-    inputs = {"output": str(output), "target": target_label,
-              "ground_truth": None if ground_truth is None else str(ground_truth),
-              "reference": None if reference is None else str(reference),
-              "detector": None if config is None else config.name, "max_people": max_people,
-              "min_score": min_score, "flow": f"opencv {flow}", "size": list(size), "fps": source.fps}
-    frame_counts = {"output": num_frames}
-    if target_seq is not None:
-        frame_counts["target"] = target_seq.num_frames
-    if gt_source is not None:
-        frame_counts["ground_truth"] = gt_frames
-    return Evaluation(metrics=metrics, per_frame=per_frame, per_part=per_part, keypoints=keypoints,
-                      worst_frames=worst, detected=detected, target=target_seq, inputs=inputs, frames=frame_counts,
-                      notes=notes, skipped=skipped, seconds=seconds)
+                        ground_truth=g) for b, t, o, g in frames.worst]
+    details = {"output": str(output), "target": inputs.target_label,
+               "ground_truth": None if ground_truth is None else str(ground_truth),
+               "reference": None if reference is None else str(reference),
+               "detector": None if inputs.detector is None else inputs.detector.name, "max_people": inputs.max_people,
+               "min_score": min_score, "flow": f"opencv {flow}", "size": list(source.size), "fps": source.fps}
+    frame_counts = {"output": source.num_frames}
+    if inputs.target is not None:
+        frame_counts["target"] = inputs.target.num_frames
+    if inputs.ground_truth is not None:
+        frame_counts["ground_truth"] = inputs.ground_truth.num_frames
+    keypoints = None
+    if adherence is not None:
+        keypoints = {"error_px": adherence.keypoint_error, "error_rel": adherence.keypoint_error_rel,
+                     "count": adherence.keypoint_count, "mean_pose": adherence.mean_pose}
+    return Evaluation(metrics=metrics, per_frame=frames.per_frame,
+                      per_part=adherence.per_part if adherence is not None else {}, keypoints=keypoints,
+                      worst_frames=worst, detected=frames.detected, target=inputs.target, inputs=details,
+                      frames=frame_counts, notes=inputs.notes, skipped=inputs.skipped, seconds=seconds)
 
 
 # --- learned metrics ----------------------------------------------------------------------
 
 
-def _load_learned(*, lpips, fid_features, fvd_model, clip_model, prompt, has_gt, has_reference, skipped) -> dict:
+def _load_learned(*, lpips, fid_features, fvd_model, clip_model, prompt, dino_model, videomae_model, fid64, has_gt,
+                  has_reference, skipped) -> dict:
     """Build the requested models now, so a missing package or weights file fails before the long pass."""
-    from holdpose.evaluate import features
+    from holdpose.evaluate import features, video_metrics
 
     learned = {}
-    needs_gt = [name for name, wanted in (("lpips", lpips), ("fid", fid_features), ("fvd", fvd_model)) if wanted]
+    needs_gt = [name for name, wanted in (("lpips", lpips), ("fid", fid_features), ("fvd", fvd_model),
+                                          ("fid64", fid64), ("cd_fvd", videomae_model)) if wanted]
     if needs_gt and not has_gt:
         raise HoldposeError(f"{', '.join(needs_gt)} compare with a ground-truth video; pass ground_truth= "
                             "(CLI: --ground-truth VIDEO)")
@@ -501,95 +615,158 @@ def _load_learned(*, lpips, fid_features, fvd_model, clip_model, prompt, has_gt,
         learned["fvd"] = features.I3DClipFeatures(fvd_model)
     if clip_model is not None:
         learned["clip"] = features.ClipEmbedder(clip_model)
+    if dino_model is not None:
+        learned["dino"] = video_metrics.HFImageFeatures(dino_model)
+    if videomae_model is not None:
+        learned["videomae"] = video_metrics.VideoMAEClipFeatures(videomae_model)
+    if fid64:
+        learned["fid64"] = video_metrics.Inception64Features()
     for name, why in (("lpips", "needs lpips=True and the lpips package with local AlexNet weights"),
                       ("fid", "needs a feature extractor (fid_features=, CLI --fid-features)"),
                       ("fvd", "needs StyleGAN-V's i3d_torchscript.pt (fvd_model=, CLI --fvd-model)"),
-                      ("clip", "needs a local CLIP model folder (clip_model=, CLI --clip-model)")):
+                      ("clip", "needs a local CLIP model folder (clip_model=, CLI --clip-model)"),
+                      ("dino", "subject consistency needs a local DINO folder (dino_model=, CLI --dino-model)"),
+                      ("videomae", "CD-FVD needs a local VideoMAE folder (videomae_model=, CLI --videomae-model)"),
+                      ("fid64", "64-d FID needs fid64=True (CLI --fid64) and pytorch-fid's Inception weights")):
         if name not in learned:
             skipped[name] = why
     return learned
 
 
-def _learned_metrics(learned, output, ground_truth, reference, size, compared, num_frames, metrics, per_frame, prompt,
-                     progress) -> None:
+@dataclass
+class _LearnedPass:
+    """The learned metrics' running state over batches of frames (LPIPS and CLIP per frame,
+    FID/KID features, FVD clip features)."""
+
+    learned: dict
+    num_frames: int
+    clip_reference: np.ndarray | None = None
+    clip_text: np.ndarray | None = None
+
+    def __post_init__(self):
+        self.lpips = np.full(self.num_frames, np.nan)
+        self.clip_i = np.full(self.num_frames, np.nan)
+        self.clip_t = np.full(self.num_frames, np.nan)
+        self.fid_out, self.fid_gt, self.fvd_out, self.fvd_gt = [], [], [], []
+        # per-frame features (a few KB a frame) and clip features for the S7 video metrics
+        self.clip_features, self.dino_features = [], []
+        self.fid64_out, self.fid64_gt, self.cd_out, self.cd_gt = [], [], [], []
+
+    def add(self, start: int, out: np.ndarray, gt: np.ndarray | None) -> None:
+        """Frames ``start..`` of the output ``[N, H, W, 3]`` and their ground truth (or None)."""
+        from holdpose.evaluate.features import FVD_CLIP_FRAMES
+
+        learned, stop = self.learned, start + len(out)
+        if "lpips" in learned and gt is not None:
+            self.lpips[start:stop] = learned["lpips"](out, gt)
+        if "fid" in learned and gt is not None:
+            self.fid_out.append(np.asarray(learned["fid"](out), np.float64))
+            self.fid_gt.append(np.asarray(learned["fid"](gt), np.float64))
+        if "fvd" in learned and gt is not None and len(out) == FVD_CLIP_FRAMES:
+            self.fvd_out.append(learned["fvd"](out[None]))
+            self.fvd_gt.append(learned["fvd"](gt[None]))
+        if "videomae" in learned and gt is not None and len(out) == FVD_CLIP_FRAMES:
+            self.cd_out.append(learned["videomae"](out[None]))
+            self.cd_gt.append(learned["videomae"](gt[None]))
+        if "fid64" in learned and gt is not None:
+            self.fid64_out.append(learned["fid64"](out))
+            self.fid64_gt.append(learned["fid64"](gt))
+        if "dino" in learned:
+            self.dino_features.append(learned["dino"](out))
+        clip = learned.get("clip")
+        if clip is not None:
+            embeddings = clip.images(out)
+            self.clip_features.append(embeddings)
+            if self.clip_reference is not None:
+                self.clip_i[start:stop] = embeddings @ self.clip_reference
+            elif gt is not None:
+                self.clip_i[start:stop] = (embeddings * clip.images(gt)).sum(-1)
+            if self.clip_text is not None:
+                self.clip_t[start:stop] = embeddings @ self.clip_text
+
+    def result(self, compared: int) -> "_LearnedResult":
+        from holdpose.evaluate.features import FVD_CLIP_FRAMES
+        from holdpose.evaluate.fidelity import frechet_distance, kernel_inception_distance
+
+        metrics, per_frame = {}, {}
+        if "lpips" in self.learned:
+            metrics["lpips"] = float(np.nanmean(self.lpips[:compared]))
+            per_frame["lpips"] = self.lpips
+        if self.fid_out:
+            a, b = np.concatenate(self.fid_out), np.concatenate(self.fid_gt)
+            metrics["fid"] = frechet_distance(a, b)
+            kid = kernel_inception_distance(a, b)
+            metrics["kid"], metrics["kid_std"] = kid.mean, kid.std
+        if self.fvd_out:
+            if len(self.fvd_out) < 2:
+                raise HoldposeError(f"FVD needs at least two {FVD_CLIP_FRAMES}-frame clips; the videos have "
+                                    f"{compared} frames in common")
+            metrics["fvd"] = frechet_distance(np.concatenate(self.fvd_out), np.concatenate(self.fvd_gt))
+        for name, values in (("clip_i", self.clip_i), ("clip_t", self.clip_t)):
+            if "clip" in self.learned and np.isfinite(values).any():
+                metrics[name] = float(np.nanmean(values))
+                per_frame[name] = values
+        metrics.update(self._video_metrics(compared))
+        return _LearnedResult(metrics, per_frame)
+
+    def _video_metrics(self, compared: int) -> dict[str, float]:
+        """The seed papers' video metrics (:mod:`holdpose.evaluate.video_metrics`) from the features kept."""
+        from holdpose.evaluate import video_metrics as vm
+        from holdpose.evaluate.fidelity import frechet_distance
+
+        metrics = {}
+        if len(self.clip_features) and self.num_frames > 1:
+            clip = np.concatenate(self.clip_features)
+            metrics["clip_temporal"] = vm.clip_temporal(clip)
+            metrics["background_consistency"] = vm.vbench_consistency(clip)
+        if len(self.dino_features) and self.num_frames > 1:
+            metrics["subject_consistency"] = vm.vbench_consistency(np.concatenate(self.dino_features))
+        if self.fid64_out:
+            metrics["fid64"] = frechet_distance(np.concatenate(self.fid64_out), np.concatenate(self.fid64_gt))
+        if self.cd_out:
+            if len(self.cd_out) < 2:
+                raise HoldposeError(f"CD-FVD needs at least two 16-frame clips; the videos have {compared} frames "
+                                    "in common")
+            metrics["cd_fvd"] = vm.cd_fvd(np.concatenate(self.cd_out), np.concatenate(self.cd_gt))
+        return metrics
+
+
+@dataclass
+class _LearnedResult:
+    metrics: dict[str, float]
+    per_frame: dict[str, np.ndarray]
+
+
+def _learned_metrics(learned, output, ground_truth, reference, size, compared, num_frames, prompt,
+                     progress) -> _LearnedResult:
+    """Step 4: a second pass over the frames in batches (a batch holds frames that all have a
+    ground truth, or none that has), fed to the learned metrics' models."""
     import cv2
 
     from holdpose.evaluate.features import FVD_CLIP_FRAMES
-    from holdpose.evaluate.fidelity import frechet_distance, kernel_inception_distance
     from holdpose.io.video import read_image
 
+    state = _LearnedPass(learned, num_frames)
     clip = learned.get("clip")
-    clip_reference = None
     if clip is not None and reference is not None:
-        image = read_image(reference)
-        clip_reference = clip.images(image[None])[0]
-    clip_text = clip.text(prompt) if clip is not None and prompt else None
-    lpips_values = np.full(num_frames, np.nan)
-    clip_i = np.full(num_frames, np.nan)
-    clip_t = np.full(num_frames, np.nan)
-    fid_out, fid_gt, fvd_out, fvd_gt = [], [], [], []
+        state.clip_reference = clip.images(read_image(reference)[None])[0]
+    if clip is not None and prompt:
+        state.clip_text = clip.text(prompt)
     gt_iter = iter(FrameSource(ground_truth, stop=compared)) if ground_truth else iter(())
-    batch_out, batch_gt, start = [], [], 0
-
-    def flush():
-        nonlocal batch_out, batch_gt, start
-        if not batch_out:
-            return
-        out = np.stack(batch_out)
-        gt = np.stack(batch_gt) if len(batch_gt) == len(batch_out) else None
-        stop = start + len(out)
-        if "lpips" in learned and gt is not None:
-            lpips_values[start:stop] = learned["lpips"](out, gt)
-        if "fid" in learned and gt is not None:
-            fid_out.append(np.asarray(learned["fid"](out), np.float64))
-            fid_gt.append(np.asarray(learned["fid"](gt), np.float64))
-        if "fvd" in learned and gt is not None and len(out) == FVD_CLIP_FRAMES:
-            fvd_out.append(learned["fvd"](out[None]))
-            fvd_gt.append(learned["fvd"](gt[None]))
-        if clip is not None:
-            emb = clip.images(out)
-            if clip_reference is not None:
-                clip_i[start:stop] = emb @ clip_reference
-            elif gt is not None:
-                clip_i[start:stop] = (emb * clip.images(gt)).sum(-1)
-            if clip_text is not None:
-                clip_t[start:stop] = emb @ clip_text
-        batch_out, batch_gt, start = [], [], stop
-
-    batch = FVD_CLIP_FRAMES if "fvd" in learned else LEARNED_BATCH
+    batch = FVD_CLIP_FRAMES if ("fvd" in learned or "videomae" in learned) else LEARNED_BATCH
+    out_frames, gt_frames, start = [], [], 0
     for t, frame in enumerate(progress_bar(FrameSource(output), total=num_frames, desc="learned metrics",
                                            enabled=progress)):
-        if t == compared and batch_out:
-            flush()  # a batch holds frames that all have a ground truth, or none that has
-        batch_out.append(frame)
+        if (t == compared and out_frames) or len(out_frames) == batch:
+            state.add(start, np.stack(out_frames), np.stack(gt_frames) if len(gt_frames) == len(out_frames) else None)
+            start, out_frames, gt_frames = t, [], []
+        out_frames.append(frame)
         if t < compared:
             g = next(gt_iter)
-            if g.shape != frame.shape:
-                g = cv2.resize(g, size, interpolation=cv2.INTER_AREA)
-            batch_gt.append(g)
-        if len(batch_out) == batch:
-            flush()
-    flush()
-    if "lpips" in learned:
-        metrics["lpips"] = float(np.nanmean(lpips_values[:compared]))
-        per_frame["lpips"] = lpips_values
-    if fid_out:
-        a, b = np.concatenate(fid_out), np.concatenate(fid_gt)
-        metrics["fid"] = frechet_distance(a, b)
-        kid = kernel_inception_distance(a, b)
-        metrics["kid"], metrics["kid_std"] = kid.mean, kid.std
-    if fvd_out:
-        if len(fvd_out) < 2:
-            raise HoldposeError(f"FVD needs at least two {FVD_CLIP_FRAMES}-frame clips; the videos have {compared} "
-                                "frames in common")
-        metrics["fvd"] = frechet_distance(np.concatenate(fvd_out), np.concatenate(fvd_gt))
-    if clip is not None:
-        if np.isfinite(clip_i).any():
-            metrics["clip_i"] = float(np.nanmean(clip_i))
-            per_frame["clip_i"] = clip_i
-        if np.isfinite(clip_t).any():
-            metrics["clip_t"] = float(np.nanmean(clip_t))
-            per_frame["clip_t"] = clip_t
+            gt_frames.append(g if g.shape == frame.shape else cv2.resize(g, size, interpolation=cv2.INTER_AREA))
+    if out_frames:
+        state.add(start, np.stack(out_frames), np.stack(gt_frames) if len(gt_frames) == len(out_frames) else None)
+    return state.result(compared)
 
 
 __all__ = ["DEFINITIONS", "Evaluation", "WorstFrame", "evaluate_video"]

@@ -452,7 +452,7 @@ def project(points: np.ndarray, camera: Camera, up: np.ndarray, forward: np.ndar
 
 
 def bvh_to_sequence(path: str | os.PathLike, size: tuple[int, int] = (512, 512), camera: Camera | None = None,
-                    mapping: dict[str, str | None] | None = None, fps: float | None = None) -> PoseSequence:
+                    mapping: dict[str, str | None] | None = None) -> PoseSequence:
     """Read a BVH file as a one-person COCO-WholeBody :class:`PoseSequence`.
 
     Args:
@@ -460,7 +460,6 @@ def bvh_to_sequence(path: str | os.PathLike, size: tuple[int, int] = (512, 512),
         size: canvas ``(width, height)`` in pixels; the figure is fitted into it.
         camera: view (:class:`Camera`; default orthographic, from the front).
         mapping: COCO name -> BVH joint name overrides of :data:`JOINT_TABLE`.
-        fps: output frame rate; default the file's (``1 / Frame Time``), else resampled.
 
     Returns:
         ``[F, 1, 133, 2]`` keypoints in pixels; matched points (:func:`match_joints`) have
@@ -492,8 +491,4 @@ def bvh_to_sequence(path: str | os.PathLike, size: tuple[int, int] = (512, 512),
     seq.keypoints[:, 0, idx] = xy
     seq.scores[:, 0, idx] = 1.0
     seq.track_ids[:] = 0
-    if fps is not None and abs(fps - seq.fps) > 1e-6:
-        from holdpose.refine.timeline import resample
-
-        seq = resample(seq, fps)
-    return seq
+    return seq  # at the file's frame rate; holdpose.refine.timeline.resample changes it

@@ -157,6 +157,14 @@ def read_image(path: str | os.PathLike) -> np.ndarray:
     return _read_image(path)
 
 
+def check_rgb_image(image, what: str = "image") -> np.ndarray:
+    """``image`` as an array when it is ``uint8 [H, W, 3]`` RGB; else a :class:`HoldposeError` naming ``what``."""
+    image = np.asarray(image)
+    if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8 or 0 in image.shape:
+        raise HoldposeError(f"{what} must be an RGB uint8 image [H, W, 3], got {image.dtype} {list(image.shape)}")
+    return image
+
+
 def write_image(path: str | os.PathLike, image: np.ndarray) -> None:
     """Write an RGB image; the format follows the suffix (.png is lossless). Atomic."""
     import cv2
@@ -184,21 +192,25 @@ class VideoWriter:
     """Encode RGB frames to H.264 MP4 (yuv420p), published atomically on :meth:`close`.
 
     Odd widths or heights are padded by one black pixel, since yuv420p needs even sizes.
+    ``lossless=True`` writes FFV1 in RGB (bgr0, ``.mkv``): decoding gives back the very pixels.
     """
 
     def __init__(self, path: str | os.PathLike, *, fps: float, size: tuple[int, int], crf: int = 18,
-                 codec: str = "libx264"):
+                 codec: str = "libx264", lossless: bool = False):
         av = _import_av()
         self.path = Path(path)
         self.size = size
-        self._even = (size[0] + size[0] % 2, size[1] + size[1] % 2)
+        if lossless:
+            codec, pixel_format, self._even = "ffv1", "bgr0", tuple(size)
+        else:
+            pixel_format, self._even = "yuv420p", (size[0] + size[0] % 2, size[1] + size[1] % 2)
         self._atomic = atomic_path(self.path)
         self._tmp = self._atomic.__enter__()
         fmt = self.path.suffix.lstrip(".").lower() or "mp4"
         self._container = av.open(str(self._tmp), mode="w", format={"m4v": "mp4", "mkv": "matroska"}.get(fmt, fmt))
         self._stream = self._container.add_stream(codec, rate=Fraction(fps).limit_denominator(1001))
         self._stream.width, self._stream.height = self._even
-        self._stream.pix_fmt = "yuv420p"
+        self._stream.pix_fmt = pixel_format
         if codec == "libx264":
             self._stream.options = {"crf": str(crf), "preset": "veryfast"}
         self.frames_written = 0
@@ -279,3 +291,112 @@ def open_writer(path: str | os.PathLike, *, fps: float, size: tuple[int, int]):
     if suffix == "":
         return ImageFolderWriter(path)
     raise HoldposeError(f"{path}: output must be a video ({', '.join(sorted(VIDEO_SUFFIXES))}) or a folder name")
+
+
+# --- random access ------------------------------------------------------------
+
+
+class VideoFrames:
+    """Frames of a video by index, decoded on demand (for viewers that jump around).
+
+    The next frame after the last one read is decoded straight on; a frame further
+    away, or behind, seeks to the key frame before it and decodes forward. The few
+    frames decoded just before a target are kept (``cache`` frames at most, least
+    recently used dropped first), so stepping backwards rarely seeks again. Memory
+    is one decoder and the cache, whatever the length of the video. Not thread-safe:
+    callers that share one across threads hold a lock.
+
+    Args:
+        path: the video file.
+        size: ``(width, height)`` to scale frames to (default the video's own).
+        cache: most decoded frames kept.
+    """
+
+    FORWARD_LIMIT = 48  # decode straight on up to this many frames rather than seek
+
+    def __init__(self, path: str | os.PathLike, *, size: tuple[int, int] | None = None, cache: int = 16):
+        probe = FrameSource(path)
+        if probe.kind != "video":
+            raise HoldposeError(f"{path}: not a video file ({', '.join(sorted(VIDEO_SUFFIXES))})")
+        self.path = probe.path
+        self.fps = probe.fps
+        self.num_frames = probe.num_frames
+        self.size = tuple(size or probe.size)
+        self._cache_size = max(1, cache)
+        self._cache: dict[int, np.ndarray] = {}
+        av = _import_av()
+        self._container = av.open(str(self.path))
+        self._stream = self._container.streams.video[0]
+        self._stream.thread_type = "AUTO"
+        self._start_pts = self._stream.start_time or 0
+        self._decoder = None
+        self._next = 0  # index the decoder yields next (when _decoder is set)
+
+    def __len__(self) -> int:
+        return self.num_frames
+
+    def __getitem__(self, index: int) -> np.ndarray:
+        """``uint8 [H, W, 3]`` RGB frame ``index`` (0-based) at :attr:`size`."""
+        if not 0 <= index < self.num_frames:
+            raise IndexError(f"frame {index} is outside 0..{self.num_frames - 1}")
+        if index in self._cache:
+            self._cache[index] = self._cache.pop(index)  # most recently used goes last
+            return self._cache[index]
+        if self._decoder is None or not self._next <= index <= self._next + self.FORWARD_LIMIT:
+            self._seek(index)
+        if not self._decode_to(index):  # the seek landed past it (inexact timestamps): from the start
+            self._seek(0)
+            if not self._decode_to(index):  # the stream ended early (header overstated its length)
+                raise HoldposeError(f"{self.path}: frame {index} could not be decoded")
+        return self._cache[index]
+
+    def _decode_to(self, index: int) -> bool:
+        """Decode up to frame ``index``, keeping it and the frames just before it; whether it was found."""
+        for frame_index, frame in self._decoded():
+            if frame_index >= index - self._cache_size + 1:
+                self._remember(frame_index, frame.to_ndarray(format="rgb24", width=self.size[0], height=self.size[1]))
+            if frame_index >= index:
+                break
+        return index in self._cache
+
+    def _index_of(self, frame) -> int:
+        if frame.pts is None:
+            return self._next
+        return int(round((frame.pts - self._start_pts) * float(self._stream.time_base) * self.fps))
+
+    def _seek(self, index: int) -> None:
+        av = _import_av()
+        target = self._start_pts + int(index / self.fps / float(self._stream.time_base))
+        try:
+            self._container.seek(target, stream=self._stream, backward=True, any_frame=False)
+        except av.error.FFmpegError as err:
+            raise HoldposeError(f"{self.path}: cannot seek to frame {index} ({err.strerror or err})") from err
+        self._decoder = self._container.decode(self._stream)
+        self._next = -1  # unknown until the first frame arrives
+
+    def _decoded(self):
+        """``(index, av.VideoFrame)`` from the decoder's position on."""
+        av = _import_av()
+        try:
+            for frame in self._decoder:
+                index = self._index_of(frame)
+                self._next = index + 1
+                yield index, frame
+        except av.error.FFmpegError as err:
+            raise HoldposeError(f"{self.path}: video is damaged near frame {self._next} ({err.strerror or err})") from err
+        self._decoder = None
+
+    def _remember(self, index: int, frame: np.ndarray) -> None:
+        self._cache[index] = frame
+        while len(self._cache) > self._cache_size:
+            del self._cache[next(iter(self._cache))]
+
+    def close(self) -> None:
+        self._container.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+        return False

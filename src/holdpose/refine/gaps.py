@@ -1,7 +1,7 @@
 """Fill short gaps in keypoint tracks by interpolation in time.
 
 A person slot ``p`` is assumed to be one consistent track (slot ``p`` is the same person
-in every frame, as :func:`holdpose.refine.track.assign_track_ids` or a single-person
+in every frame, as :func:`holdpose.detect.track.assign_track_ids` or a single-person
 detector leaves it). As a guard, a gap is only filled when the slot's track id is the
 same on both sides of it.
 

@@ -204,6 +204,44 @@ def from_keyframes(keyframes: dict, fps: float | None = None, duration: float | 
                         interpolated=interpolated)
 
 
+def interpolate_keyframes(seq: PoseSequence, keys, easing: str = "ease_in_out", *,
+                          person: int | None = None) -> PoseSequence:
+    """Rebuild the frames between marked keyframes of ``seq`` from the keyframes alone.
+
+    Args:
+        seq: the sequence.
+        keys: frame indices (at least two, in any order) that stay as they are; every
+            frame strictly between two consecutive keys becomes the eased blend of them,
+            with the rules of :func:`holdpose.refine.timeline.blend_frames` (a point
+            missing in either key is missing between them; blended points are marked
+            ``interpolated``). Frames outside the first and last key are not touched.
+        easing: curve between keys (:data:`EASINGS`).
+        person: the slot to rebuild, or ``None`` for every slot.
+
+    Returns:
+        A new sequence.
+    """
+    curve = _easing(easing, "easing")
+    keys = np.unique(np.asarray(keys).ravel())
+    if len(keys) < 2 or not np.issubdtype(keys.dtype, np.integer) or keys[0] < 0 or keys[-1] >= seq.num_frames:
+        raise KeyframeError(f"interpolation needs two or more keyframe indices in 0..{seq.num_frames - 1}, "
+                            f"got {keys.tolist()}")
+    if person is not None and not (isinstance(person, (int, np.integer)) and 0 <= person < seq.num_people):
+        raise KeyframeError(f"person must be None (everyone) or a slot 0..{seq.num_people - 1}, got {person!r}")
+    frames = np.arange(keys[0], keys[-1] + 1)
+    seg = np.clip(np.searchsorted(keys, frames, side="right") - 1, 0, len(keys) - 2)
+    a, b = keys[seg], keys[seg + 1]
+    weight = curve((frames - a) / (b - a))
+    keypoints, scores, track_ids, interpolated = blend_frames(seq, a, seq, b, weight)
+    slots = slice(None) if person is None else slice(person, person + 1)
+    out = seq.copy()
+    out.keypoints[frames, slots] = keypoints[:, slots]
+    out.scores[frames, slots] = scores[:, slots]
+    out.track_ids[frames, slots] = track_ids[:, slots]
+    out.interpolated[frames, slots] = interpolated[:, slots]
+    return out
+
+
 def load_keyframes(path: str | os.PathLike) -> dict:
     """Read a motion JSON file (format: module docstring). Relative pose-file paths in it
     are made absolute from the file's folder, so ``from_keyframes(load_keyframes(p))`` works

@@ -8,6 +8,9 @@ resampling comes last.
 
 from __future__ import annotations
 
+import numpy as np
+
+from holdpose.errors import HoldposeError
 from holdpose.sequence import PoseSequence
 
 
@@ -16,9 +19,15 @@ def refine(seq: PoseSequence, *, track: bool = False, fill: bool = False, max_ga
     """Apply the chosen refine steps to ``seq`` and return the result (the input is not changed).
 
     ``smooth`` is "offline" (zero-phase Savitzky-Golay over ``smooth_window`` seconds, default
-    0.75) or "one_euro" (causal); ``max_gap`` is in frames, ``fps`` the new frame rate."""
+    0.75) or "one_euro" (causal); ``max_gap`` is in frames, ``fps`` the new frame rate.
+    Options that would do nothing (``smooth_window`` without offline smoothing) are refused."""
+    if smooth_window is not None and smooth != "offline":
+        raise HoldposeError(f"smooth_window (--smooth-window) sets the offline smoother's window; it does nothing "
+                            f"with smooth={smooth!r} (use --smooth offline, or drop --smooth-window)")
+    if smooth_window is not None and not (np.isfinite(smooth_window) and smooth_window > 0):
+        raise HoldposeError(f"smooth_window (--smooth-window) must be a positive number of seconds, got {smooth_window}")
     if track:
-        from holdpose.refine.track import assign_track_ids, slots_by_track
+        from holdpose.detect.track import assign_track_ids, slots_by_track
 
         seq = slots_by_track(assign_track_ids(seq))
     if fix_swaps:

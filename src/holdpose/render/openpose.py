@@ -23,12 +23,12 @@ confidence-weighted colours (MimicMotion).
 from __future__ import annotations
 
 import colorsys
-from dataclasses import dataclass
 from typing import Iterator
 
 import numpy as np
 
 from holdpose.convert import wholebody_to_openpose
+from holdpose.render.styles import STYLES, PoseMapStyle, get_style  # noqa: F401 (re-exported)
 from holdpose.io.posefile import DEFAULT_SCORE_THRESHOLD
 from holdpose.sequence import PoseSequence
 from holdpose.skeleton import HAND_EDGES, OPENPOSE_LIMBS
@@ -49,47 +49,6 @@ LIMB_A = np.array([a for a, _ in OPENPOSE_LIMBS])
 LIMB_B = np.array([b for _, b in OPENPOSE_LIMBS])
 EDGE_A = np.array([a for a, _ in HAND_EDGES])
 EDGE_B = np.array([b for _, b in HAND_EDGES])
-
-
-@dataclass(frozen=True)
-class PoseMapStyle:
-    """How one consumer wants its pose maps.
-
-    Attributes:
-        body, hands, face: parts to draw.
-        channel_order: "RGB" as in ControlNet's maps, or "BGR" (red and blue swapped).
-        confidence_weighted: scale each limb's colour by the product of its endpoint
-            scores and each joint's by its score (MimicMotion).
-    """
-
-    name: str
-    body: bool = True
-    hands: bool = False
-    face: bool = False
-    channel_order: str = "RGB"
-    confidence_weighted: bool = False
-
-
-STYLES = {
-    style.name: style
-    for style in (
-        PoseMapStyle("openpose"),
-        PoseMapStyle("openpose_hand", hands=True),
-        PoseMapStyle("openpose_face", face=True),
-        PoseMapStyle("openpose_full", hands=True, face=True),
-        PoseMapStyle("openpose_full_bgr", hands=True, face=True, channel_order="BGR"),  # MusePose, DisPose
-        PoseMapStyle("mimicmotion", hands=True, face=True, channel_order="BGR", confidence_weighted=True),
-    )
-}
-
-
-def get_style(style: str | PoseMapStyle) -> PoseMapStyle:
-    if isinstance(style, PoseMapStyle):
-        return style
-    try:
-        return STYLES[style]
-    except KeyError as err:
-        raise ValueError(f"unknown pose map style {style!r}; choose one of {', '.join(STYLES)}") from err
 
 
 def _pixel(points: np.ndarray, size: tuple[int, int]) -> np.ndarray:
@@ -121,10 +80,6 @@ class PoseMapRenderer:
 
     def __call__(self, keypoints: np.ndarray, scores: np.ndarray) -> np.ndarray:
         parts = wholebody_to_openpose(np.asarray(keypoints), np.asarray(scores))
-        return self.draw(self.plan(parts))
-
-    def draw_parts(self, parts: dict[str, tuple[np.ndarray, np.ndarray]]) -> np.ndarray:
-        """Draw OpenPose parts of one frame (``{"body": ([P,18,2], [P,18]), "left_hand": ..., ...}``)."""
         return self.draw(self.plan(parts))
 
     def plan(self, parts: dict[str, tuple[np.ndarray, np.ndarray]]) -> dict[str, np.ndarray]:
@@ -288,3 +243,12 @@ def render_pose_maps(seq: PoseSequence, style: str | PoseMapStyle = "openpose_fu
         plan = renderer.plan(wholebody_to_openpose(seq.keypoints[chunk] * scale, scores))
         for t in range(len(scores)):
             yield renderer.draw(plan, t)
+
+
+def overlay_pose_map(frame: np.ndarray, pose_map: np.ndarray, *, alpha: float = 1.0, dim: float = 1.0) -> np.ndarray:
+    """``pose_map`` drawn over ``frame`` (both ``uint8 [H, W, 3]``), for checking by eye: where
+    the map has a colour, ``alpha`` of it over the frame; the rest of the frame times ``dim``."""
+    drawn = pose_map.any(-1, keepdims=True)
+    base = frame if dim == 1.0 else (frame * dim).astype(np.uint8)
+    over = pose_map if alpha == 1.0 else (alpha * pose_map + (1 - alpha) * frame).astype(np.uint8)
+    return np.where(drawn, over, base)

@@ -1,10 +1,10 @@
 """Whole clip: AnimateDiff (SD 1.5 + motion adapter) + ControlNet, any length.
 
 The motion modules see ``window`` frames at once (16 for the v1-5-2 adapter). A longer
-clip is denoised as overlapping windows (:func:`~holdpose.animate.windows.context_windows`):
+clip is denoised as overlapping windows (:func:`~holdpose.animate.diffusion.windows.context_windows`):
 at every denoising step each window predicts the noise of its frames, and the
 predictions of windows sharing a frame are averaged with pyramid weights that sum to
-one (:func:`~holdpose.animate.windows.fusion_weights`), then the scheduler takes one
+one (:func:`~holdpose.animate.diffusion.windows.fusion_weights`), then the scheduler takes one
 step on the whole clip. Only one window's activations exist at a time, so memory hardly
 grows with the clip: what does is its latent state (64 KB per frame at 512x512 in
 float32, a few times that with a multistep scheduler's history) and its PNG-compressed
@@ -21,7 +21,7 @@ image's latent noised to that step; the temporal attention then carries the
 reference's appearance into the window. The anchor frame is not output.
 
 Each frame's initial noise depends only on (seed, frame index)
-(:func:`~holdpose.animate.diffusion_common.frame_noise`), so the clip is the same
+(:func:`~holdpose.animate.diffusion.noise.frame_noise`), so the clip is the same
 whatever the window, and a resumed run re-makes exactly the same clip.
 Default scheduler "ddim" with AnimateDiff's settings (linear betas, linspace
 timesteps, steps_offset 1, no sample clipping), as the diffusers docs give them.
@@ -36,35 +36,33 @@ from typing import Iterator
 
 import numpy as np
 
-from holdpose.animate.diffusion_common import (
-    DEFAULT_CONTROLNET,
-    DEFAULT_MODEL,
-    DEFAULT_MOTION_ADAPTER,
-    ControlFrameStore,
-    DiffusionAnimator,
-    DiffusionOptions,
-    _check_int,
-    control_streams,
-    decode_latents,
-    encode_frames,
-    encode_prompt,
-    frame_noise,
-    generation_size,
-    import_diffusers,
-    import_torch,
-    ip_adapter_embeds,
-    load_model,
-    quiet_fp32_notice,
-    resize,
-    set_timesteps,
-)
-from holdpose.animate.windows import SCHEMES, context_windows, fusion_weights
+from holdpose.animate.diffusion.animator import DiffusionAnimator
+from holdpose.animate.diffusion.conditioning import (
+    POSE, ControlFrameStore, control_streams, encode_prompt, generation_size, ip_adapter_embeds, resize)
+from holdpose.animate.diffusion.loading import (
+    DEFAULT_MOTION_ADAPTER, import_diffusers, import_torch, load_model, quiet_fp32_notice)
+from holdpose.animate.diffusion.noise import frame_noise, set_timesteps
+from holdpose.animate.diffusion.options import DiffusionModelOptions, DiffusionOptions
+from holdpose.animate.diffusion.vae import decode_latents, encode_frames
+from holdpose.animate.options import check_int, option
+from holdpose.animate.diffusion.windows import SCHEMES, context_windows, fusion_weights
+from holdpose.argtypes import positive_int
 from holdpose.errors import HoldposeError
 from holdpose.sequence import PoseSequence
 
 logger = logging.getLogger(__name__)
 
 FUSIONS = SCHEMES + ("freenoise",)
+
+
+@dataclass
+class AnimateDiffModelOptions(DiffusionModelOptions):
+    """The models of :class:`AnimateDiffAnimator`: those of :class:`DiffusionModelOptions`, and
+    ``motion_adapter``, the AnimateDiff motion adapter (Hugging Face id, diffusers folder or
+    ``.safetensors`` file)."""
+
+    motion_adapter: str | os.PathLike = option(DEFAULT_MOTION_ADAPTER, "motion adapter id or path "
+                                               f"(default {DEFAULT_MOTION_ADAPTER})")
 
 
 @dataclass
@@ -76,21 +74,24 @@ class AnimateDiffOptions(DiffusionOptions):
         stride: frames between the starts of consecutive windows (window - stride overlap).
         fusion: "pyramid" or "flat" weights for fusing overlapping windows, or
             "freenoise" for diffusers' FreeNoise (memory grows with the clip).
+        anchor_reference: anchor every window on the reference image and its pose
+            (``reference_pose``, detected in the reference when not given).
         reference_pose: the pose of the reference image (a :class:`PoseSequence` on the same
-            canvas; its first frame is used) to anchor every window on the reference.
+            canvas; its first frame is used); giving it anchors the windows.
     """
 
-    num_inference_steps: int = 25
-    window: int = 16
-    stride: int = 8
-    fusion: str = "pyramid"
-    reference_pose: PoseSequence | None = None
+    num_inference_steps: int = option(25, "denoising steps", flag="steps", type=positive_int)
+    window: int = option(16, "frames per window", type=positive_int)
+    stride: int = option(8, "frames between window starts", type=positive_int)
+    fusion: str = option("pyramid", "window fusion", choices=FUSIONS)
+    anchor_reference: bool = option(False, "put the reference (and its pose) in front of every window")
+    reference_pose: PoseSequence | None = option(None, cli=False)
 
     def check(self, num_controlnets: int, has_ip_adapter: bool) -> "AnimateDiffOptions":
         super().check(num_controlnets, has_ip_adapter)
-        anchored = self.reference_pose is not None
-        _check_int(self.window, "window (--window)", 2 if anchored else 1)
-        _check_int(self.stride, "stride (--stride)", 1)
+        anchored = self.anchor_reference or self.reference_pose is not None
+        check_int(self.window, "window (--window)", 2 if anchored else 1)
+        check_int(self.stride, "stride (--stride)", 1)
         frames_per_window = self.window - anchored
         if self.stride > frames_per_window:
             raise HoldposeError(f"stride (--stride) {self.stride} is longer than the {frames_per_window} new frames "
@@ -98,7 +99,8 @@ class AnimateDiffOptions(DiffusionOptions):
                                 "would leave frames out; use a stride <= that")
         if self.fusion not in FUSIONS:
             raise HoldposeError(f"fusion {self.fusion!r} is unknown; choose one of {', '.join(FUSIONS)}")
-        if anchored and (not isinstance(self.reference_pose, PoseSequence) or self.reference_pose.num_frames < 1):
+        if self.reference_pose is not None and (not isinstance(self.reference_pose, PoseSequence)
+                                                or self.reference_pose.num_frames < 1):
             raise HoldposeError("reference_pose must be a PoseSequence holding the reference image's pose")
         return self
 
@@ -111,29 +113,63 @@ class AnimateDiffAnimator(DiffusionAnimator):
     ``start_frame`` skips decoding frames already made (the clip is denoised as a whole
     either way). Ignores the frame-by-frame options (``batch_size``, ``init``, ``strength``).
 
-    Args:
-        motion_adapter: AnimateDiff motion adapter: Hugging Face id, diffusers folder or
-            ``.safetensors`` file.
-        others: see :class:`~holdpose.animate.diffusion_common.DiffusionAnimator`.
+    Construction arguments: :class:`AnimateDiffModelOptions`.
     """
 
     name = "animatediff"
     pose_style = "openpose_full"
     options_class = AnimateDiffOptions
+    model_options_class = AnimateDiffModelOptions
     default_scheduler = "ddim"
     scheduler_overrides = {"beta_schedule": "linear", "clip_sample": False, "timestep_spacing": "linspace",
                            "steps_offset": 1}
 
-    def __init__(self, model: str | os.PathLike = DEFAULT_MODEL,
-                 controlnet: str | os.PathLike | list = DEFAULT_CONTROLNET, *,
-                 motion_adapter: str | os.PathLike = DEFAULT_MOTION_ADAPTER, **kwargs):
-        super().__init__(model, controlnet, motion_adapter=motion_adapter, **kwargs)
-        self.model_config.motion_adapter = str(motion_adapter)
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.model_config.motion_adapter = str(self.model_options.motion_adapter)
 
-    def build_pipeline(self, components: dict, controlnet, *, motion_adapter, allow_pickle: bool = False):
+    @classmethod
+    def from_options(cls, character, model_options: dict, options: dict):
+        """With ``anchor_reference``, the anchor's pose is the character's (found once)."""
+        options = dict(options)
+        if options.get("anchor_reference") and options.get("reference_pose") is None:
+            options["reference_pose"] = character.pose_sequence()
+        return cls(**model_options), options
+
+    can_regenerate = True
+
+    def retry_options(self, reference: np.ndarray, options: dict, attempt: int) -> dict:
+        """Retry 1: a new seed only; later retries raise the ControlNet scale by a quarter each."""
+        options = dict(options)
+        if attempt >= 2:
+            boost = 1.0 + 0.25 * (attempt - 1)
+            scales = options.get("controlnet_scale", AnimateDiffOptions.controlnet_scale)
+            options["controlnet_scale"] = [s * boost for s in scales] if isinstance(scales, (list, tuple)) \
+                else scales * boost
+        return options
+
+    def regenerate(self, reference: np.ndarray, poses: PoseSequence, index: int, *, seed: int, attempt: int,
+                   **options) -> np.ndarray:
+        """Frame ``index`` made again as part of one window centred on it (the motion module
+        needs its neighbours; denoising the whole clip again for one frame would cost the clip)."""
+        from holdpose.animate.base import retry_seed
+
+        opts = self.resolve_options(options)
+        if any(not (isinstance(c, str) and c == POSE) for c in opts.control_images):
+            raise HoldposeError("retrying a frame with AnimateDiff needs pose control images only (the window it "
+                                "remakes would not line up with other control frames); drop --control-images or "
+                                "--verify")
+        length = min(opts.window - bool(opts.anchor_reference or opts.reference_pose is not None), poses.num_frames)
+        start = min(max(index - length // 2, 0), poses.num_frames - length)
+        frames = self(reference, poses[start:start + length], seed=retry_seed(seed, index, attempt),
+                      **self.retry_options(reference, options, attempt))
+        return list(frames)[index - start]
+
+    def build_pipeline(self, components: dict, controlnet):
         diffusers = import_diffusers()
-        adapter = load_model("MotionAdapter", motion_adapter, "motion adapter (--motion-adapter)", dtype=self.dtype,
-                             allow_pickle=allow_pickle)
+        opts = self.model_options
+        adapter = load_model("MotionAdapter", opts.motion_adapter, "motion adapter (--motion-adapter)",
+                             dtype=self.dtype, allow_pickle=opts.allow_pickle)
         with quiet_fp32_notice():  # the pipeline merges the UNet and the adapter into a UNetMotionModel
             pipe = diffusers.AnimateDiffControlNetPipeline(
                 **components, motion_adapter=adapter, controlnet=controlnet, feature_extractor=None, image_encoder=None)
@@ -149,6 +185,10 @@ class AnimateDiffAnimator(DiffusionAnimator):
         # 1. Check inputs
         reference, poses, seed, opts = self.check_call(reference, poses, seed, start_frame, options)
         num_frames = poses.num_frames
+        if opts.anchor_reference and opts.reference_pose is None:
+            from holdpose.animate.character import Character
+
+            opts.reference_pose = Character(reference).pose_sequence()
         anchored = opts.reference_pose is not None
         if anchored and opts.reference_pose.size != poses.size:
             raise HoldposeError(f"reference_pose.size {opts.reference_pose.size} differs from the poses' canvas "

@@ -3,7 +3,7 @@
 The tutorial pipeline, done so that frames hold together and nothing is recomputed:
 
 - the SAME initial noise for every frame: one latent noise tensor drawn once from the
-  seed (:func:`~holdpose.animate.diffusion_common.shared_noise`). A generator that
+  seed (:func:`~holdpose.animate.diffusion.noise.shared_noise`). A generator that
   advances from frame to frame gives every frame other noise, hence more flicker, and
   makes frame k depend on how many frames were made before it;
 - the prompt (and the IP-Adapter image prompt) encoded once, not once per frame;
@@ -29,27 +29,16 @@ from typing import Any, Iterator
 
 import numpy as np
 
-from holdpose.animate.diffusion_common import (
-    DEFAULT_CONTROLNET,
-    DEFAULT_MODEL,
-    DiffusionAnimator,
-    DiffusionOptions,
-    _check_int,
-    batch_embeds,
-    batch_image_embeds,
-    control_streams,
-    decode_latents,
-    encode_frames,
-    encode_prompt,
-    frames_of,
-    generation_size,
-    import_diffusers,
-    import_torch,
-    ip_adapter_embeds,
-    resize,
-    set_timesteps,
-    shared_noise,
-)
+from holdpose.animate.diffusion.animator import DiffusionAnimator
+from holdpose.animate.diffusion.conditioning import (
+    batch_embeds, batch_image_embeds, control_streams, encode_prompt, frames_of, generation_size, ip_adapter_embeds,
+    resize)
+from holdpose.animate.diffusion.loading import DEFAULT_CONTROLNET, DEFAULT_MODEL, import_diffusers, import_torch
+from holdpose.animate.diffusion.noise import set_timesteps, shared_noise
+from holdpose.animate.diffusion.options import DiffusionOptions
+from holdpose.animate.diffusion.vae import decode_latents, encode_frames
+from holdpose.animate.options import check_float, check_int, option
+from holdpose.argtypes import positive_int
 from holdpose.errors import HoldposeError
 from holdpose.sequence import PoseSequence
 
@@ -69,21 +58,21 @@ class ControlNetOptions(DiffusionOptions):
             with ``init`` (1 keeps almost nothing of it).
     """
 
-    batch_size: int = 4
-    init: Any = None
-    strength: float | None = None
+    batch_size: int = option(4, "frames denoised together (the same frames as one at a time)",
+                             type=positive_int)
+    init: Any = option(None, "start from these frames (image-to-image): 'warp' for the embedded animator's, or a "
+                       "video / image folder")
+    strength: float | None = option(None, "with --init: part of the denoising redone (default 0.75)", type=float)
 
     def check(self, num_controlnets: int, has_ip_adapter: bool) -> "ControlNetOptions":
         super().check(num_controlnets, has_ip_adapter)
-        _check_int(self.batch_size, "batch_size (--batch-size)", 1)
+        check_int(self.batch_size, "batch_size (--batch-size)", 1)
         if self.init is None:
             if self.strength is not None:
                 raise HoldposeError("strength (--strength) needs init frames (init=, --init) to start from")
         else:
-            self.strength = 0.75 if self.strength is None else self.strength
-            if not isinstance(self.strength, (int, float)) or not 0.0 < float(self.strength) <= 1.0:
-                raise HoldposeError(f"strength (--strength) must lie in (0, 1], got {self.strength!r}")
-            self.strength = float(self.strength)
+            strength = 0.75 if self.strength is None else self.strength
+            self.strength = check_float(strength, "strength (--strength)", 0.0, 1.0, low_open=True)
         return self
 
 
@@ -96,19 +85,53 @@ class ControlNetAnimator(DiffusionAnimator):
     Ignores the whole-clip options (``window``, ``stride``, ``fusion``, ``reference_pose``).
     The reference image is used by the IP-Adapter when one is loaded, and sets the canvas.
 
-    Construction arguments: see :class:`~holdpose.animate.diffusion_common.DiffusionAnimator`.
+    Construction arguments: see :class:`~holdpose.animate.diffusion.animator.DiffusionAnimator`.
     """
 
     name = "controlnet"
     pose_style = "openpose_full"  # SD 1.5 OpenPose ControlNet v1.1 saw body, hands and face
     options_class = ControlNetOptions
     default_scheduler = "unipc"
+    can_regenerate = True
 
     def __init__(self, model: str | os.PathLike = DEFAULT_MODEL,
                  controlnet: str | os.PathLike | list = DEFAULT_CONTROLNET, **kwargs):
         super().__init__(model, controlnet, **kwargs)
 
-    def build_pipeline(self, components: dict, controlnet, *, allow_pickle: bool = False):
+    @classmethod
+    def from_options(cls, character, model_options: dict, options: dict):
+        """``init="warp"`` starts from the embedded animator's frames of the same character."""
+        options = dict(options)
+        if isinstance(options.get("init"), str) and options["init"] == "warp":
+            from holdpose.animate.warp import WarpAnimator
+
+            options["init"] = WarpAnimator(character.rig)
+        animator = cls(**model_options)
+        animator.character = character  # its rig also serves retries that start from the warp animator
+        return animator, options
+
+    def retry_options(self, reference: np.ndarray, options: dict, attempt: int) -> dict:
+        """Retry 1: a new seed only. Later retries: the ControlNet scale up by a quarter per
+        retry, and, without init frames, image-to-image from the warp animator's frame (which
+        holds the pose by construction). One frame per batch: only the retried frame is made."""
+        options = dict(options, batch_size=1)
+        if attempt < 2:
+            return options
+        boost = 1.0 + 0.25 * (attempt - 1)
+        scales = options.get("controlnet_scale", ControlNetOptions.controlnet_scale)
+        options["controlnet_scale"] = [s * boost for s in scales] if isinstance(scales, (list, tuple)) \
+            else scales * boost
+        if options.get("init") is None:
+            from holdpose.animate.character import Character
+            from holdpose.animate.warp import WarpAnimator
+
+            character = getattr(self, "character", None)
+            if character is None:
+                self.character = character = Character(reference)
+            options.update(init=WarpAnimator(character.rig), strength=0.75)
+        return options
+
+    def build_pipeline(self, components: dict, controlnet):
         diffusers = import_diffusers()
         return diffusers.StableDiffusionControlNetPipeline(
             **components, controlnet=controlnet, safety_checker=None, feature_extractor=None, image_encoder=None,
