@@ -101,7 +101,8 @@ def hand_centre_and_length(points: np.ndarray, scores: np.ndarray, side: str) ->
 FINGERS = [[0, 1, 2, 3, 4], [0, 5, 6, 7, 8], [9, 10, 11, 12], [13, 14, 15, 16], [0, 17, 18, 19, 20], [5, 9, 13, 17]]
 
 
-def hand_mean_lab(image: np.ndarray, points: np.ndarray, present: np.ndarray, *, bones: bool = False) -> np.ndarray | None:
+def hand_mean_lab(image: np.ndarray, points: np.ndarray, present: np.ndarray, *,
+                  bones: bool = False) -> np.ndarray | None:
     """Mean Lab colour (scikit-image's scale) of a hand's region: the convex hull of its present
     keypoints (``points [21, 2]``), or with ``bones`` only the palm and the finger bones drawn
     as lines a tenth of the hand's size thick (a spread hand's hull is half background even
@@ -140,7 +141,8 @@ class Look:
             hand = HANDS[side][0]
             found = rig.present[hand]
             if found.sum() >= 10:
-                self.reference_hands[side] = (rig.points[hand][found].mean(0), float(np.ptp(rig.points[hand][found], 0).max()),
+                xy = rig.points[hand][found]
+                self.reference_hands[side] = (xy.mean(0), float(np.ptp(xy, 0).max()),
                                               hand_mean_lab(reference, rig.points[hand], found),
                                               hand_mean_lab(reference, rig.points[hand], found, bones=True))
         self.psnr, self.seen_psnr, self.guessed_psnr, self.clean = [], [], [], []
@@ -213,7 +215,8 @@ def animate_and_measure(image: np.ndarray, driving, name: str, label: str, backg
         frame = rig.deform(keypoints, scores)
         look.frame(frame, keypoints, scores)
         if t in picks:
-            tiles.append(cv2.resize(frame, (int(frame.shape[1] * 480 / frame.shape[0]), 480), interpolation=cv2.INTER_AREA))
+            size = (int(frame.shape[1] * 480 / frame.shape[0]), 480)
+            tiles.append(cv2.resize(frame, size, interpolation=cv2.INTER_AREA))
     look.close()
     sheet = OUT / f"warp_look_{label}_{name}.png"
     cv2.imwrite(str(sheet), cv2.cvtColor(np.concatenate(tiles, 1), cv2.COLOR_RGB2BGR))
@@ -236,13 +239,15 @@ def main(argv=None) -> int:
         print(f"SKIP: {FIXTURES} is absent")
         return 0
     from holdpose.io.bvh import bvh_to_sequence
+    from holdpose.refine.timeline import resample
     from holdpose.io.video import read_image
 
     OUT.mkdir(parents=True, exist_ok=True)
     RESULTS.mkdir(parents=True, exist_ok=True)
     full_dance = driving_poses(args.frames)
     dance = full_dance[::args.stride]
-    wave = bvh_to_sequence(FIXTURES / "motions" / "bvh_fair1_wave_hello.bvh", size=(512, 512), fps=24 / args.stride)
+    wave = resample(bvh_to_sequence(FIXTURES / "motions" / "bvh_fair1_wave_hello.bvh", size=(512, 512)),
+                    fps=24 / args.stride)
     if args.frames:
         wave = wave[:args.frames]
     references = sorted((FIXTURES / "reference").glob("*.png"))
@@ -283,7 +288,8 @@ def main(argv=None) -> int:
     for row in result.get("adherence", []):
         print(f"PCK@0.05 {Path(row['reference']).name}: {row['pck@0.05']:.3f}")
     if "speed_512" in result:
-        print(f"speed ratio animate / (decode + encode): {result['speed_512']['ratio_animate_to_decode_plus_encode']:.2f}")
+        ratio = result["speed_512"]["ratio_animate_to_decode_plus_encode"]
+        print(f"speed ratio animate / (decode + encode): {ratio:.2f}")
     print(f"wrote {RESULTS / f'{name}.json'}")
     return 0
 

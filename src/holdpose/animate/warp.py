@@ -269,7 +269,8 @@ class PuppetRig:
         if depth is not None:  # nearer arm (smaller z) last
             wrist_z = {1: depth[9], 2: depth[10]}
             arm_order.sort(key=lambda layer: -wrist_z[layer])
-        arms_meshes = [self._mesh(_grow(self.layer_masks[layer], feather) | (arm_edge & _grow(self.layer_masks[layer], halo)),
+        arms_meshes = [self._mesh(_grow(self.layer_masks[layer], feather)
+                                  | (arm_edge & _grow(self.layer_masks[layer], halo)),
                                   texture=1, shoulder=5 if layer == 1 else 6,
                                   parts=[i for i, p in enumerate(PARTS) if p.layer == layer] + [PART_INDEX["torso"]])
                        for layer in arm_order if self.layer_masks[layer].any()]

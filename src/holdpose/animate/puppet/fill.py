@@ -75,9 +75,3 @@ def fill_background(image: np.ndarray, hole: np.ndarray) -> np.ndarray:
     """``uint8 [H, W, 3]``: ``image`` with ``hole [H, W]`` (bool) filled from the rest of the photo."""
     return np.clip(pushpull_fill(image, ~hole) + 0.5, 0, 255).astype(np.uint8)
 
-
-def fill_from(image: np.ndarray, sources: np.ndarray, region: np.ndarray) -> np.ndarray:
-    """``uint8 [H, W, 3]``: ``image`` with the pixels of ``region`` that are not ``sources``
-    (both bool ``[H, W]``) filled from the sources only; pixels outside ``region`` keep the photo."""
-    filled = np.clip(pushpull_fill(image, sources) + 0.5, 0, 255).astype(np.uint8)
-    return np.where((region & ~sources)[..., None], filled, image)

@@ -78,7 +78,8 @@ def limb_radius(mask: np.ndarray, a: np.ndarray, b: np.ndarray, prior: float) ->
     return float(np.clip(np.median(widths), low * prior, high * prior))
 
 
-def capsule(shape: tuple[int, int], a: np.ndarray, b: np.ndarray, radius: float, *, flat_start: bool = False) -> np.ndarray:
+def capsule(shape: tuple[int, int], a: np.ndarray, b: np.ndarray, radius: float, *,
+            flat_start: bool = False) -> np.ndarray:
     """``bool [H, W]``: pixels within ``radius`` of segment a-b (cut flat through ``a`` if asked)."""
     distance, t = segment_distance(shape, a, b)
     inside = distance <= radius
