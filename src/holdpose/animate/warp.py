@@ -3,16 +3,21 @@
 In the spirit of Animated Drawings (Smith et al., 2023), for photographs:
 
 Rig (once per reference, :class:`PuppetRig`)
-    1. The person mask comes from MediaPipe's segmentation; the background behind
-       the person is filled by inpainting (Telea, 2004).
-    2. The body is split into layers: the base (torso, head, legs) and one layer per
-       arm, because arms cross the body and must be able to leave it. The base
-       layer's texture under the arms is inpainted too, so a raised arm uncovers a
-       plausible torso rather than the photo's arm or the background.
-    3. Each layer gets a triangle mesh over its part of the mask (grid points inside,
-       Delaunay, triangles outside the mask dropped) and per-vertex skinning weights
-       over the layer's parts: a Gaussian of the distance to each part's bone in the
-       reference, normalised, so joints bend smoothly instead of tearing.
+    1. The person mask comes from MediaPipe's segmentation. Each arm (with its hand) is cut
+       out of it as its own layer: capsules along the upper arm and forearm whose radii are
+       measured on the silhouette, the hand from its 21 landmarks, the union kept to the
+       arm's own colours so it takes no strip of the shorts or torso under it
+       (:mod:`holdpose.animate.puppet.layers`). The base layer (torso, head, legs) keeps the
+       rest; where the body goes on behind an arm (the torso and legs, within the body's own
+       outline) it keeps the arm's pixels, filled from the body's texture alone; elsewhere
+       they leave the base and a moved arm uncovers the background.
+    2. The background behind the person is filled by push-pull (Gortler et al., 1996) over
+       the person's mask grown by the segmentation's halo (:mod:`holdpose.animate.puppet.fill`).
+    3. Each layer gets a triangle mesh over its mask (grid points inside, Delaunay, triangles
+       outside the mask dropped) and per-vertex skinning weights over the layer's parts: a
+       Gaussian of the distance to each part's bone in the reference, normalised, so joints
+       bend smoothly instead of tearing. Each layer's alpha is 1 on its mask and falls to 0
+       over ``feather`` pixels outside it, in texture space: edges are soft and do not crawl.
 
 Pose (per frame, :meth:`PuppetRig.deform`)
     4. Each part gets a 2-D affine transform from the reference pose to the target:
@@ -21,10 +26,9 @@ Pose (per frame, :meth:`PuppetRig.deform`)
        all their points (face and hand landmarks included when present). A part the
        target lacks follows its parent.
     5. Vertices move by linear blend skinning, ``v' = sum_p w_p A_p v``.
-    6. Triangles are rasterised back to front into a triangle-index buffer (base,
-       then the arms), each pixel is mapped back into its layer's texture through
-       its triangle's affine map, and the result is composited over the filled
-       background.
+    6. Layers are drawn back to front (base, then the arms): triangles are rasterised into a
+       triangle-index buffer over the layer's box, each pixel is mapped back into the layer's
+       texture and alpha through its triangle's affine map, and blended over the frame.
 
 Because every limb transform sends the reference joints exactly onto the target
 joints, the output holds the target pose by construction. Depth between the arms
@@ -171,7 +175,7 @@ class Layer:
     vertices: np.ndarray  # [V, 2] reference pixels
     triangles: np.ndarray  # [F, 3] vertex indices
     weights: np.ndarray  # [V, len(PARTS)], rows sum to 1, zero outside the layer's parts
-    texture: int  # 0: base texture (arms inpainted), 1: the photo
+    texture: int  # which half of the atlas: 0 the base texture, 1 the arms' texture
 
 
 class PuppetRig:
@@ -180,14 +184,15 @@ class PuppetRig:
     Args:
         reference: the photo, ``uint8 [H, W, 3]`` RGB.
         keypoints, scores: its pose ``[133, 2]``, ``[133]`` (COCO-WholeBody, pixels).
-        mask: person mask ``[H, W]`` (bool or 0..1), from segmentation.
+        mask: person mask ``[H, W]`` (bool, or MediaPipe's soft 0..1 segmentation).
         depth: optional per-keypoint z ``[133]`` (MediaPipe: smaller is nearer), to order the arms.
         grid_step: mesh vertex spacing in pixels (default: 1/40 of the short side, at least 6).
+        feather: width in pixels of each layer's soft border, outside its mask.
     """
 
     def __init__(self, reference: np.ndarray, keypoints: np.ndarray, scores: np.ndarray, mask: np.ndarray,
-                 depth: np.ndarray | None = None, grid_step: int | None = None):
-        import cv2
+                 depth: np.ndarray | None = None, grid_step: int | None = None, feather: int = 2):
+        from holdpose.animate.puppet import fill, layers as cut
 
         self.reference = check_reference(reference)
         h, w = reference.shape[:2]
@@ -196,50 +201,83 @@ class PuppetRig:
         self.present = np.asarray(scores) > MIN_SCORE
         if not (self.present[[5, 6]].all() or self.present[[11, 12]].all()):
             raise HoldposeError("the reference pose needs both shoulders or both hips to rig the puppet")
-        self.mask = np.asarray(mask) > 0.5
+        soft = np.asarray(mask, np.float32)
+        self.mask = soft > 0.5
         if self.mask.sum() < 100:
             raise HoldposeError("no person found in the reference's segmentation mask")
         self.grid_step = grid_step or max(6, min(w, h) // 40)
+        self.feather = feather
         self.scale = self._body_scale()
 
-        # 1-2. nearest part per mask pixel decides the layer; textures and background by inpainting
-        distances = self._part_distances(np.argwhere(self.mask)[:, ::-1].astype(np.float64))
-        nearest = distances.argmin(1)
-        layer_of_part = np.array([p.layer for p in PARTS])
-        # About a limb's radius (less for hands, which often rest on clothes): farther pixels stay with the body.
-        reach = np.array([0.15 if p.name.endswith("hand") else 0.22 for p in PARTS]) * self.scale
-        pixel_layer = np.where(distances.min(1) < reach[nearest], layer_of_part[nearest], 0)
-        ys, xs = np.nonzero(self.mask)
-        self.layer_masks = []
-        for layer in range(3):
-            m = np.zeros((h, w), bool)
-            m[ys[pixel_layer == layer], xs[pixel_layer == layer]] = True
-            self.layer_masks.append(m)
-        # The body continues under the arms only within its own outline (convex hull of
-        # what is left of it): beside the body, a moved arm uncovers the background.
-        hull = cv2.convexHull(np.argwhere(self.layer_masks[0])[:, ::-1].astype(np.int32))
-        body_outline = np.zeros((h, w), np.uint8)
-        cv2.fillConvexPoly(body_outline, hull, 1)
-        self.base_mask = self.layer_masks[0] | (self.mask & (body_outline > 0))
-        grown = cv2.dilate(self.mask.astype(np.uint8), np.ones((7, 7), np.uint8))
-        bgr = cv2.cvtColor(self.reference, cv2.COLOR_RGB2BGR)
-        self.background = cv2.cvtColor(cv2.inpaint(bgr, grown, 7, cv2.INPAINT_TELEA), cv2.COLOR_BGR2RGB)
-        arms = (self.layer_masks[1] | self.layer_masks[2]).astype(np.uint8)
-        base_texture = cv2.inpaint(bgr, cv2.dilate(arms, np.ones((3, 3), np.uint8)), 7, cv2.INPAINT_TELEA)
-        self.atlas = np.concatenate([cv2.cvtColor(base_texture, cv2.COLOR_BGR2RGB), self.reference], axis=1)
+        # 1. layers: each arm (with its hand) cut along its bones; the base keeps the rest
+        # Where the body goes on behind an arm the base keeps the pixels, filled with the body's
+        # texture; beside the body a moved arm uncovers the background.
+        body = cut.body_region(self.mask.shape, self.points, self.present, self.scale, self.mask)
+        arms = [cut.arm_mask(self.reference, self.mask, soft > 0.2, body, self.points, self.present, self.scale, side)
+                for side in ("left", "right")]
+        left, right = (m if m.sum() >= 20 else np.zeros_like(m) for m in arms)
+        left, right = cut.split_overlap(left, right, self.points)
+        arms = left | right
+        # Slivers the arm layers leave along their edges (a finger's rim against the background) would
+        # stay behind as an outline of the arm: they go with the background.
+        rest = self.mask & ~arms
+        slivers = rest & ~_open(rest, 2) & _grow(arms, max(3, round(0.05 * self.scale)))
+        self.layer_masks = [rest & ~slivers, left, right]
+        # ... and only where the body's own outline closes over the gap the arm leaves (morphological
+        # closing of what is left), so the body does not grow into the space beside it.
+        hidden_body = arms & body & _close(self.layer_masks[0], max(2, round(0.25 * self.scale)))
+        hidden_body |= arms & cut.leg_hulls(self.mask & ~arms, self.points, self.present, self.scale)
+        below_frame = cut.torso_below_frame(self.mask, self.points, self.present, self.scale)
+        hidden_body |= arms & below_frame
+        self.base_mask = self.layer_masks[0] | hidden_body
 
-        # 3. meshes and skinning weights
-        self.layers = []
-        base = self._mesh(self.base_mask, parts=[i for i, p in enumerate(PARTS) if p.layer == 0], texture=0)
-        self.layers.append(base)
+        # 2. textures: the background without the person, the base without the arms
+        arms_grown = _grow(arms, 2)
+        self.background = fill.fill_background(self.reference, fill.person_hole(soft) | arms_grown)
+        base_sources = self.layer_masks[0] & ~arms_grown
+        if base_sources.sum() < 100:
+            base_sources = self.layer_masks[0]
+        # Beyond their masks both textures continue their own colours (push-pull), so a
+        # feathered border blends the part into what is behind it, not into the photo's background.
+        # The body under the arms is filled from the torso's and legs' own pixels only (not the
+        # head's, nor stray bits of the mask at the photo's edge).
+        torso_sources = base_sources & (body | below_frame)
+        base_texture = np.where(base_sources[..., None], self.reference.astype(np.float32), fill.pushpull_fill(
+            self.reference, torso_sources if torso_sources.sum() >= 100 else base_sources))
+        # An arm's outermost pixels are part background (a white wall's rim around a hand): they take
+        # the colour of the arm just inside, so the arm does not carry a rim of its old background.
+        arm_core = arms & ~_grow(~arms, 1)
+        arm_texture = fill.pushpull_fill(self.reference, arm_core if arm_core.any() else arms)
+        base_alpha, arm_alpha = _feathered(self.base_mask, feather), _feathered(arms, feather)
+        # The person's outer edge keeps the segmentation's own soft matte, photo and all, in the layer
+        # it borders: the photo comes back as it was in the reference pose, and the edge moves with
+        # its part instead of staying behind as an outline.
+        halo = fill.halo_width(soft)
+        edge = (soft > 0.02) & ~self.mask & _grow(self.mask, halo)
+        arm_edge = edge & _grow(arms, halo)
+        base_edge = edge & ~arm_edge
+        for texture, alpha, part in ((base_texture, base_alpha, base_edge), (arm_texture, arm_alpha, arm_edge)):
+            texture[part] = self.reference[part]
+            alpha[part] = np.maximum(alpha[part], soft[part])
+        self.atlas = np.concatenate([_to_uint8(base_texture), _to_uint8(arm_texture)], axis=1)
+        self.alpha = np.concatenate([base_alpha, arm_alpha], axis=1)  # 0..1
+
+        # 3. meshes and skinning weights, over each layer's mask grown by its feather
+        self.layers = [self._mesh(_grow(self.base_mask, feather) | base_edge,
+                                  parts=[i for i, p in enumerate(PARTS) if p.layer == 0], texture=0)]
         arm_order = list(ARM_LAYERS)
         if depth is not None:  # nearer arm (smaller z) last
             wrist_z = {1: depth[9], 2: depth[10]}
             arm_order.sort(key=lambda layer: -wrist_z[layer])
-        for layer in arm_order:
-            if self.layer_masks[layer].sum() >= 20:
-                parts = [i for i, p in enumerate(PARTS) if p.layer == layer] + [PART_INDEX["torso"]]
-                self.layers.append(self._mesh(self.layer_masks[layer], parts=parts, texture=1))
+        arms_meshes = [self._mesh(_grow(self.layer_masks[layer], feather)
+                                  | (arm_edge & _grow(self.layer_masks[layer], halo)),
+                                  texture=1, shoulder=5 if layer == 1 else 6,
+                                  parts=[i for i, p in enumerate(PARTS) if p.layer == layer] + [PART_INDEX["torso"]])
+                       for layer in arm_order if self.layer_masks[layer].any()]
+        if arms_meshes:
+            # Both arms go in one mesh, the nearer one's triangles last: rasterised in order into
+            # one index buffer they overlap as painted, at the cost of one pass instead of two.
+            self.layers.append(_merge(arms_meshes))
 
     def _body_scale(self) -> float:
         """A body length in pixels: shoulder width, or hip width, whichever is known (larger)."""
@@ -285,7 +323,11 @@ class PuppetRig:
         distances = np.linalg.norm(xy[:, None, :] - closest, axis=-1)
         return np.where(np.isfinite(distances), distances, np.inf)
 
-    def _mesh(self, mask: np.ndarray, parts: list[int], texture: int) -> Layer:
+    def _mesh(self, mask: np.ndarray, parts: list[int], texture: int, shoulder: int | None = None) -> Layer:
+        """A triangle mesh over ``mask`` with skinning weights over ``parts``. In an arm's layer
+        (``shoulder``: its shoulder keypoint) the torso's weight falls off with the distance to
+        that shoulder, not to the torso's line: a hand resting on the belly follows the arm,
+        not the torso."""
         import cv2
         from scipy.spatial import Delaunay
 
@@ -307,6 +349,8 @@ class PuppetRig:
         keep &= edges.max(1) < 3 * step
         triangles = triangles[keep]
         distances = self._part_distances(vertices)
+        if shoulder is not None and self.present[shoulder]:
+            distances[:, PART_INDEX["torso"]] = np.linalg.norm(vertices - self.points[shoulder], axis=1)
         allowed = np.full(len(PARTS), np.inf)
         allowed[parts] = 0
         sigma = 0.15 * self.scale
@@ -321,43 +365,125 @@ class PuppetRig:
 
     def deform(self, target_points: np.ndarray, target_scores: np.ndarray) -> np.ndarray:
         """The puppet in the target pose (``[133, 2]`` pixels on the reference canvas), ``uint8 [H, W, 3]``."""
-        import cv2
+        out = self.background.copy()
+        for layer, moved in self._posed_layers(target_points, target_scores):  # back to front
+            self._draw(out, layer, moved)
+        return out
 
+    def coverage(self, target_points: np.ndarray, target_scores: np.ndarray) -> np.ndarray:
+        """``float32 [H, W]`` in 0..1: how much of each pixel the puppet in the target pose covers."""
+        w, h = self.size
+        alpha = np.zeros((h, w), np.float32)
+        for layer, moved in self._posed_layers(target_points, target_scores):
+            drawn = self._sample(layer, moved)
+            if drawn is not None:
+                box, _, a = drawn
+                alpha[box] = a + alpha[box] * (1 - a)
+        return alpha
+
+    def _posed_layers(self, target_points: np.ndarray, target_scores: np.ndarray) -> Iterator[tuple[Layer, np.ndarray]]:
+        """Each layer, back to front, with its vertices in the target pose ``[V, 2]``."""
         transforms = part_transforms(self.points, self.present, np.asarray(target_points, np.float64),
                                      np.asarray(target_scores) > MIN_SCORE)
-        w, h = self.size
-        index = np.full((h, w), -1, np.int32)  # which triangle covers each output pixel
-        maps = []  # per triangle: the affine map from output pixel to atlas pixel, as 6 numbers
-        offset = 0
-        for layer in self.layers:  # back to front: later layers overwrite
+        for layer in self.layers:
             blended = np.einsum("vp,pij->vij", layer.weights, transforms)  # linear blend skinning
-            moved = np.einsum("vij,vj->vi", blended[:, :2, :2], layer.vertices) + blended[:, :2, 2]
-            corners = moved[layer.triangles]  # [F, 3, 2]
-            fixed = np.round(corners * 16).astype(np.int32)  # 4 bits of subpixel precision
-            for k, triangle in enumerate(fixed, start=offset):
-                cv2.fillConvexPoly(index, triangle, k, cv2.LINE_8, 4)
-            source = layer.vertices[layer.triangles] + [layer.texture * w, 0]
-            maps.append(triangle_maps(corners, source))
-            offset += len(fixed)
-        matrices = np.concatenate(maps).astype(np.float32)
-        out = self.background.copy()
-        # Sample the atlas only inside the puppet's bounding box: it covers a fraction of the frame.
-        covered = index >= 0
-        rows, cols = np.flatnonzero(covered.any(1)), np.flatnonzero(covered.any(0))
-        if rows.size == 0:
-            return out
-        box = slice(rows[0], rows[-1] + 1), slice(cols[0], cols[-1] + 1)
-        covered = covered[box]
-        ys, xs = np.nonzero(covered)
-        m = matrices[index[box][ys, xs]]  # [N, 6]
-        xs, ys = (xs + cols[0]).astype(np.float32), (ys + rows[0]).astype(np.float32)
-        map_x = np.full(covered.shape, -1, np.float32)
-        map_y = np.full(covered.shape, -1, np.float32)
-        map_x[covered] = m[:, 0] * xs + m[:, 1] * ys + m[:, 2]
-        map_y[covered] = m[:, 3] * xs + m[:, 4] * ys + m[:, 5]
-        warped = cv2.remap(self.atlas, map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
-        np.copyto(out[box], warped, where=covered[..., None])
-        return out
+            yield layer, np.einsum("vij,vj->vi", blended[:, :2, :2], layer.vertices) + blended[:, :2, 2]
+
+    def _draw(self, out: np.ndarray, layer: Layer, moved: np.ndarray) -> None:
+        """Composite ``layer`` with its vertices at ``moved [V, 2]`` over ``out`` (in place)."""
+        import cv2
+
+        drawn = self._sample(layer, moved)
+        if drawn is None:
+            return
+        box, rgb, alpha = drawn
+        out[box] = cv2.blendLinear(rgb, out[box], alpha, 1 - alpha)
+
+    def _sample(self, layer: Layer, moved: np.ndarray) -> tuple[tuple[slice, slice], np.ndarray, np.ndarray] | None:
+        """The layer in its bounding box: ``(box, rgb uint8 [h, w, 3], alpha float32 [h, w])``, None
+        when off the frame.
+
+        Triangles are rasterised into a triangle-index buffer; each pixel is mapped back into
+        the atlas through its triangle's affine map (pixels no triangle covers map off the
+        atlas, where it is transparent)."""
+        import cv2
+
+        w, h = self.size
+        x0, y0 = np.maximum(np.floor(moved.min(0)).astype(int), 0)
+        x1, y1 = np.minimum(np.ceil(moved.max(0)).astype(int) + 1, (w, h))
+        if x1 <= x0 or y1 <= y0:
+            return None
+        corners = moved[layer.triangles]  # [F, 3, 2]
+        count = len(corners)
+        index = np.full((y1 - y0, x1 - x0), count, np.int32)  # which triangle covers each pixel of the box
+        fixed = np.round((corners - [x0, y0]) * 16).astype(np.int32)  # 4 bits of subpixel precision
+        for k, triangle in enumerate(fixed):
+            cv2.fillConvexPoly(index, triangle, k, cv2.LINE_8, 4)
+        source = layer.vertices[layer.triangles] + [layer.texture * w, 0]
+        matrices = np.zeros((6, count + 1), np.float32)  # one row per coefficient: gathers stay contiguous
+        matrices[:, :count] = triangle_maps(corners, source).T
+        matrices[:, count] = (0, 0, -10, 0, 0, -10)  # uncovered: a point off the atlas
+        xs = np.arange(x0, x1, dtype=np.float32)[None, :]
+        ys = np.arange(y0, y1, dtype=np.float32)[:, None]
+        a, b, c, d, e, f = (np.take(row, index) for row in matrices)
+        map_x = a * xs + b * ys + c
+        map_y = d * xs + e * ys + f
+        rgb = cv2.remap(self.atlas, map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT, borderValue=0)
+        alpha = cv2.remap(self.alpha, map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT, borderValue=0)
+        return (slice(y0, y1), slice(x0, x1)), rgb, alpha
+
+
+def _merge(layers: list[Layer]) -> Layer:
+    """One layer holding the meshes of ``layers`` (same texture), in their order."""
+    offsets = np.cumsum([0] + [len(layer.vertices) for layer in layers[:-1]])
+    return Layer(np.concatenate([layer.vertices for layer in layers]),
+                 np.concatenate([layer.triangles + offset for layer, offset in zip(layers, offsets)]),
+                 np.concatenate([layer.weights for layer in layers]), layers[0].texture)
+
+
+def _grow(mask: np.ndarray, pixels: int) -> np.ndarray:
+    """``mask`` (bool) dilated by a disc of ``pixels`` radius."""
+    import cv2
+
+    from holdpose.animate.puppet.layers import disc
+
+    return cv2.dilate(mask.astype(np.uint8), disc(pixels)) > 0 if pixels > 0 else mask
+
+
+def _close(mask: np.ndarray, pixels: int) -> np.ndarray:
+    """Morphological closing of ``mask`` (bool) by a disc of ``pixels`` radius, the mask going on
+    beyond the frame as it is at its edge (a body the frame cuts continues out of it)."""
+    import cv2
+
+    padded = cv2.copyMakeBorder(mask.astype(np.uint8), pixels, pixels, pixels, pixels, cv2.BORDER_REPLICATE)
+    return _morphology(padded > 0, "MORPH_CLOSE", pixels)[pixels:-pixels, pixels:-pixels]
+
+
+def _open(mask: np.ndarray, pixels: int) -> np.ndarray:
+    """Morphological opening of ``mask`` (bool) by a disc of ``pixels`` radius."""
+    return _morphology(mask, "MORPH_OPEN", pixels)
+
+
+def _morphology(mask: np.ndarray, operation: str, pixels: int) -> np.ndarray:
+    import cv2
+
+    from holdpose.animate.puppet.layers import disc
+
+    return cv2.morphologyEx(mask.astype(np.uint8), getattr(cv2, operation), disc(pixels)) > 0
+
+
+def _feathered(mask: np.ndarray, feather: int) -> np.ndarray:
+    """``float32 [H, W]`` alpha: 1 on ``mask``, falling linearly to 0 over ``feather`` pixels outside
+    it. It lives in texture space, so it moves with the part and is the same in every frame:
+    edges do not crawl."""
+    import cv2
+
+    outside = cv2.distanceTransform((~mask).astype(np.uint8), cv2.DIST_L2, 3)
+    return np.clip(1 - outside / (feather + 1), 0, 1).astype(np.float32)
+
+
+def _to_uint8(image: np.ndarray) -> np.ndarray:
+    return np.clip(image + 0.5, 0, 255).astype(np.uint8)
 
 
 def triangle_maps(target: np.ndarray, source: np.ndarray) -> np.ndarray:

@@ -1,0 +1,320 @@
+"""Which pixels of the reference each puppet layer takes.
+
+An arm layer is the union of three shapes, cut out of the person mask:
+
+- the upper arm and the forearm: capsules around their bones, whose radius is measured
+  on the silhouette (the median distance from the bone to the mask's edge across it,
+  the nearer side, so an arm lying along the body is not widened by the body), kept
+  within a range of a prior set by the body's size (an arm over the torso has no edge to
+  measure: it gets the prior). The upper arm's capsule is cut flat through the shoulder
+  so the layer does not take the shoulder and the chest around it.
+- the hand: the convex hull of MediaPipe's 21 hand landmarks, grown by 15 % of the
+  hand's size. Without landmarks, a short capsule beyond the wrist along the forearm.
+
+The union is then cut to the arm's own colours (:func:`keep_own_colours`): a pixel leaves
+the layer when its colour is nearer the colours around the arm (the shorts a hand rests
+on, the torso a forearm lies over) than the arm's own (sampled along its bones and finger
+lines), so a raised hand does not take a strip of shorts along.
+
+:func:`body_region` says where the body continues under an arm (the torso's quadrilateral
+and the legs): there the base layer is filled with the body's texture when the arm is cut
+out; elsewhere (an arm held away from the body) the arm's pixels leave the base layer and
+the background shows when the arm moves.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+# Limb radii as a fraction of the body scale (shoulder or hip width): priors and the range
+# a measured radius may take around them.
+RADIUS_PRIOR = {"upper_arm": 0.17, "forearm": 0.13, "thigh": 0.3, "shin": 0.2}
+RADIUS_RANGE = (0.6, 1.35)
+# Lab distance by which a pixel must be nearer the colours around a part than the part's own
+# to leave it, when those colours are kindred (closer than KINDRED): shading on a sleeve is a
+# few units off the sleeve's main colours.
+COLOUR_MARGIN = 8.0
+KINDRED = 30.0
+ARM_JOINTS = {"left": (5, 7, 9), "right": (6, 8, 10)}  # shoulder, elbow, wrist
+HAND_POINTS = {"left": slice(91, 112), "right": slice(112, 133)}
+LEG_JOINTS = ((11, 13, 15), (12, 14, 16))  # hip, knee, ankle
+
+
+def segment_distance(shape: tuple[int, int], a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per pixel of an ``(H, W)`` canvas: the distance to segment a-b and the position along
+    it (``t`` in 0..1 at the segment, below 0 before ``a``), both ``float32 [H, W]``."""
+    h, w = shape
+    ys, xs = np.mgrid[0:h, 0:w].astype(np.float32)
+    ab = (b - a).astype(np.float32)
+    length2 = max(float(ab @ ab), 1e-6)
+    t = ((xs - a[0]) * ab[0] + (ys - a[1]) * ab[1]) / length2
+    tc = np.clip(t, 0, 1)
+    return np.hypot(xs - (a[0] + tc * ab[0]), ys - (a[1] + tc * ab[1])), t
+
+
+def limb_radius(mask: np.ndarray, a: np.ndarray, b: np.ndarray, prior: float) -> float:
+    """The limb's radius in pixels measured on ``mask [H, W]`` (bool) across bone a-b: at seven
+    points along its middle, the distance to the mask's edge on the nearer side; the median,
+    kept within :data:`RADIUS_RANGE` of ``prior``."""
+    h, w = mask.shape
+    bone = b - a
+    length = np.linalg.norm(bone)
+    if length < 1e-6:
+        return prior
+    normal = np.array([-bone[1], bone[0]]) / length
+    steps = np.arange(0, int(3 * prior) + 2)
+    widths = []
+    for t in np.linspace(0.2, 0.8, 7):
+        centre = a + t * bone
+        sides = []
+        for sign in (1, -1):
+            xy = np.round(centre + sign * steps[:, None] * normal).astype(int)
+            inside = (xy[:, 0] >= 0) & (xy[:, 0] < w) & (xy[:, 1] >= 0) & (xy[:, 1] < h)
+            inside[inside] = mask[xy[inside, 1], xy[inside, 0]]
+            outside = np.flatnonzero(~inside)
+            sides.append(outside[0] if outside.size else steps[-1])
+        widths.append(min(sides))
+    low, high = RADIUS_RANGE
+    return float(np.clip(np.median(widths), low * prior, high * prior))
+
+
+def capsule(shape: tuple[int, int], a: np.ndarray, b: np.ndarray, radius: float, *,
+            flat_start: bool = False) -> np.ndarray:
+    """``bool [H, W]``: pixels within ``radius`` of segment a-b (cut flat through ``a`` if asked)."""
+    distance, t = segment_distance(shape, a, b)
+    inside = distance <= radius
+    return inside & (t >= 0) if flat_start else inside
+
+
+def hand_shape(shape: tuple[int, int], landmarks: np.ndarray, wrist: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The hand from its landmarks ``[K, 2]`` (K >= 5, pixels) and wrist: ``(candidate, core)``, both
+    ``bool [H, W]``: the convex hull grown by 15 % of the hand's size (the silhouette may reach
+    that far), and the finger chains drawn as lines (hand for sure)."""
+    import cv2
+
+    points = np.vstack([landmarks, wrist[None]]).astype(np.float32)
+    size = float(np.ptp(points, axis=0).max())
+    grow = max(2, int(round(0.15 * size)))
+    hull = np.zeros(shape, np.uint8)
+    cv2.fillConvexPoly(hull, np.round(cv2.convexHull(points)).astype(np.int32), 1)
+    core = np.zeros(shape, np.uint8)
+    for finger in np.split(np.arange(1, min(21, len(landmarks))), [4, 8, 12, 16]):
+        chain = np.vstack([wrist[None], landmarks[finger]]) if finger.size else wrist[None]
+        cv2.polylines(core, [np.round(chain).astype(np.int32)], False, 1, thickness=max(1, grow // 2))
+    return cv2.dilate(hull, disc(grow)) > 0, core > 0
+
+
+def keep_own_colours(lab: np.ndarray, layer: np.ndarray, core: np.ndarray, person: np.ndarray, reach: int,
+                     extra_core: np.ndarray | None = None) -> np.ndarray:
+    """``layer`` without the pixels whose colour belongs to what lies around it rather than to
+    the part itself: k-means colours of ``core`` (the part for sure) against those of a ring
+    of ``person`` pixels ``reach`` pixels wide around the layer; ring colours close to the
+    part's own are ignored (a red sleeve on a red jacket cannot be told apart: the shape
+    decides). Keeps the pieces that touch ``core``. ``lab``: the photo in Lab, float32;
+    ``extra_core``: a second part for sure (the hand), whose colours are clustered on their own."""
+    import cv2
+
+    ring = (cv2.dilate(layer.astype(np.uint8), disc(reach)) > 0) & ~layer & person
+    if core.sum() < 10 or ring.sum() < 10:
+        return layer
+    own = _colour_clusters(lab[core], min_share=0.1)  # a few stray pixels of the core are not the part's colour
+    if extra_core is not None and extra_core.sum() >= 10:
+        own = np.vstack([own, _colour_clusters(lab[extra_core], min_share=0.2)])
+        core = core | extra_core
+    around = _colour_clusters(lab[ring])
+    distinct = np.linalg.norm(around[:, None] - own[None], axis=-1).min(1) > 15
+    if not distinct.any():
+        return layer
+    ys, xs = np.nonzero(layer & ~core)
+    pixels = lab[ys, xs]
+    to_own = np.linalg.norm(pixels[:, None] - own[None], axis=-1).min(1)
+    around = around[distinct]
+    to_each = np.linalg.norm(pixels[:, None] - around[None], axis=-1)
+    nearest = to_each.argmin(1)
+    # between kindred colours (a red sleeve on a red jacket, the shadow of one on the other)
+    # shading decides too easily: those need a margin; skin against denim does not
+    kindred = np.linalg.norm(around[:, None] - own[None], axis=-1).min(1) < KINDRED
+    elsewhere = to_each.min(1) + COLOUR_MARGIN * kindred[nearest] < to_own
+    kept = layer.copy()
+    kept[ys[elsewhere], xs[elsewhere]] = False
+    kept = _touching(kept | (core & layer), core & layer)
+    return kept | (_holes(kept) & layer)  # a fold or shadow inside the part is the part
+
+
+def _holes(mask: np.ndarray) -> np.ndarray:
+    """``bool [H, W]``: the pixels outside ``mask`` that it encloses."""
+    import cv2
+
+    count, labels = cv2.connectedComponents((~mask).astype(np.uint8), connectivity=4)
+    border = np.unique(np.concatenate([labels[0], labels[-1], labels[:, 0], labels[:, -1]]))
+    enclosed = np.ones(count, bool)
+    enclosed[border] = False
+    enclosed[0] = False  # label 0 is the mask itself
+    return enclosed[labels]
+
+
+def _colour_clusters(colours: np.ndarray, count: int = 3, min_share: float = 0.0) -> np.ndarray:
+    """The centres ``[k, 3]`` of ``count`` k-means clusters of ``colours [N, 3]``, without those
+    holding less than ``min_share`` of the colours."""
+    import cv2
+
+    if len(colours) > 4000:  # a sample is enough for three centres
+        colours = colours[np.linspace(0, len(colours) - 1, 4000).astype(int)]
+    criteria = (cv2.TERM_CRITERIA_EPS + cv2.TERM_CRITERIA_MAX_ITER, 20, 0.5)
+    cv2.setRNGSeed(0)  # the same layers for the same photo
+    _, labels, centres = cv2.kmeans(colours.astype(np.float32), min(count, len(colours)), None, criteria, 2,
+                                    cv2.KMEANS_PP_CENTERS)
+    share = np.bincount(labels.ravel(), minlength=len(centres)) / len(labels)
+    return centres[share >= min(min_share, share.max())]
+
+
+def _touching(mask: np.ndarray, seeds: np.ndarray) -> np.ndarray:
+    """The connected components of ``mask`` that contain a ``seeds`` pixel."""
+    import cv2
+
+    count, labels = cv2.connectedComponents(mask.astype(np.uint8), connectivity=8)
+    keep = np.zeros(count, bool)
+    keep[np.unique(labels[seeds & mask])] = True
+    keep[0] = False
+    return keep[labels]
+
+
+def disc(radius: int) -> np.ndarray:
+    """An elliptic structuring element of ``radius`` pixels (a (2r + 1)-wide disc)."""
+    import cv2
+
+    return cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * radius + 1, 2 * radius + 1))
+
+
+def arm_mask(image: np.ndarray, person: np.ndarray, loose_person: np.ndarray, body: np.ndarray, points: np.ndarray,
+             present: np.ndarray, scale: float, side: str) -> np.ndarray:
+    """One arm's layer, ``bool [H, W]``. ``person``: the mask the limbs are cut from;
+    ``loose_person``: a lower threshold of it, for hands (masks fade at the hands); ``body``:
+    :func:`body_region`, off which the layer also takes the arm-coloured pixels just beyond
+    its shapes (a sleeve wider than its capsule)."""
+    import cv2
+
+    shape = person.shape
+    shoulder, elbow, wrist = ARM_JOINTS[side]
+    out = np.zeros(shape, bool)
+    core = np.zeros(shape, bool)
+    radius = {}
+    for (a, b), name in (((shoulder, elbow), "upper_arm"), ((elbow, wrist), "forearm")):
+        if present[[a, b]].all():
+            radius[name] = limb_radius(person, points[a], points[b], RADIUS_PRIOR[name] * scale)
+            distance, t = segment_distance(shape, points[a], points[b])
+            out |= (distance <= radius[name]) & ((t >= 0) if name == "upper_arm" else True)
+            # the limb for sure: along the middle of the bone (the shoulder's end may be the torso's
+            # clothes, the wrist's end may lie on the thigh's)
+            core |= (distance <= 0.35 * radius[name]) & (t >= (0.2 if name == "upper_arm" else 0)) & (t <= 0.8)
+    out &= person
+    core &= person
+    hand = HAND_POINTS[side]
+    found = present[hand]
+    if present[wrist] and found.sum() >= 5:
+        hand_wrist = points[hand][0] if found[0] else points[wrist]
+        candidate, fingers = hand_shape(shape, points[hand][found], hand_wrist)
+        out |= candidate & loose_person
+        hand_core = fingers & loose_person
+    elif present[[elbow, wrist]].all():
+        tip = points[wrist] + 0.45 * (points[wrist] - points[elbow])
+        reach = 1.2 * radius.get("forearm", RADIUS_PRIOR["forearm"] * scale)
+        out |= capsule(shape, points[wrist], tip, reach) & loose_person
+        hand_core = capsule(shape, points[wrist], tip, 0.4 * reach) & loose_person
+    else:
+        hand_core = None
+    if not out.any():
+        return out
+    lab = cv2.cvtColor(image, cv2.COLOR_RGB2LAB).astype(np.float32)
+    reach = max(3, round(0.1 * scale))
+    if hand_core is not None:  # a glove or bare hand differs from the sleeve: its colours count as the arm's own
+        out |= hand_core
+    out = keep_own_colours(lab, out, core, person, reach, extra_core=hand_core)
+    beyond = (cv2.dilate(out.astype(np.uint8), disc(reach)) > 0) & person & ~body & ~out
+    return keep_own_colours(lab, out | beyond, out, person, reach) if beyond.any() else out
+
+
+def body_region(shape: tuple[int, int], points: np.ndarray, present: np.ndarray, scale: float,
+                person: np.ndarray) -> np.ndarray:
+    """``bool [H, W]``: where the body may go on behind an arm: the torso (shoulders and hips,
+    grown by a tenth of the body scale) and the legs (capsules with measured radii)."""
+    import cv2
+
+    region = np.zeros(shape, np.uint8)
+    torso = _torso_corners(points, present, scale)
+    if torso is not None:
+        cv2.fillConvexPoly(region, np.round(torso).astype(np.int32), 1)
+        region = cv2.dilate(region, disc(max(1, int(0.1 * scale))))
+    region = region > 0
+    for hip, knee, ankle in LEG_JOINTS:
+        for (a, b), prior in (((hip, knee), RADIUS_PRIOR["thigh"]), ((knee, ankle), RADIUS_PRIOR["shin"])):
+            if present[[a, b]].all():
+                radius = limb_radius(person, points[a], points[b], prior * scale)
+                region |= capsule(shape, points[a], points[b], radius)
+    return region
+
+
+def leg_hulls(rest: np.ndarray, points: np.ndarray, present: np.ndarray, scale: float) -> np.ndarray:
+    """``bool [H, W]``: each thigh and shin as the convex hull of the body's pixels (``rest``: the
+    person without the arms) around its bone: a hand resting on the side of the shorts leaves a
+    notch in the outline that the hull closes, so the shorts go on under the hand."""
+    import cv2
+
+    region = np.zeros(rest.shape, np.uint8)
+    for hip, knee, ankle in LEG_JOINTS:
+        for (a, b), prior in (((hip, knee), RADIUS_PRIOR["thigh"]), ((knee, ankle), RADIUS_PRIOR["shin"])):
+            if not present[[a, b]].all():
+                continue
+            # about the limb's width, without the hip's end (a jacket's hem there is wider than the leg)
+            distance, t = segment_distance(rest.shape, points[a], points[b])
+            slab = (distance <= prior * scale) & (t >= 0.15) & (t <= 1)
+            inside = np.argwhere(rest & slab)[:, ::-1].astype(np.int32)
+            if len(inside) >= 3:
+                hull = np.zeros(rest.shape, np.uint8)
+                cv2.fillConvexPoly(hull, cv2.convexHull(inside), 1)
+                region |= hull & slab
+    return region > 0
+
+
+def torso_below_frame(person: np.ndarray, points: np.ndarray, present: np.ndarray, scale: float) -> np.ndarray:
+    """``bool [H, W]``: in a portrait whose torso the frame's bottom edge cuts (the person is wider
+    there than the shoulders), the torso continues below the frame: every column the person
+    spans on the bottom row counts as body below the shoulders' tops (an arm resting in the
+    lap lies on the body, not in front of the background)."""
+    h, w = person.shape
+    region = np.zeros((h, w), bool)
+    columns = np.flatnonzero(person[-1])
+    if not present[[5, 6]].all() or columns.size == 0 or np.ptp(columns) < scale:
+        return region
+    top = int(np.clip(points[[5, 6], 1].min() - 0.25 * scale, 0, h - 1))  # from the shoulders' tops
+    region[top:, columns.min():columns.max() + 1] = True
+    return region
+
+
+def _torso_corners(points: np.ndarray, present: np.ndarray, scale: float) -> np.ndarray | None:
+    """``[4, 2]``: the torso's corners, the shoulder joints raised by a quarter of the body scale
+    (the shoulders' tops) and the hips; hips out of the photo (a portrait) are put 1.3 body
+    scales below the shoulders."""
+    if not present[[5, 6]].all():
+        return points[[11, 12, 12, 11]] if present[[11, 12]].all() else None
+    across = points[6] - points[5]
+    down = np.array([-across[1], across[0]]) / max(np.linalg.norm(across), 1e-6)
+    hips = points[[12, 11]] if present[[11, 12]].all() else points[[6, 5]] + 1.3 * scale * down
+    if (hips.mean(0) - points[[5, 6]].mean(0)) @ down < 0:
+        down = -down
+    return np.vstack([points[[5, 6]] - 0.25 * scale * down, hips])
+
+
+def split_overlap(left: np.ndarray, right: np.ndarray, points: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Give pixels both arm layers claim to the arm whose forearm or hand is nearer."""
+    both = left & right
+    if not both.any():
+        return left, right
+    ys, xs = np.nonzero(both)
+    xy = np.stack([xs, ys], 1).astype(np.float64)
+    near_left = np.linalg.norm(xy - points[9], axis=1) < np.linalg.norm(xy - points[10], axis=1)
+    left, right = left.copy(), right.copy()
+    right[ys[near_left], xs[near_left]] = False
+    left[ys[~near_left], xs[~near_left]] = False
+    return left, right
+
