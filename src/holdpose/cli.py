@@ -28,9 +28,9 @@ def cmd_extract(args) -> None:
     from holdpose.detect.extract import extract_poses
     from holdpose.io.posefile import save_poses
 
-    options = {}
+    options = {"keep_offscreen": args.keep_offscreen}
     if args.detector == "dwpose":
-        options = {"pose_model": args.pose_model, "det_model": args.det_model}
+        options.update(pose_model=args.pose_model, det_model=args.det_model)
     seq = extract_poses(args.input, detector=args.detector, max_people=args.max_people, short_side=args.short_side,
                         fps=args.fps, workers=args.workers, progress=not args.quiet, **options)
     save_poses(seq, args.output, **_json_options(args))
@@ -186,6 +186,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--pose-model", help="dwpose: path to the DWPose/RTMPose .onnx file")
     p.add_argument("--det-model", help="dwpose: path to a YOLOX person detector .onnx file (optional)")
     p.add_argument("--max-people", type=argtypes.positive_int, default=1, help="most people per frame (default 1)")
+    p.add_argument("--keep-offscreen", action="store_true",
+                   help="keep points the detector guesses outside the frame or with low visibility/score "
+                   "(default: they are missing)")
     p.add_argument("--short-side", type=argtypes.positive_int, help="resize frames so their short side has this many pixels")
     p.add_argument("--fps", type=float, help="frame rate of an image folder (default 30)")
     p.add_argument("--workers", type=argtypes.positive_int, help="processes to use (default: one per core)")
