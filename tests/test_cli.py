@@ -77,7 +77,7 @@ def make_bad_inputs(tmp_path):
      "smooth_window"),
     (["animate", "{d}/blank.png", "{d}/good.npz", "-o", "{d}/out.gif"], "writes an .mp4"),
     (["animate", "{d}/blank.png", "{d}/good.npz", "-o", "{d}/out.mp4", "--no-align", "--person", "4"],
-     "person 4 is not a person slot"),
+     "person 4 is not a track id"),
     (["animate", "{d}/blank.png", "{d}/good.npz", "-o", "{d}/out.mp4"], "nobody found"),
     (["animate", "{d}/blank.png", "{d}/good.npz", "-o", "{d}/out.mp4", "--steps", "3"],
      "--steps is for controlnet, animatediff, not the warp backend"),

@@ -16,6 +16,7 @@ from pathlib import Path
 
 from holdpose import argtypes
 from holdpose.errors import HoldposeError
+from holdpose.people import add_person_option
 from holdpose.progress import progress_bar
 
 logger = logging.getLogger("holdpose")
@@ -49,8 +50,10 @@ def cmd_render(args) -> None:
     from holdpose.io.video import open_writer
     from holdpose.render.openpose import get_style, render_pose_maps
 
+    from holdpose.people import choose_people
+
     style = get_style(args.style)
-    seq = load_poses(args.poses, size=args.canvas)
+    seq = choose_people(load_poses(args.poses, size=args.canvas), args.person, what=args.poses)
     size = args.size or seq.size
     maps = render_pose_maps(seq, style, size=size, threshold=args.threshold)
     output = Path(args.output)
@@ -150,7 +153,9 @@ def cmd_align(args) -> None:
     from holdpose.io.posefile import load_poses, save_poses
     from holdpose.refine.align import align_to_reference
 
-    driving = load_poses(args.poses)
+    from holdpose.people import choose_people
+
+    driving = choose_people(load_poses(args.poses), args.person, what=args.poses)
     keypoints, scores, size = _alignment_reference(args.reference)
     aligned, info = align_to_reference(driving, keypoints, scores, orientation_only=args.orientation_only,
                                        reference_size=size)
@@ -205,6 +210,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--size", type=argtypes.size, help="output WxH (default: the poses' canvas)")
     p.add_argument("--canvas", type=argtypes.size, help="canvas WxH of a pose file that does not state it")
     p.add_argument("--threshold", type=float, default=0.3, help="draw points with a score above this (default 0.3)")
+    add_person_option(p, "draw")
     p.set_defaults(func=cmd_render)
 
     p = sub.add_parser("refine", parents=[common], help="clean a pose sequence: track, fill gaps, fix left/right swaps, smooth, change fps")
@@ -262,16 +268,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-o", "--output", required=True, help="aligned poses")
     p.add_argument("--orientation-only", action="store_true",
                    help="keep only the driver's bone directions; every bone gets the reference's length")
+    add_person_option(p, "align", default_help="all, each about their own root; the largest becomes the character")
     _add_json_options(p)
     p.set_defaults(func=cmd_align)
 
     from holdpose.animate.cli import add_subcommand as add_animate
+    from holdpose.render.people_cli import add_subcommand as add_people
     from holdpose.evaluate.cli import add_subcommands as add_evaluate
     from holdpose.studio.cli import add_subcommand as add_studio
 
     add_animate(sub, common)
     add_evaluate(sub, [common])
     add_studio(sub, common)
+    add_people(sub, common)
 
     p = sub.add_parser("demo", parents=[common], help="animate a photo that ships with scikit-image, with a built-in wave")
     p.add_argument("-o", "--output", default="demo_output", help="output folder (default demo_output)")

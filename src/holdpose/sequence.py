@@ -54,7 +54,9 @@ class PoseSequence:
                 f"inconsistent shapes: keypoints {self.keypoints.shape} (want [T, P, K, 2]), "
                 f"scores {self.scores.shape} (want [T, P, K]), track_ids {self.track_ids.shape} (want [T, P])"
             )
-        if self.neck is None:
+        if self.neck is None or np.shape(self.neck)[:2] != self.scores.shape[:2]:
+            # None, or left over from arrays replaced without it (dataclasses.replace with other
+            # frames): no file neck, the shoulders' midpoint is drawn, as for detected poses.
             self.neck = np.zeros(self.scores.shape[:2] + (7,), np.float32)
         self.neck = np.asarray(self.neck, dtype=np.float32)
         if self.neck.shape != (t, p, 7):
@@ -164,8 +166,10 @@ class PoseSequence:
             t, p, k = np.argwhere(outside)[0]
             x, y = self.keypoints[t, p, k]
             raise HoldposeError(
-                f"keypoint {self.layout.keypoint_names[k]} of person {p} in frame {t} is at ({x:.1f}, {y:.1f}), "
-                f"far outside the {w}x{h} canvas; are the coordinates normalised or is the canvas size wrong?"
+                f"keypoint {self.layout.keypoint_names[k]} of person slot {p} (track id {self.track_ids[t, p]}) in frame "
+                f"{t} is at ({x:.1f}, {y:.1f}), far outside the {w}x{h} canvas ({int(outside.any(-1).sum())} "
+                f"person-frames are); are the coordinates normalised or is the canvas size wrong? To keep only "
+                f"some people: --person ID|largest|longest"
             )
         return self
 

@@ -14,6 +14,7 @@ import dataclasses
 
 from holdpose.animate.options import flag_name
 from holdpose.errors import HoldposeError
+from holdpose.people import add_person_option
 
 GENERAL_FLAGS = ("seed", "overwrite")  # animate()'s own keywords that have flags
 
@@ -56,8 +57,7 @@ def add_subcommand(subparsers, common: argparse.ArgumentParser) -> None:
     p.add_argument("-o", "--output", required=True, help="output video (.mp4)")
     p.add_argument("--backend", choices=names, default=DEFAULT_BACKEND, help=f"default {DEFAULT_BACKEND}")
     p.add_argument("--no-align", action="store_true", help="the poses are already aligned to the reference")
-    p.add_argument("--person", type=_person, help="animate only this person slot of POSES (default: all; the warp "
-                   "puppet follows the first)")
+    add_person_option(p, "animate", default_help="all; the warp puppet follows the first slot")
     p.add_argument("--side-by-side", help="also write pose map | overlay | frame to this video")
     p.add_argument("--seed", type=int, default=0, help="seed (default 0): same seed and inputs, same frames")
     p.add_argument("--overwrite", action="store_true", help="start over when OUTPUT.frames/ holds another run")
@@ -84,13 +84,6 @@ def _retries(text: str) -> int:
     value = int(text) if text.isdigit() else -1
     if not 0 <= value <= 20:
         raise argparse.ArgumentTypeError(f"{text!r} is not a number of retries in 0..20")
-    return value
-
-
-def _person(text: str) -> int:
-    value = int(text) if text.lstrip("-").isdigit() else -1
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a person slot (0, 1, ...)")
     return value
 
 

@@ -137,5 +137,6 @@ def slots_by_track(seq: PoseSequence) -> PoseSequence:
         out.keypoints[frames, j] = seq.keypoints[frames, slots]
         out.scores[frames, j] = seq.scores[frames, slots]
         out.interpolated[frames, j] = seq.interpolated[frames, slots]
+        out.neck[frames, j] = seq.neck[frames, slots]
         out.track_ids[frames, j] = track_id
     return out
