@@ -81,14 +81,20 @@ def cmd_refine(args) -> None:
 
     raw = load_poses(args.poses)
     clean = pipeline.refine(raw, track=args.track, fill=args.fill, max_gap=args.max_gap, fix_swaps=args.fix_swaps,
-                            smooth=args.smooth, smooth_window=args.smooth_window, fps=args.fps)
+                            smooth=args.smooth, smooth_window=args.smooth_window, fps=args.fps, video=args.video,
+                            reid_seconds=args.reid_seconds)
     save_poses(clean, args.output, **_json_options(args))
     if args.plot:
         from holdpose.refine.plot import plot_tracks
 
         plot_tracks(raw, clean, args.plot, keypoint=args.plot_keypoint)
         print(f"{args.plot}: raw vs refined {args.plot_keypoint}")
-    print(f"{args.output}: {clean.num_frames} frames at {clean.fps:g} fps")
+    ids = ""
+    if args.track:
+        from holdpose.people import list_tracks
+
+        ids = f"; person ids {len(list_tracks(raw))} -> {len(list_tracks(clean))}"
+    print(f"{args.output}: {clean.num_frames} frames at {clean.fps:g} fps{ids}")
 
 
 def cmd_keyframes(args) -> None:
@@ -216,7 +222,11 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("refine", parents=[common], help="clean a pose sequence: track, fill gaps, fix left/right swaps, smooth, change fps")
     p.add_argument("poses", help="pose file (.json, .npz or folder of .json)")
     p.add_argument("-o", "--output", required=True, help="refined poses (.json, .npz or folder)")
-    p.add_argument("--track", action="store_true", help="re-assign person ids across frames")
+    p.add_argument("--track", action="store_true", help="re-assign person ids across frames (pose, motion, and "
+                   "colours with --video) and join the pieces of one person")
+    p.add_argument("--video", help="--track: the video the poses came from, to compare people's colours")
+    p.add_argument("--reid-seconds", type=float, help="--track: how long a person may be lost and keep their id "
+                   "(default 2)")
     p.add_argument("--fill", action="store_true", help="interpolate short gaps")
     p.add_argument("--max-gap", type=argtypes.positive_int, default=5, help="longest gap to fill, in frames (default 5)")
     p.add_argument("--fix-swaps", action="store_true", help="repair left/right limb swaps")
