@@ -133,3 +133,28 @@ def test_cli_people_align_render_with_person(tmp_path, capsys):
     with pytest.raises(SystemExit):
         main(["-q", "render", str(tmp_path / "first.npz"), "--person", "tallest", "-o", str(tmp_path / "x.png")])
     assert "--person takes a track id" in capsys.readouterr().err
+
+
+def test_evaluate_scores_only_the_chosen_person(tmp_path, monkeypatch):
+    import holdpose.evaluate.run as run
+
+    save_poses(crowd(), tmp_path / "crowd.npz")
+    (tmp_path / "out.mp4").write_bytes(b"")
+    seen = {}
+
+    def fake_evaluate_video(video, *, target, **kwargs):
+        seen["target"] = target
+        raise HoldposeError("stop here")
+
+    monkeypatch.setattr(run, "evaluate_video", fake_evaluate_video)
+    assert main(["-q", "evaluate", str(tmp_path / "out.mp4"), "--target", str(tmp_path / "crowd.npz"),
+                 "--person", "longest", "-o", str(tmp_path / "report")]) == 2
+    assert seen["target"].num_people == 1 and set(np.unique(seen["target"].track_ids)) == {7}
+
+
+def test_refine_track_reports_ids_before_and_after(tmp_path, capsys):
+    seq = crowd()
+    seq.track_ids[25:] = np.where(seq.track_ids[25:] == 7, 11, seq.track_ids[25:])  # 7 split in two tracklets
+    save_poses(seq, tmp_path / "split.npz")
+    assert main(["refine", str(tmp_path / "split.npz"), "--track", "-o", str(tmp_path / "tracked.npz")]) == 0
+    assert "person ids 4 -> 3" in capsys.readouterr().out

@@ -190,6 +190,7 @@ def assign_track_ids(seq: PoseSequence, *, max_age: int = 30, min_similarity: fl
                 similarity = _with_appearance(similarity, looks, tracks, appearance[t, slots])
             rows, cols = linear_sum_assignment(-similarity)
             match = {int(c): tracks[r] for r, c in zip(rows, cols) if similarity[r, c] >= min_similarity}
+        crowded = _overlapping(keypoints[t, slots], scores[t, slots])
         for j, slot in enumerate(slots):
             track = match.get(j)
             if track is None:
@@ -199,8 +200,20 @@ def assign_track_ids(seq: PoseSequence, *, max_age: int = 30, min_similarity: fl
             else:
                 track[1:] = [t, slot, track[1], track[2]]
             out.track_ids[t, slot] = track[0]
-            _update_look(looks, track[0], appearance, t, slot)
+            if not crowded[j]:  # a look taken while someone overlaps mixes two people's clothes
+                _update_look(looks, track[0], appearance, t, slot)
     return out
+
+
+def _overlapping(keypoints: np.ndarray, scores: np.ndarray, min_score: float = 0.3, limit: float = 0.1) -> np.ndarray:
+    """bool ``[N]``: whose body box overlaps another's by more than ``limit`` of its own area."""
+    boxes = _boxes(keypoints, scores > min_score)  # [N, 4]
+    ix = np.clip(np.minimum(boxes[:, None, 2], boxes[None, :, 2]) - np.maximum(boxes[:, None, 0], boxes[None, :, 0]), 0, None)
+    iy = np.clip(np.minimum(boxes[:, None, 3], boxes[None, :, 3]) - np.maximum(boxes[:, None, 1], boxes[None, :, 1]), 0, None)
+    area = np.maximum((boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1]), 1e-6)
+    share = ix * iy / area[:, None]
+    np.fill_diagonal(share, 0)
+    return (share > limit).any(1)
 
 
 def merge_tracklets(seq: PoseSequence, *, max_gap: int, appearance: np.ndarray | None = None,
