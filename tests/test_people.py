@@ -158,3 +158,47 @@ def test_refine_track_reports_ids_before_and_after(tmp_path, capsys):
     save_poses(seq, tmp_path / "split.npz")
     assert main(["refine", str(tmp_path / "split.npz"), "--track", "-o", str(tmp_path / "tracked.npz")]) == 0
     assert "person ids 4 -> 3" in capsys.readouterr().out
+
+
+@pytest.mark.slow
+def test_multi_person_video_end_to_end_from_the_cli(tmp_path, astronaut, capsys):
+    """extract -> refine --track -> align -> render (everyone) -> animate (one chosen person)."""
+    import cv2
+
+    from holdpose.io.video import VideoWriter, write_image
+
+    small = cv2.resize(astronaut, (192, 192), interpolation=cv2.INTER_AREA)
+    with VideoWriter(tmp_path / "two.mp4", fps=8, size=(480, 256)) as writer:
+        for t in range(6):
+            frame = np.full((256, 480, 3), 90, np.uint8)
+            frame[40:232, 10 + 4 * t:202 + 4 * t] = small
+            frame[40:232, 278 - 4 * t:470 - 4 * t] = small[:, ::-1]
+            writer.write(frame)
+    write_image(tmp_path / "ref.png", astronaut)
+    d = str(tmp_path)
+    assert main(["-q", "extract", f"{d}/two.mp4", "--max-people", "2", "-o", f"{d}/raw.npz"]) == 0
+    assert main(["-q", "refine", f"{d}/raw.npz", "--track", "--video", f"{d}/two.mp4", "-o", f"{d}/clean.npz"]) == 0
+    clean = load_poses(tmp_path / "clean.npz")
+    assert clean.num_people == 2 and len(list_tracks(clean)) == 2
+    assert main(["-q", "align", f"{d}/clean.npz", "--reference", f"{d}/ref.png", "-o", f"{d}/aligned.npz"]) == 0
+    aligned = load_poses(tmp_path / "aligned.npz")
+    assert len(list_tracks(aligned)) == 2
+    assert main(["-q", "render", f"{d}/aligned.npz", "--person", "all", "-o", f"{d}/maps.mp4"]) == 0
+    assert main(["-q", "animate", f"{d}/ref.png", f"{d}/clean.npz", "--person", "largest", "-o", f"{d}/out.mp4"]) == 0
+    used = load_poses(tmp_path / "out.poses.json")
+    assert used.num_people == 1 and used.num_frames == 6
+
+
+def test_a_wide_walk_on_a_narrow_reference_stays_on_its_canvas(caplog):
+    ref, ref_scores = reference_pose()
+    walk = animate(ref, num_frames=60, scale=1.0)  # the pelvis walks 3 px a frame: 177 px
+    walk.size = (1280, 512)
+    walk.keypoints[:, 0, :, 0] += np.linspace(0, 400, 60)[:, None]  # and 400 px more: 577 px in all
+    narrow = ref.copy()
+    narrow[:, 0] -= 106  # the character in a 300x512 portrait canvas
+    aligned, info = align_to_reference(walk, narrow, ref_scores, reference_size=(300, 512))
+    pelvis = with_virtual_joints(aligned.keypoints[:, 0], aligned.scores[:, 0])[0][:, PELVIS]
+    assert (pelvis[:, 0] >= 0).all() and (pelvis[:, 0] <= 300).all()
+    assert pelvis[-1, 0] - pelvis[0, 0] > 0.9 * (300 - pelvis[0, 0])  # still walks as far as the canvas lets
+    aligned.validate()
+    assert "root motion scaled" in caplog.text

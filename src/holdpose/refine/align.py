@@ -114,7 +114,9 @@ def align_to_reference(driving: PoseSequence, reference_keypoints: np.ndarray, r
     person gets the character's proportions at the main person's scale, about their own
     root: their first root position is mapped onto the output canvas as the frame is
     (uniform scale, centred), so they stay where they were in the picture instead of
-    being carried off it by the main person's scale and offset.
+    being carried off it by the main person's scale and offset. Root motion is scaled by
+    the body ratio, less (one factor per person, logged) if that would take their root
+    off the output canvas: a wide walk on a portrait reference stays in the picture.
 
     Args:
         driving: the sequence to retarget (every person slot is retargeted to the same reference).
@@ -159,8 +161,8 @@ def align_to_reference(driving: PoseSequence, reference_keypoints: np.ndarray, r
     alignment = None
     for i in order:
         mask, slots, points, scores = tracks[i]
-        options = {} if alignment is None else dict(
-            scale=alignment.body_ratio, place=lambda anchor: anchor * frame_scale + frame_shift)
+        options = {"canvas": out.size} if alignment is None else dict(
+            scale=alignment.body_ratio, place=lambda anchor: anchor * frame_scale + frame_shift, canvas=out.size)
         present = mask.any(1)
         try:
             kp, sc, found = _align_person(points, scores, ref_p, ref_s, ref_present, orientation_only, min_score,
@@ -196,11 +198,22 @@ def _canvas_map(source: tuple[int, int], target: tuple[int, int]) -> tuple[float
     return scale, shift
 
 
-def _align_person(points, scores, ref_p, ref_s, ref_present, orientation_only, min_score, *, scale=None, place=None):
+def _fitting_scale(origin: np.ndarray, offsets: np.ndarray, canvas: tuple[int, int]) -> float:
+    """The largest s >= 0 with ``origin + s * offsets`` ``[N, 2]`` inside the canvas (inf if any s is)."""
+    origin = np.clip(origin, 0, canvas)
+    room = np.where(offsets > 0, np.array(canvas) - origin, origin)  # [N, 2] distance to the edge it heads for
+    with np.errstate(divide="ignore", invalid="ignore"):
+        limits = np.where(np.abs(offsets) > 1e-9, room / np.abs(offsets), np.inf)
+    return float(limits.min()) if limits.size else np.inf
+
+
+def _align_person(points, scores, ref_p, ref_s, ref_present, orientation_only, min_score, *, scale=None, place=None,
+                  canvas=None):
     """Retarget one person ``[T, 133, 2]`` to the reference; see :func:`align_to_reference`.
     ``scale``: the body ratio to use (default: this person's own, which gives them the
     character's size); ``place(anchor [2]) -> [2]``: where their first root position goes
-    (default: the reference's root)."""
+    (default: the reference's root); ``canvas`` (width, height): the root motion is scaled
+    less than the body where that is needed to keep the root on it."""
     drv_p, drv_s = with_virtual_joints(points.astype(np.float64), scores, min_score)
     drv_present = drv_s > min_score
     driving_lengths = bone_lengths(drv_p, drv_present)  # [T, B]
@@ -226,12 +239,18 @@ def _align_person(points, scores, ref_p, ref_s, ref_present, orientation_only, m
         raise HoldposeError("the driving sequence never shows the shoulders or hips; cannot place the character")
     anchor = drv_p[anchor_frames[0], root]
     origin = ref_p[root] if place is None else place(anchor)
+    motion_scale = body_ratio
+    if canvas is not None:  # root motion scaled by the body, unless that walks the person off the canvas
+        motion_scale = min(body_ratio, _fitting_scale(origin, drv_p[anchor_frames, root] - anchor, canvas))
+        if motion_scale < body_ratio:
+            logger.warning("align: root motion scaled %.3g times instead of the body's %.3g, so the person stays "
+                           "on the %dx%d canvas", motion_scale, body_ratio, *canvas)
 
     num_frames = len(points)
     frames = np.arange(num_frames)
 
     def scaled(joint):  # where a joint lands when nothing above it is placed: scaled root motion
-        return origin + body_ratio * (drv_p[:, joint] - anchor)
+        return origin + motion_scale * (drv_p[:, joint] - anchor)
 
     out = np.zeros((num_frames, NUM_JOINTS, 2), np.float64)
     placed = np.zeros((num_frames, NUM_JOINTS), bool)

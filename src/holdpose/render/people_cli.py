@@ -45,12 +45,15 @@ def cmd_people(args) -> None:
 
 def track_strip(seq: PoseSequence, tracks: list[Track], *, count: int = 6, video: str | None = None) -> np.ndarray:
     """``uint8 [rows * H, LABEL_WIDTH + count * W, 3]``: per track, ``count`` thumbnails at frames
-    spread over its life, each its box (grown 20 %) with the pose drawn, labelled with its id."""
+    spread over the ones it is in, each its box (grown 20 %) with the pose drawn, labelled with its id."""
     import cv2
 
     from holdpose.render.openpose import overlay_pose_map, render_pose_maps
 
-    picks = {tr.id: np.unique(np.linspace(tr.first, tr.last, count).round().astype(int)) for tr in tracks}
+    picks = {}
+    for tr in tracks:  # frames spread over the ones where the person is there
+        present = np.flatnonzero(((seq.track_ids == tr.id) & (seq.scores > 0).any(-1)).any(1))
+        picks[tr.id] = present[np.unique(np.linspace(0, len(present) - 1, count).round().astype(int))]
     wanted = sorted({int(t) for frames in picks.values() for t in frames})
     pictures = _frames(video, wanted, seq.size) if video else {}
     w, h = THUMB
