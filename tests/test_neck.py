@@ -98,6 +98,11 @@ def test_neck_follows_the_shoulders_by_their_similarity():
     moved[5], moved[6] = [-200, 280], [-200, 120]
     xy, score = file_neck(neck, moved, scores)
     np.testing.assert_allclose(xy, [-160, 208], atol=1e-4)
+    # left and right swapped (as fix_swaps repairs them): the same shoulders, the neck stays put (a 180-degree
+    # turn would put it below them)
+    swapped = points.copy()
+    swapped[5], swapped[6] = points[6], points[5]
+    np.testing.assert_allclose(file_neck(neck, swapped, scores)[0], [104, 80], atol=1e-4)
     # a shoulder lost since: the file's neck cannot follow and is dropped for the midpoint
     lost = scores.copy()
     lost[5] = 0

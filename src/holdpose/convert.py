@@ -112,6 +112,9 @@ def file_neck(neck: np.ndarray, points: np.ndarray, scores: np.ndarray) -> tuple
     movable = had.all(-1) & present_now.all(-1) & (np.abs(np.nan_to_num(old_vec)) > 1e-6)
     with np.errstate(invalid="ignore", divide="ignore"):
         a = np.where(movable, new_vec / np.where(movable, old_vec, 1), 1)
+        # Shoulders that turned more than 90 degrees were swapped (left/right repair), not
+        # turned: the same pair read the other way round, so the neck stays on its side.
+        a = np.where(a.real < 0, -a, a)
         old_mid = 0.5 * ((old_l[..., 0] + old_r[..., 0]) + 1j * (old_l[..., 1] + old_r[..., 1]))
         new_mid = 0.5 * ((new_l[..., 0] + new_r[..., 0]) + 1j * (new_l[..., 1] + new_r[..., 1]))
         moved = a * ((xy[..., 0] + 1j * xy[..., 1]) - old_mid) + new_mid
