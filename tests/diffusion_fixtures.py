@@ -16,6 +16,7 @@ import json
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 from holdpose.sequence import PoseSequence
 
@@ -219,6 +220,14 @@ def tiny_models() -> dict[str, Path]:
         atexit.register(shutil.rmtree, root, ignore_errors=True)
         _BUILT["paths"] = build_tiny_models(root)
     return _BUILT["paths"]
+
+
+@pytest.fixture
+def one_torch_thread():
+    """Fixture form of :func:`single_torch_thread`: ``pytestmark = pytest.mark.usefixtures("one_torch_thread")``
+    after importing it."""
+    with single_torch_thread():
+        yield
 
 
 @contextlib.contextmanager

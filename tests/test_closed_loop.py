@@ -13,7 +13,7 @@ import pytest
 from holdpose.animate.base import Animator, retry_seed
 from holdpose.animate.resume import FRAME_NAME, VERDICTS_NAME, run_animation
 from holdpose.errors import HoldposeError
-from holdpose.evaluate.closed_loop import VerifySettings, read_records, summarise
+from holdpose.evaluate.closed_loop import VerifySettings, closed_loop_summary, read_records
 from holdpose.evaluate.verdicts import Thresholds
 from holdpose.io.video import read_image
 
@@ -102,8 +102,8 @@ def test_exactly_the_drifting_frames_are_made_again_and_the_clip_equals_a_clean_
     reference = reference_image()
     clean = run_animation(controlnet, reference, still, tmp_path / "clean", seed=5, video=False,
                           verify=_settings(still), **OPTIONS)
-    assert summarise(read_records(clean.output_dir / VERDICTS_NAME), FRAMES) == \
-        {"judged": FRAMES, "drifted": 0, "regenerated": 0, "still_drifting": 0, "tries": FRAMES}
+    summary = closed_loop_summary(read_records(clean.output_dir / VERDICTS_NAME), FRAMES)
+    assert summary["counts"]["held"] == FRAMES and summary["tries"] == FRAMES
 
     drifting = Drifting(controlnet, drift={1, 3})
     run = run_animation(drifting, reference, still, tmp_path / "drift", seed=5, video=False,
@@ -220,8 +220,28 @@ def test_report_shows_the_closed_loop_per_frame(tmp_path):
     assert main(["-q", "evaluate", str(tmp_path / "v.mp4"), "--detector", "none", "-o", str(tmp_path / "r")]) == 0
     loop = json.loads((tmp_path / "r" / "metrics.json").read_text())["closed_loop"]
     assert loop["counts"] == {"held": 8, "regenerated": 1, "corrected": 0, "drifting": 1, "unjudged": 2}
+    assert loop["tries"] == 8 + 2 + 3
     assert loop["per_frame"]["state"][4] == "regenerated" and loop["per_frame"]["tries"][7] == 3
     assert loop["per_frame"]["pck_before"][4] is None and loop["per_frame"]["pck_after"][4] == 1.0
     page = (tmp_path / "r" / "index.html").read_text()
     assert page.count('class="cell" style') == 12 + 4  # 12 frames, 4 legend keys
     assert "frame 4 (0.40 s): drifted, made again, holds, 2 tries" in page
+
+
+def test_animate_verify_through_the_cli(tmp_path, capsys):
+    import cv2
+    from skimage import data
+
+    from holdpose.cli import main
+    from holdpose.io.video import write_image
+
+    write_image(tmp_path / "ref.png", cv2.resize(data.astronaut(), (256, 256), interpolation=cv2.INTER_AREA))
+    assert main(["-q", "keyframes", "wave", "-o", str(tmp_path / "wave.npz"), "--fps", "2"]) == 0
+    capsys.readouterr()
+    assert main(["-q", "animate", str(tmp_path / "ref.png"), str(tmp_path / "wave.npz"), "-o", str(tmp_path / "o.mp4"),
+                 "--verify", "--min-pck", "0.5"]) == 0
+    out = capsys.readouterr().out
+    assert "verified: " in out and "(6 tries)" in out and str(tmp_path / "o.verdicts.jsonl") in out
+    assert main(["-q", "animate", str(tmp_path / "ref.png"), str(tmp_path / "wave.npz"), "-o", str(tmp_path / "p.mp4"),
+                 "--max-retries", "4"]) == 2
+    assert "--max-retries: only with --verify" in capsys.readouterr().err

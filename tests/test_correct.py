@@ -106,9 +106,16 @@ def test_correct_repairs_the_drifted_frames_and_leaves_the_others(drifted_clip, 
             assert 0 < changed.mean() < 0.25  # only the arm's region was blended in
 
 
+def _wider(poses):
+    wider = poses.copy()
+    wider.size = (poses.size[0] * 2, poses.size[1])
+    return wider
+
+
 @pytest.mark.parametrize("make, message", [
     (lambda root, target: (root / "drifted.mp4", target[:4], "out.mp4"), "has 6 frames and the poses 4"),
     (lambda root, target: (root / "drifted.mp4", target, "out.gif"), "correct writes an .mp4"),
+    (lambda root, target: (root / "drifted.mp4", _wider(target), "out.mp4"), "differ in shape"),
     (lambda root, target: (root / "drifted.mp4", target, str(root / "drifted.mp4")), "would overwrite the input"),
 ])
 def test_bad_inputs_are_one_clear_error(drifted_clip, tmp_path, make, message):

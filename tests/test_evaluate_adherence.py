@@ -61,6 +61,8 @@ def test_shifted_pose_gives_expected_pck(shift, expected):
     m = score_adherence(detected, target).metrics
     assert (m["pck@0.05"], m["pck@0.1"], m["pck@0.2"]) == pytest.approx(expected)
     assert m["mse_p"] == pytest.approx(shift ** 2, rel=1e-5)
+    w, h = target.size  # normalised: x by the width, y by the height
+    assert m["mse_p_norm"] == pytest.approx((0.6 * shift / w) ** 2 + (0.8 * shift / h) ** 2, rel=1e-5)
     assert m["cap"] == pytest.approx(1.0)  # a translation does not change the shape
     assert m["oks_ap"] < 1.0 or shift <= 5
 

@@ -283,11 +283,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_align)
 
     from holdpose.animate.cli import add_subcommand as add_animate
+    from holdpose.batch.cli import add_subcommand as add_batch
     from holdpose.render.people_cli import add_subcommand as add_people
     from holdpose.evaluate.cli import add_subcommands as add_evaluate
     from holdpose.studio.cli import add_subcommand as add_studio
+    from holdpose.train.cli import add_subcommand as add_convert_weights
 
     add_animate(sub, common)
+    add_convert_weights(sub, common)
+    add_batch(sub, common)
     add_evaluate(sub, [common])
     add_studio(sub, common)
     add_people(sub, common)

@@ -54,11 +54,16 @@ def _init_worker(progress_queue, quiet_native_logs: bool):
     global _progress_queue
     _progress_queue = progress_queue
     if quiet_native_logs:
-        # MediaPipe/TFLite print model-loading notices to fd 2 from their own threads, at
-        # moments no wrapper can catch; a worker reports errors by exception, not stderr.
-        devnull = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(devnull, 2)
-        os.close(devnull)
+        quiet_native_logs_here()
+
+
+def quiet_native_logs_here() -> None:
+    """Send this worker process's fd 2 to /dev/null. MediaPipe/TFLite print model-loading
+    notices there from their own threads, at moments no wrapper can catch; a worker reports
+    errors by exception, not stderr."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, 2)
+    os.close(devnull)
 
 
 def _call_in_worker(function, args):

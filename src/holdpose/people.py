@@ -53,15 +53,17 @@ def parse_person(text: str) -> int | str:
     raise ValueError(f"--person takes a track id (0, 1, ...) or {', '.join(PERSON_CHOICES)}; got {text!r}")
 
 
+def person_choice(text: str) -> int | str:
+    """:func:`parse_person` as an argparse type."""
+    try:
+        return parse_person(text)
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(str(err)) from None
+
+
 def add_person_option(parser: argparse.ArgumentParser, verb: str, *, default_help: str = "all") -> None:
     """``--person ID|largest|longest|all`` on a subcommand's parser."""
-    def person(text: str) -> int | str:
-        try:
-            return parse_person(text)
-        except ValueError as err:
-            raise argparse.ArgumentTypeError(str(err)) from None
-
-    parser.add_argument("--person", type=person, metavar="ID|largest|longest|all",
+    parser.add_argument("--person", type=person_choice, metavar="ID|largest|longest|all",
                         help=f"who to {verb}: a track id (see `holdpose people POSES`), the largest or longest "
                         f"track, or all (default: {default_help})")
 

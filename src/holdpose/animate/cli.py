@@ -14,7 +14,7 @@ import dataclasses
 
 from holdpose.animate.options import flag_name
 from holdpose.errors import HoldposeError
-from holdpose.people import add_person_option
+from holdpose.people import add_person_option, person_choice
 
 GENERAL_FLAGS = ("seed", "overwrite")  # animate()'s own keywords that have flags
 
@@ -67,7 +67,7 @@ def add_subcommand(subparsers, common: argparse.ArgumentParser) -> None:
     v = p.add_argument_group("closed-loop adherence: judge every frame as it is made, make drifting ones again")
     v.add_argument("--verify", action="store_true", help="re-detect the pose on each frame and compare it with its "
                    "target; a frame that drifts is made again (verdicts in OUTPUT.verdicts.jsonl)")
-    v.add_argument("--max-retries", type=_retries, default=2, help="tries after the first for a drifting frame "
+    v.add_argument("--max-retries", type=retry_count, default=2, help="tries after the first for a drifting frame "
                    "(default 2; later tries use a stronger control)")
     v.add_argument("--min-pck", type=float, default=0.9, help="a frame drifts below this PCK@0.05 of the body "
                    "(default 0.9)")
@@ -76,18 +76,21 @@ def add_subcommand(subparsers, common: argparse.ArgumentParser) -> None:
 
     group = p.add_argument_group("backend options (each names the backends that take it)")
     for name, (field, backends, defaults) in backend_fields().items():
-        group.add_argument(flag_name(field), dest=name, default=None, **_argparse_kwargs(field, backends, defaults))
+        group.add_argument(flag_name(field), dest=name, default=None, **argparse_kwargs(field, backends, defaults))
     p.set_defaults(func=cmd_animate)
 
 
-def _retries(text: str) -> int:
+def retry_count(text: str) -> int:
     value = int(text) if text.isdigit() else -1
     if not 0 <= value <= 20:
         raise argparse.ArgumentTypeError(f"{text!r} is not a number of retries in 0..20")
     return value
 
 
-def _argparse_kwargs(field: dataclasses.Field, backends: list[str], defaults: dict) -> dict:
+person_slot = person_choice  # --person's type, as `holdpose batch` imports it: a track id or largest/longest/all
+
+
+def argparse_kwargs(field: dataclasses.Field, backends: list[str], defaults: dict) -> dict:
     meta = field.metadata
     kwargs = {key: meta[key] for key in ("type", "action", "choices", "metavar") if meta.get(key) is not None}
     if isinstance(field.default, bool) and "action" not in kwargs:
@@ -147,11 +150,12 @@ def cmd_animate(args) -> None:
     print(f"{result.video_path}: {result.num_frames} frames{resumed}, {result.size[0]}x{result.size[1]}, "
           f"{result.fps:g} fps{kept}; poses: {result.poses_path}")
     if result.verdicts_path is not None:
-        from holdpose.evaluate.closed_loop import read_records, summarise
+        from holdpose.evaluate.closed_loop import closed_loop_summary, read_records
 
-        s = summarise(read_records(result.verdicts_path), result.num_frames)
-        print(f"verified {s['judged']} frames: {s['drifted']} drifted, {s['regenerated']} made again, "
-              f"{s['still_drifting']} still drift ({s['tries']} tries); verdicts: {result.verdicts_path}")
+        summary = closed_loop_summary(read_records(result.verdicts_path), result.num_frames)
+        n = summary["counts"]
+        print(f"verified: {n['held']} frames held their pose, {n['regenerated']} were made again, "
+              f"{n['drifting']} still drift ({summary['tries']} tries); verdicts: {result.verdicts_path}")
 
 
 def _verify_settings(args):

@@ -200,7 +200,8 @@ class AdherenceResult:
     Attributes:
         metrics: headline metrics (body): ``oks_ap``, ``oks_ap50``, ``oks_ap75``, ``oks_ar``,
             ``cap``, ``cap_ar``, ``pce``, ``mse_p`` (px^2), ``pck@0.05``, ``pck@0.1``,
-            ``pck@0.2``, ``mean_oks`` (mean per-frame OKS).
+            ``pck@0.2``, ``mean_oks`` (mean per-frame OKS), ``mse_p_norm`` (MSE-P with x / width
+            and y / height, PoseCrafter's scale).
         per_part: part name -> the same metrics on that part's points.
         per_frame: name -> ``[T]`` arrays: ``oks``, ``pck@a``, ``mse_p``, ``pce``,
             ``num_target``, ``num_detected`` (NaN where a frame has nothing to score).
@@ -327,6 +328,8 @@ def score_adherence(detected: PoseSequence, target: PoseSequence, *, min_score: 
                  ["oks", "mse_p", "pce", "num_target", "num_detected"] + [f"pck@{a:g}" for a in alphas]}
     tallies = {name: _PartTally(np.zeros(len(alphas))) for name in parts}
     keypoint_tally = _KeypointTally(detected.num_keypoints)
+    canvas = np.array(detected.size, np.float64)  # (W, H): MSE-P on normalised coordinates
+    norm_sq_sum, norm_count = 0.0, 0
     for t in range(num_frames):
         tgt_slots = np.flatnonzero(tgt_present_all[t].any(-1))
         det_slots = np.flatnonzero(det_present_all[t].any(-1))
@@ -359,6 +362,10 @@ def score_adherence(detected: PoseSequence, target: PoseSequence, *, min_score: 
                     else np.full(detected.num_keypoints, np.nan))
             both = visible & np.isfinite(dist)
             keypoint_tally.add_errors(dist, both, heights[j])
+            if j in matched:
+                norm_sq = (((det_kp[matched[j]] - tgt_kp[j]) / canvas) ** 2).sum(-1)
+                norm_sq_sum += float(norm_sq[BODY][both[BODY]].sum())
+                norm_count += int(both[BODY].sum())
             hits = np.array([(both & (np.where(both, dist, np.inf) <= a * heights[j])) for a in alphas])  # [A, K]
             for name, (start, stop) in parts.items():
                 tallies[name].add(hits[:, start:stop], visible[start:stop], dist[start:stop], both[start:stop])
@@ -378,6 +385,7 @@ def score_adherence(detected: PoseSequence, target: PoseSequence, *, min_score: 
     metrics = dict(per_part["body"])
     metrics["pce"] = float(np.nanmean(per_frame["pce"])) if num_frames else float("nan")
     metrics["mean_oks"] = float(np.nanmean(per_frame["oks"])) if np.isfinite(per_frame["oks"]).any() else float("nan")
+    metrics["mse_p_norm"] = norm_sq_sum / norm_count if norm_count else float("nan")
     keypoint_error, keypoint_error_rel, mean_pose = keypoint_tally.means()
     for note in notes:
         logger.warning("%s", note)

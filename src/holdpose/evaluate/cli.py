@@ -65,6 +65,11 @@ def add_subcommands(subparsers, parents: list[argparse.ArgumentParser] = ()) -> 
     learned.add_argument("--fvd-model", help="FVD: path of StyleGAN-V's i3d_torchscript.pt")
     learned.add_argument("--clip-model", help="CLIP-I / CLIP-T: a local CLIP model folder (save_pretrained)")
     learned.add_argument("--prompt", help="the text prompt, for CLIP-T")
+    learned.add_argument("--dino-model", help="VBench subject consistency: a local DINO ViT folder (save_pretrained); "
+                         "--clip-model also gives background consistency and CLIP similarity between frames")
+    learned.add_argument("--videomae-model", help="CD-FVD against --ground-truth: a local VideoMAE folder")
+    learned.add_argument("--fid64", action="store_true", help="FID on 64-d Inception features against --ground-truth "
+                         "(as Stable-Pose reports it; pytorch-fid's weights in torch's hub cache)")
     p.set_defaults(func=cmd_evaluate)
 
     p = subparsers.add_parser(
@@ -152,7 +157,8 @@ def cmd_evaluate(args) -> None:
         detector=None if args.detector == "none" else args.detector, pose_model=args.pose_model,
         det_model=args.det_model, max_people=args.max_people, min_score=args.min_score, flow=args.flow,
         workers=args.workers, worst_frames=args.worst_frames, lpips=args.lpips, fid_features=args.fid_features,
-        fvd_model=args.fvd_model, clip_model=args.clip_model, prompt=args.prompt, progress=_progress(args))
+        fvd_model=args.fvd_model, clip_model=args.clip_model, prompt=args.prompt, dino_model=args.dino_model,
+        videomae_model=args.videomae_model, fid64=args.fid64, progress=_progress(args))
     files = write_report(evaluation, args.output)
     print(f"{files['html']}: {evaluation.frames.get('output')} frames evaluated")
     print(_summary(evaluation.metrics))

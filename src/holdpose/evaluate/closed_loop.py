@@ -150,14 +150,6 @@ def read_records(path: str | os.PathLike) -> dict[int, dict]:
     return records
 
 
-def summarise(records: dict[int, dict], num_frames: int) -> dict:
-    """Counts over a run's records: frames judged, drifting at first, regenerated, still drifting."""
-    judged = [records[i] for i in sorted(records) if i < num_frames]
-    return {"judged": len(judged), "drifted": sum(r["tries"][0]["drift"] for r in judged),
-            "regenerated": sum(r["kept"] > 0 for r in judged), "still_drifting": sum(r["drift"] for r in judged),
-            "tries": sum(len(r["tries"]) for r in judged)}
-
-
 # --- what the report shows -------------------------------------------------------------------
 
 STATES = {  # state -> (colour, meaning), in the order of the report's legend
@@ -193,7 +185,8 @@ def frame_states(records: dict[int, dict], num_frames: int) -> dict[str, list]:
 
 
 def closed_loop_summary(records: dict[int, dict], num_frames: int) -> dict:
-    """The counts and per-frame states of a run's records, as metrics.json keeps them."""
+    """The counts of each state, the tries in all, and the per-frame states of a run's records,
+    as metrics.json keeps them."""
     states = frame_states(records, num_frames)
     counts = {name: states["state"].count(name) for name in STATES}
-    return {"counts": counts, "per_frame": states}
+    return {"counts": counts, "tries": sum(n or 0 for n in states["tries"]), "per_frame": states}

@@ -55,7 +55,8 @@ def _torch():
     return require("torch", "diffusion")
 
 
-def _existing(path: str | os.PathLike, what: str) -> Path:
+def weights_path(path: str | os.PathLike, what: str) -> Path:
+    """``path`` when it exists; else one line saying what is missing (holdpose never downloads)."""
     path = Path(path).expanduser()
     if not path.exists():
         raise HoldposeError(f"{what} not found at {path}; holdpose does not download weights, put the file there "
@@ -93,7 +94,7 @@ class OnnxImageFeatures:
 
     def __init__(self, path: str | os.PathLike, *, input_size: tuple[int, int] = (299, 299),
                  mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5), name: str | None = None):
-        self.path = _existing(path, "ONNX feature model")
+        self.path = weights_path(path, "ONNX feature model")
         ort = require("onnxruntime", "onnx")
         self.session = ort.InferenceSession(str(self.path), providers=["CPUExecutionProvider"])
         self.input_name = self.session.get_inputs()[0].name
@@ -112,7 +113,7 @@ class TorchScriptImageFeatures:
     """Features from a TorchScript image model taking float NCHW in [0, 1] at ``input_size``."""
 
     def __init__(self, path: str | os.PathLike, *, input_size: tuple[int, int] = (299, 299), name: str | None = None):
-        self.path = _existing(path, "TorchScript feature model")
+        self.path = weights_path(path, "TorchScript feature model")
         torch = _torch()
         self.model = torch.jit.load(str(self.path), map_location="cpu").eval()
         self.input_size = input_size
@@ -132,15 +133,17 @@ class InceptionFeatures:
     Args:
         weights: path of ``pt_inception-2015-12-05-6726825d.pth``; default torch's hub
             cache, where pytorch-fid itself would have put it.
+        dims: 2048 (FID), or 64, 192, 768 for pytorch-fid's earlier blocks, spatially averaged
+            (Stable-Pose reports FID on the 64-d ones).
     """
 
     name = "inception-v3 (pytorch-fid)"
 
-    def __init__(self, weights: str | os.PathLike | None = None):
+    def __init__(self, weights: str | os.PathLike | None = None, *, dims: int = 2048):
         for module in ("torch", "torchvision", "pytorch_fid"):
             _require_module(module, "pip install pytorch-fid (FID's Inception needs torch, torchvision, pytorch-fid)")
         path = Path(weights) if weights else torch_hub_checkpoint(INCEPTION_WEIGHTS)
-        _existing(path, f"the FID Inception weights {INCEPTION_WEIGHTS}")
+        weights_path(path, f"the FID Inception weights {INCEPTION_WEIGHTS}")
         torch = _torch()
         import pytorch_fid.inception as inception
 
@@ -149,7 +152,7 @@ class InceptionFeatures:
         original = inception.load_state_dict_from_url
         inception.load_state_dict_from_url = lambda *a, **k: torch.load(str(path), map_location="cpu")
         try:  # the network is built as pytorch-fid builds it; only the download is replaced by the file
-            self.model = InceptionV3([InceptionV3.BLOCK_INDEX_BY_DIM[2048]]).eval()
+            self.model = InceptionV3([InceptionV3.BLOCK_INDEX_BY_DIM[dims]]).eval()
         finally:
             inception.load_state_dict_from_url = original
 
@@ -158,6 +161,8 @@ class InceptionFeatures:
         x = torch.from_numpy(np.asarray(frames).astype(np.float32).transpose(0, 3, 1, 2) / 255.0)
         with torch.no_grad():
             out = self.model(x)[0]  # resizes to 299 and scales to [-1, 1] itself
+            if out.shape[-2:] != (1, 1):  # the blocks before the last are averaged, as pytorch-fid does
+                out = torch.nn.functional.adaptive_avg_pool2d(out, (1, 1))
         return out.reshape(len(frames), -1).double().numpy()
 
 
@@ -169,7 +174,7 @@ class I3DClipFeatures:
     name = "i3d (StyleGAN-V TorchScript)"
 
     def __init__(self, path: str | os.PathLike):
-        self.path = _existing(path, "the FVD I3D model (i3d_torchscript.pt)")
+        self.path = weights_path(path, "the FVD I3D model (i3d_torchscript.pt)")
         torch = _torch()
         self.model = torch.jit.load(str(self.path), map_location="cpu").eval()
 
@@ -196,7 +201,7 @@ class LpipsMetric:
         for module in ("torch", "torchvision", "lpips"):
             _require_module(module, "pip install lpips (LPIPS needs torch, torchvision and lpips)")
         weights = torch_hub_checkpoint(ALEXNET_WEIGHTS)
-        _existing(weights, f"LPIPS's AlexNet weights {ALEXNET_WEIGHTS} (torchvision's, in torch's hub cache)")
+        weights_path(weights, f"LPIPS's AlexNet weights {ALEXNET_WEIGHTS} (torchvision's, in torch's hub cache)")
         import lpips
 
         self.model = lpips.LPIPS(net="alex", verbose=False).eval()
@@ -216,7 +221,7 @@ class ClipEmbedder:
     """CLIP image and text embeddings (unit length) from a local model folder (``save_pretrained``)."""
 
     def __init__(self, model_dir: str | os.PathLike):
-        self.path = _existing(model_dir, "CLIP model folder")
+        self.path = weights_path(model_dir, "CLIP model folder")
         _torch()
         transformers = require("transformers", "diffusion")
         try:

@@ -28,16 +28,19 @@ from holdpose.io.atomic import atomic_path
 logger = logging.getLogger(__name__)
 
 GROUPS = {
-    "Pose adherence": ["oks_ap", "oks_ap50", "oks_ap75", "oks_ar", "cap", "cap_ar", "pce", "mse_p", "pck@0.05",
-                       "pck@0.1", "pck@0.2", "mean_oks"],
+    "Pose adherence": ["oks_ap", "oks_ap50", "oks_ap75", "oks_ar", "cap", "cap_ar", "pce", "mse_p", "mse_p_norm",
+                       "pck@0.05", "pck@0.1", "pck@0.2", "mean_oks"],
     "Temporal stability": ["flicker", "flicker_score", "ground_truth_flicker", "warp_error", "keypoint_jitter",
-                           "keypoint_jitter_target"],
-    "Fidelity": ["ssim", "psnr", "l1", "lpips", "fid", "kid", "kid_std", "fvd", "clip_i", "clip_t"],
+                           "keypoint_jitter_target", "clip_temporal", "background_consistency", "subject_consistency"],
+    "Fidelity": ["ssim", "psnr", "l1", "lpips", "fid", "fid64", "kid", "kid_std", "fvd", "cd_fvd", "clip_i",
+                 "clip_t"],
 }
 # Which way is better, for the reader.
 HIGHER_IS_BETTER = {"oks_ap", "oks_ap50", "oks_ap75", "oks_ar", "cap", "cap_ar", "pck@0.05", "pck@0.1", "pck@0.2",
-                    "mean_oks", "flicker_score", "ssim", "psnr", "clip_i", "clip_t"}
-LOWER_IS_BETTER = {"pce", "mse_p", "flicker", "warp_error", "keypoint_jitter", "l1", "lpips", "fid", "kid", "fvd"}
+                    "mean_oks", "flicker_score", "ssim", "psnr", "clip_i", "clip_t", "clip_temporal",
+                    "background_consistency", "subject_consistency"}
+LOWER_IS_BETTER = {"pce", "mse_p", "mse_p_norm", "flicker", "warp_error", "keypoint_jitter", "l1", "lpips", "fid",
+                   "kid", "fvd", "fid64", "cd_fvd"}
 
 STYLE = """
 body { font-family: -apple-system, "Segoe UI", Helvetica, Arial, sans-serif; margin: 24px auto; max-width: 1100px;

@@ -69,6 +69,15 @@ DEFINITIONS = {
     "clip_i": "cosine similarity of CLIP image embeddings, output frame vs the reference image "
               "(or vs the ground-truth frame without a reference)",
     "clip_t": "cosine similarity of CLIP embeddings of the output frame and the prompt",
+    "clip_temporal": "mean cosine similarity of CLIP image embeddings of consecutive output frames (PoseCrafter's "
+                     "CLIP-T between frames)",
+    "background_consistency": "VBench background consistency: per frame, the mean of its CLIP-feature cosine (>= 0) "
+                              "to the first and to the previous frame, averaged",
+    "subject_consistency": "VBench subject consistency: the same with DINO features",
+    "fid64": "FID on the 64-d features of pytorch-fid's Inception-v3 (first max-pool block), as Stable-Pose reports it",
+    "cd_fvd": "content-debiased FVD (Ge et al. 2024): Fréchet distance of VideoMAE features of 16-frame clips",
+    "mse_p_norm": "MSE-P on normalised coordinates: mean of (dx/W)^2 + (dy/H)^2 over matched body points "
+                  "(PoseCrafter's MSE-P scale)",
 }
 for _a in PCK_ALPHAS:
     DEFINITIONS[f"pck@{_a:g}"] = (f"PCK: fraction of the target's body points that the matched detection places "
@@ -324,8 +333,9 @@ def evaluate_video(output: str | os.PathLike, *, target: PoseSequence | str | os
                    min_score: float = DEFAULT_MIN_SCORE, flow: str = "dis", workers: int | None = None,
                    worst_frames: int = 4, lpips: bool = False, fid_features: Any = None,
                    fvd_model: str | os.PathLike | None = None, clip_model: str | os.PathLike | None = None,
-                   prompt: str | None = None, verdicts: str | os.PathLike | None = None,
-                   progress: bool = True) -> Evaluation:
+                   prompt: str | None = None, dino_model: str | os.PathLike | None = None,
+                   videomae_model: str | os.PathLike | None = None, fid64: bool = False,
+                   verdicts: str | os.PathLike | None = None, progress: bool = True) -> Evaluation:
     """Measure how well ``output`` holds the target pose, how stable it is, and how close
     it is to the ground truth.
 
@@ -353,6 +363,10 @@ def evaluate_video(output: str | os.PathLike, *, target: PoseSequence | str | os
         fvd_model: path of StyleGAN-V's ``i3d_torchscript.pt`` for FVD.
         clip_model: a local CLIP model folder for CLIP-I (and CLIP-T with ``prompt``).
         prompt: the text prompt, for CLIP-T.
+        dino_model: a local DINO ViT folder: VBench subject consistency (``clip_model`` also
+            gives background consistency and CLIP similarity between frames).
+        videomae_model: a local VideoMAE folder: CD-FVD against the ground truth.
+        fid64: FID on 64-d Inception features against the ground truth (as Stable-Pose).
         verdicts: the per-frame verdicts of ``holdpose animate --verify`` or ``holdpose correct``
             (``OUT.verdicts.jsonl``): which frames were made again or corrected, before and after.
         progress: show a progress bar.
@@ -365,7 +379,8 @@ def evaluate_video(output: str | os.PathLike, *, target: PoseSequence | str | os
         raise HoldposeError(f"{verdicts}: no such verdicts file")
     inputs = _check_inputs(output, target, ground_truth, reference, detector, pose_model, det_model, max_people,
                            min_score, dict(lpips=lpips, fid_features=fid_features, fvd_model=fvd_model,
-                                           clip_model=clip_model, prompt=prompt))
+                                           clip_model=clip_model, prompt=prompt, dino_model=dino_model,
+                                           videomae_model=videomae_model, fid64=fid64))
     seconds["setup"] = time.perf_counter() - clock
 
     # 2. The streaming pass: per frame, re-detection, temporal and fidelity measurements.
@@ -577,12 +592,14 @@ def _evaluation(output, ground_truth, reference, inputs: _Inputs, frames: _Frame
 # --- learned metrics ----------------------------------------------------------------------
 
 
-def _load_learned(*, lpips, fid_features, fvd_model, clip_model, prompt, has_gt, has_reference, skipped) -> dict:
+def _load_learned(*, lpips, fid_features, fvd_model, clip_model, prompt, dino_model, videomae_model, fid64, has_gt,
+                  has_reference, skipped) -> dict:
     """Build the requested models now, so a missing package or weights file fails before the long pass."""
-    from holdpose.evaluate import features
+    from holdpose.evaluate import features, video_metrics
 
     learned = {}
-    needs_gt = [name for name, wanted in (("lpips", lpips), ("fid", fid_features), ("fvd", fvd_model)) if wanted]
+    needs_gt = [name for name, wanted in (("lpips", lpips), ("fid", fid_features), ("fvd", fvd_model),
+                                          ("fid64", fid64), ("cd_fvd", videomae_model)) if wanted]
     if needs_gt and not has_gt:
         raise HoldposeError(f"{', '.join(needs_gt)} compare with a ground-truth video; pass ground_truth= "
                             "(CLI: --ground-truth VIDEO)")
@@ -598,10 +615,19 @@ def _load_learned(*, lpips, fid_features, fvd_model, clip_model, prompt, has_gt,
         learned["fvd"] = features.I3DClipFeatures(fvd_model)
     if clip_model is not None:
         learned["clip"] = features.ClipEmbedder(clip_model)
+    if dino_model is not None:
+        learned["dino"] = video_metrics.HFImageFeatures(dino_model)
+    if videomae_model is not None:
+        learned["videomae"] = video_metrics.VideoMAEClipFeatures(videomae_model)
+    if fid64:
+        learned["fid64"] = video_metrics.Inception64Features()
     for name, why in (("lpips", "needs lpips=True and the lpips package with local AlexNet weights"),
                       ("fid", "needs a feature extractor (fid_features=, CLI --fid-features)"),
                       ("fvd", "needs StyleGAN-V's i3d_torchscript.pt (fvd_model=, CLI --fvd-model)"),
-                      ("clip", "needs a local CLIP model folder (clip_model=, CLI --clip-model)")):
+                      ("clip", "needs a local CLIP model folder (clip_model=, CLI --clip-model)"),
+                      ("dino", "subject consistency needs a local DINO folder (dino_model=, CLI --dino-model)"),
+                      ("videomae", "CD-FVD needs a local VideoMAE folder (videomae_model=, CLI --videomae-model)"),
+                      ("fid64", "64-d FID needs fid64=True (CLI --fid64) and pytorch-fid's Inception weights")):
         if name not in learned:
             skipped[name] = why
     return learned
@@ -622,6 +648,9 @@ class _LearnedPass:
         self.clip_i = np.full(self.num_frames, np.nan)
         self.clip_t = np.full(self.num_frames, np.nan)
         self.fid_out, self.fid_gt, self.fvd_out, self.fvd_gt = [], [], [], []
+        # per-frame features (a few KB a frame) and clip features for the S7 video metrics
+        self.clip_features, self.dino_features = [], []
+        self.fid64_out, self.fid64_gt, self.cd_out, self.cd_gt = [], [], [], []
 
     def add(self, start: int, out: np.ndarray, gt: np.ndarray | None) -> None:
         """Frames ``start..`` of the output ``[N, H, W, 3]`` and their ground truth (or None)."""
@@ -636,9 +665,18 @@ class _LearnedPass:
         if "fvd" in learned and gt is not None and len(out) == FVD_CLIP_FRAMES:
             self.fvd_out.append(learned["fvd"](out[None]))
             self.fvd_gt.append(learned["fvd"](gt[None]))
+        if "videomae" in learned and gt is not None and len(out) == FVD_CLIP_FRAMES:
+            self.cd_out.append(learned["videomae"](out[None]))
+            self.cd_gt.append(learned["videomae"](gt[None]))
+        if "fid64" in learned and gt is not None:
+            self.fid64_out.append(learned["fid64"](out))
+            self.fid64_gt.append(learned["fid64"](gt))
+        if "dino" in learned:
+            self.dino_features.append(learned["dino"](out))
         clip = learned.get("clip")
         if clip is not None:
             embeddings = clip.images(out)
+            self.clip_features.append(embeddings)
             if self.clip_reference is not None:
                 self.clip_i[start:stop] = embeddings @ self.clip_reference
             elif gt is not None:
@@ -668,7 +706,29 @@ class _LearnedPass:
             if "clip" in self.learned and np.isfinite(values).any():
                 metrics[name] = float(np.nanmean(values))
                 per_frame[name] = values
+        metrics.update(self._video_metrics(compared))
         return _LearnedResult(metrics, per_frame)
+
+    def _video_metrics(self, compared: int) -> dict[str, float]:
+        """The seed papers' video metrics (:mod:`holdpose.evaluate.video_metrics`) from the features kept."""
+        from holdpose.evaluate import video_metrics as vm
+        from holdpose.evaluate.fidelity import frechet_distance
+
+        metrics = {}
+        if len(self.clip_features) and self.num_frames > 1:
+            clip = np.concatenate(self.clip_features)
+            metrics["clip_temporal"] = vm.clip_temporal(clip)
+            metrics["background_consistency"] = vm.vbench_consistency(clip)
+        if len(self.dino_features) and self.num_frames > 1:
+            metrics["subject_consistency"] = vm.vbench_consistency(np.concatenate(self.dino_features))
+        if self.fid64_out:
+            metrics["fid64"] = frechet_distance(np.concatenate(self.fid64_out), np.concatenate(self.fid64_gt))
+        if self.cd_out:
+            if len(self.cd_out) < 2:
+                raise HoldposeError(f"CD-FVD needs at least two 16-frame clips; the videos have {compared} frames "
+                                    "in common")
+            metrics["cd_fvd"] = vm.cd_fvd(np.concatenate(self.cd_out), np.concatenate(self.cd_gt))
+        return metrics
 
 
 @dataclass
@@ -693,7 +753,7 @@ def _learned_metrics(learned, output, ground_truth, reference, size, compared, n
     if clip is not None and prompt:
         state.clip_text = clip.text(prompt)
     gt_iter = iter(FrameSource(ground_truth, stop=compared)) if ground_truth else iter(())
-    batch = FVD_CLIP_FRAMES if "fvd" in learned else LEARNED_BATCH
+    batch = FVD_CLIP_FRAMES if ("fvd" in learned or "videomae" in learned) else LEARNED_BATCH
     out_frames, gt_frames, start = [], [], 0
     for t, frame in enumerate(progress_bar(FrameSource(output), total=num_frames, desc="learned metrics",
                                            enabled=progress)):

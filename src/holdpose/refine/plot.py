@@ -39,9 +39,16 @@ def plot_tracks(raw: PoseSequence, refined: PoseSequence, path: str | Path, *, k
     axes[1].set_xlabel("time (s)")
     axes[1].invert_yaxis()  # image y grows downwards
     axes[0].legend(loc="upper right", fontsize=8)
+    return save_figure(fig, path, dpi=110)
+
+
+def save_figure(fig, path: str | Path, *, dpi: int = 100) -> Path:
+    """Lay out ``fig``, write it as a PNG at ``path`` atomically and close it."""
+    import matplotlib.pyplot as plt
+
     fig.tight_layout()
     path = Path(path)
     with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=110)
+        fig.savefig(tmp, format="png", dpi=dpi)
     plt.close(fig)
     return path
