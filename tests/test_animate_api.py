@@ -81,7 +81,7 @@ def test_person_selects_one_slot(tmp_path, small_astronaut):
     used = load_poses(result.poses_path)
     assert used.num_people == 1
     np.testing.assert_allclose(used.keypoints[:, 0, :17], two.keypoints[:, 1, :17], atol=0.01)
-    with pytest.raises(HoldposeError, match="person 2 is not a person slot of the poses; they have 2"):
+    with pytest.raises(HoldposeError, match="person 2 is not a track id of the poses; they have 0, 1"):
         animate(small_astronaut, two, tmp_path / "p2.mp4", align=False, person=2, progress=False)
 
 

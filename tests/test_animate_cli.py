@@ -97,7 +97,7 @@ def test_every_option_of_every_backend_has_one_flag():
     (["--backend", "animatediff", "--window", "4", "--stride", "8"], "stride (--stride) 8 is longer"),
     (["--backend", "controlnet", "--controlnet", "a", "--controlnet", "b", "--controlnet-scale", "1",
       "--controlnet-scale", "2", "--controlnet-scale", "3"], "3 values for 2 ControlNets"),
-    (["--person", "3"], "person 3 is not a person slot of the poses; they have 1"),
+    (["--person", "3"], "person 3 is not a track id of"),
 ])
 def test_bad_flags_are_one_line_before_any_work(inputs, tmp_path, capfd, argv, message):
     code = main(["-q", "animate", str(inputs["ref"]), str(inputs["poses"]), "-o", str(tmp_path / "o.mp4"), *argv])

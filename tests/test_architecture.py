@@ -13,7 +13,7 @@ SRC = Path(__file__).resolve().parents[1] / "src"
 # Layer of each top-level part of holdpose: a module may import its own layer and lower ones.
 LAYERS = {
     "holdpose": 0, "holdpose.errors": 0, "holdpose.progress": 0, "holdpose.argtypes": 0, "holdpose.skeleton": 0,
-    "holdpose.sequence": 0, "holdpose.convert": 0, "holdpose.parallel": 0, "holdpose.io": 0,
+    "holdpose.sequence": 0, "holdpose.people": 0, "holdpose.convert": 0, "holdpose.parallel": 0, "holdpose.io": 0,
     "holdpose.detect": 1,
     "holdpose.refine": 2,
     "holdpose.render": 3,

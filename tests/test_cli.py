@@ -77,7 +77,7 @@ def make_bad_inputs(tmp_path):
      "smooth_window"),
     (["animate", "{d}/blank.png", "{d}/good.npz", "-o", "{d}/out.gif"], "writes an .mp4"),
     (["animate", "{d}/blank.png", "{d}/good.npz", "-o", "{d}/out.mp4", "--no-align", "--person", "4"],
-     "person 4 is not a person slot"),
+     "person 4 is not a track id"),
     (["animate", "{d}/blank.png", "{d}/good.npz", "-o", "{d}/out.mp4"], "nobody found"),
     (["animate", "{d}/blank.png", "{d}/good.npz", "-o", "{d}/out.mp4", "--steps", "3"],
      "--steps is for controlnet, animatediff, not the warp backend"),
@@ -135,7 +135,7 @@ def test_extract_with_the_dwpose_backend_and_a_tiny_onnx_model(tmp_path):
     image[110:130, :] = 255
     write_image(tmp_path / "frame.png", image)
     assert main(["-q", "extract", str(tmp_path / "frame.png"), "-o", str(tmp_path / "p.npz"),
-                 "--detector", "dwpose", "--pose-model", str(model)]) == 0
+                 "--detector", "dwpose", "--pose-model", str(model), "--keep-offscreen"]) == 0  # the tiny model scores ~0.02
     from holdpose.io.posefile import load_poses
 
     seq = load_poses(tmp_path / "p.npz")

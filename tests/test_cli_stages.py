@@ -57,7 +57,8 @@ def test_animate_with_the_warp_backend(tmp_path, astronaut):
     wave = load_poses(tmp_path / "wave.npz")
     both = used.present[0, 0, :17] & wave.present[0, 0, :17]
     assert both.sum() >= 5
-    assert np.abs(used.keypoints[0, 0, :17][both] - wave.keypoints[0, 0, :17][both]).max() > 5  # moved by alignment
+    # moved by alignment (a few px: the astronaut shows no hips now, so the neck is the root)
+    assert np.abs(used.keypoints[0, 0, :17][both] - wave.keypoints[0, 0, :17][both]).max() > 2
     # ... and `holdpose evaluate` finds them without --target
     assert main(["-q", "evaluate", str(tmp_path / "out.mp4"), "-o", str(tmp_path / "report")]) == 0
     metrics = json.loads((tmp_path / "report" / "metrics.json").read_text())

@@ -16,6 +16,7 @@ from pathlib import Path
 
 from holdpose import argtypes
 from holdpose.errors import HoldposeError
+from holdpose.people import add_person_option
 from holdpose.progress import progress_bar
 
 logger = logging.getLogger("holdpose")
@@ -28,9 +29,9 @@ def cmd_extract(args) -> None:
     from holdpose.detect.extract import extract_poses
     from holdpose.io.posefile import save_poses
 
-    options = {}
+    options = {"keep_offscreen": args.keep_offscreen}
     if args.detector == "dwpose":
-        options = {"pose_model": args.pose_model, "det_model": args.det_model}
+        options.update(pose_model=args.pose_model, det_model=args.det_model)
     seq = extract_poses(args.input, detector=args.detector, max_people=args.max_people, short_side=args.short_side,
                         fps=args.fps, workers=args.workers, progress=not args.quiet, **options)
     save_poses(seq, args.output, **_json_options(args))
@@ -49,8 +50,10 @@ def cmd_render(args) -> None:
     from holdpose.io.video import open_writer
     from holdpose.render.openpose import get_style, render_pose_maps
 
+    from holdpose.people import choose_people
+
     style = get_style(args.style)
-    seq = load_poses(args.poses, size=args.canvas)
+    seq = choose_people(load_poses(args.poses, size=args.canvas), args.person, what=args.poses)
     size = args.size or seq.size
     maps = render_pose_maps(seq, style, size=size, threshold=args.threshold)
     output = Path(args.output)
@@ -78,14 +81,20 @@ def cmd_refine(args) -> None:
 
     raw = load_poses(args.poses)
     clean = pipeline.refine(raw, track=args.track, fill=args.fill, max_gap=args.max_gap, fix_swaps=args.fix_swaps,
-                            smooth=args.smooth, smooth_window=args.smooth_window, fps=args.fps)
+                            smooth=args.smooth, smooth_window=args.smooth_window, fps=args.fps, video=args.video,
+                            reid_seconds=args.reid_seconds)
     save_poses(clean, args.output, **_json_options(args))
     if args.plot:
         from holdpose.refine.plot import plot_tracks
 
         plot_tracks(raw, clean, args.plot, keypoint=args.plot_keypoint)
         print(f"{args.plot}: raw vs refined {args.plot_keypoint}")
-    print(f"{args.output}: {clean.num_frames} frames at {clean.fps:g} fps")
+    ids = ""
+    if args.track:
+        from holdpose.people import list_tracks
+
+        ids = f"; person ids {len(list_tracks(raw))} -> {len(list_tracks(clean))}"
+    print(f"{args.output}: {clean.num_frames} frames at {clean.fps:g} fps{ids}")
 
 
 def cmd_keyframes(args) -> None:
@@ -150,7 +159,9 @@ def cmd_align(args) -> None:
     from holdpose.io.posefile import load_poses, save_poses
     from holdpose.refine.align import align_to_reference
 
-    driving = load_poses(args.poses)
+    from holdpose.people import choose_people
+
+    driving = choose_people(load_poses(args.poses), args.person, what=args.poses)
     keypoints, scores, size = _alignment_reference(args.reference)
     aligned, info = align_to_reference(driving, keypoints, scores, orientation_only=args.orientation_only,
                                        reference_size=size)
@@ -186,6 +197,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--pose-model", help="dwpose: path to the DWPose/RTMPose .onnx file")
     p.add_argument("--det-model", help="dwpose: path to a YOLOX person detector .onnx file (optional)")
     p.add_argument("--max-people", type=argtypes.positive_int, default=1, help="most people per frame (default 1)")
+    p.add_argument("--keep-offscreen", action="store_true",
+                   help="keep points the detector guesses outside the frame or with low visibility/score "
+                   "(default: they are missing)")
     p.add_argument("--short-side", type=argtypes.positive_int, help="resize frames so their short side has this many pixels")
     p.add_argument("--fps", type=float, help="frame rate of an image folder (default 30)")
     p.add_argument("--workers", type=argtypes.positive_int, help="processes to use (default: one per core)")
@@ -202,12 +216,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--size", type=argtypes.size, help="output WxH (default: the poses' canvas)")
     p.add_argument("--canvas", type=argtypes.size, help="canvas WxH of a pose file that does not state it")
     p.add_argument("--threshold", type=float, default=0.3, help="draw points with a score above this (default 0.3)")
+    add_person_option(p, "draw")
     p.set_defaults(func=cmd_render)
 
     p = sub.add_parser("refine", parents=[common], help="clean a pose sequence: track, fill gaps, fix left/right swaps, smooth, change fps")
     p.add_argument("poses", help="pose file (.json, .npz or folder of .json)")
     p.add_argument("-o", "--output", required=True, help="refined poses (.json, .npz or folder)")
-    p.add_argument("--track", action="store_true", help="re-assign person ids across frames")
+    p.add_argument("--track", action="store_true", help="re-assign person ids across frames (pose, motion, and "
+                   "colours with --video) and join the pieces of one person")
+    p.add_argument("--video", help="--track: the video the poses came from, to compare people's colours")
+    p.add_argument("--reid-seconds", type=float, help="--track: how long a person may be lost and keep their id "
+                   "(default 2)")
     p.add_argument("--fill", action="store_true", help="interpolate short gaps")
     p.add_argument("--max-gap", type=argtypes.positive_int, default=5, help="longest gap to fill, in frames (default 5)")
     p.add_argument("--fix-swaps", action="store_true", help="repair left/right limb swaps")
@@ -259,11 +278,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-o", "--output", required=True, help="aligned poses")
     p.add_argument("--orientation-only", action="store_true",
                    help="keep only the driver's bone directions; every bone gets the reference's length")
+    add_person_option(p, "align", default_help="all, each about their own root; the largest becomes the character")
     _add_json_options(p)
     p.set_defaults(func=cmd_align)
 
     from holdpose.animate.cli import add_subcommand as add_animate
     from holdpose.batch.cli import add_subcommand as add_batch
+    from holdpose.render.people_cli import add_subcommand as add_people
     from holdpose.evaluate.cli import add_subcommands as add_evaluate
     from holdpose.studio.cli import add_subcommand as add_studio
     from holdpose.train.cli import add_subcommand as add_convert_weights
@@ -273,6 +294,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_batch(sub, common)
     add_evaluate(sub, [common])
     add_studio(sub, common)
+    add_people(sub, common)
 
     p = sub.add_parser("demo", parents=[common], help="animate a photo that ships with scikit-image, with a built-in wave")
     p.add_argument("-o", "--output", default="demo_output", help="output folder (default demo_output)")

@@ -5,7 +5,9 @@ Every function takes arrays with any leading axes (``[..., K, 2]`` points and
 
 Exact where the layouts agree (body points, hands, the 68 iBUG face points);
 approximate, and said so, where they do not:
-- OpenPose's neck is the mean of the shoulders, present only if both are.
+- OpenPose's neck is the mean of the shoulders, present only if both are, unless the
+  sequence carries the neck its OpenPose file gave (``PoseSequence.neck``; see
+  :func:`file_neck`): then that neck is drawn, moved with the shoulders.
 - OpenPose's face has 70 points: iBUG 68 plus the two pupils, taken here from
   the body's eye points.
 - MediaPipe has no small toe and its "foot index" stands in for the big toe;
@@ -42,16 +44,24 @@ def _take(points, scores, index):
     return p, s
 
 
-def wholebody_to_openpose(points: np.ndarray, scores: np.ndarray) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+def wholebody_to_openpose(points: np.ndarray, scores: np.ndarray,
+                          neck: np.ndarray | None = None) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     """COCO-WholeBody 133 -> OpenPose parts.
 
+    ``neck``: ``[..., 7]`` file necks (``PoseSequence.neck``) used where present, else
+    the neck is the shoulders' midpoint.
     Returns ``{"body": (p [...,18,2], s [...,18]), "face": (... 70), "left_hand": (... 21), "right_hand": (... 21)}``.
     """
     body_p, body_s = _take(points, scores, WHOLEBODY_FOR_OPENPOSE)
     both = (scores[..., LEFT_SHOULDER] > 0) & (scores[..., RIGHT_SHOULDER] > 0)
-    neck = 0.5 * (points[..., LEFT_SHOULDER, :] + points[..., RIGHT_SHOULDER, :])
-    body_p[..., 1, :] = np.where(both[..., None], neck, 0)
+    mid = 0.5 * (points[..., LEFT_SHOULDER, :] + points[..., RIGHT_SHOULDER, :])
+    body_p[..., 1, :] = np.where(both[..., None], mid, 0)
     body_s[..., 1] = np.where(both, np.minimum(scores[..., LEFT_SHOULDER], scores[..., RIGHT_SHOULDER]), 0)
+    if neck is not None:
+        xy, score = file_neck(neck, points, scores)
+        given = score != 0
+        body_p[..., 1, :] = np.where(given[..., None], xy, body_p[..., 1, :])
+        body_s[..., 1] = np.where(given, np.maximum(score, 0), body_s[..., 1])
 
     face_p = np.concatenate([points[..., FACE, :], points[..., [RIGHT_EYE, LEFT_EYE], :]], axis=-2)
     face_s = np.concatenate([scores[..., FACE], scores[..., [RIGHT_EYE, LEFT_EYE]]], axis=-1)
@@ -61,6 +71,57 @@ def wholebody_to_openpose(points: np.ndarray, scores: np.ndarray) -> dict[str, t
         "left_hand": (points[..., LEFT_HAND, :].copy(), scores[..., LEFT_HAND].copy()),
         "right_hand": (points[..., RIGHT_HAND, :].copy(), scores[..., RIGHT_HAND].copy()),
     }
+
+
+NECK_FIELDS = 7  # x, y, score, then the left and right shoulders (x, y) the neck was read with
+
+
+def record_neck(neck: np.ndarray, neck_score: np.ndarray, points: np.ndarray, scores: np.ndarray) -> np.ndarray:
+    """A file's neck ``[..., 2]`` (score ``[...]``, 0: the file marks it missing) as
+    ``PoseSequence.neck`` ``[..., 7]``: the point, its score (-1 for missing, since 0 there
+    means "no file neck, use the midpoint") and the shoulders of ``points``/``scores``
+    (COCO-WholeBody) it came with."""
+    out = np.zeros(np.shape(neck_score) + (NECK_FIELDS,), np.float32)
+    out[..., :2] = neck
+    out[..., 2] = np.where(np.asarray(neck_score) > 0, neck_score, -1)
+    for i, shoulder in ((3, LEFT_SHOULDER), (5, RIGHT_SHOULDER)):
+        out[..., i:i + 2] = np.where(scores[..., shoulder, None] > 0, points[..., shoulder, :], np.nan)
+    return out
+
+
+def file_neck(neck: np.ndarray, points: np.ndarray, scores: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Where the file's neck is now: ``(xy [..., 2], score [...])`` (score 0: use the midpoint;
+    -1: the file marks it missing).
+
+    The neck is a point of the file, not of COCO-WholeBody, so it follows the shoulders:
+    unchanged shoulders give the file's neck exactly; shoulders moved (aligned, smoothed,
+    edited) carry it by the similarity (rotation, scale, shift) that moved them; if they
+    cannot (a shoulder missing then or now), the file's neck is dropped for the midpoint.
+    """
+    neck = np.asarray(neck, np.float64)
+    xy, score = neck[..., :2], neck[..., 2]
+    old_l, old_r = neck[..., 3:5], neck[..., 5:7]
+    new_l, new_r = points[..., LEFT_SHOULDER, :].astype(np.float64), points[..., RIGHT_SHOULDER, :].astype(np.float64)
+    present_now = np.stack([scores[..., LEFT_SHOULDER] > 0, scores[..., RIGHT_SHOULDER] > 0], -1)
+    had = ~np.isnan(np.stack([old_l[..., 0], old_r[..., 0]], -1))
+    same = (had == present_now).all(-1) & np.where(had[..., 0], (old_l == new_l).all(-1), True) \
+        & np.where(had[..., 1], (old_r == new_r).all(-1), True)
+    # Similarity from the old shoulder pair to the new one, as complex numbers: z -> a z + b.
+    old_vec = (old_l[..., 0] - old_r[..., 0]) + 1j * (old_l[..., 1] - old_r[..., 1])
+    new_vec = (new_l[..., 0] - new_r[..., 0]) + 1j * (new_l[..., 1] - new_r[..., 1])
+    movable = had.all(-1) & present_now.all(-1) & (np.abs(np.nan_to_num(old_vec)) > 1e-6)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        a = np.where(movable, new_vec / np.where(movable, old_vec, 1), 1)
+        # Shoulders that turned more than 90 degrees were swapped (left/right repair), not
+        # turned: the same pair read the other way round, so the neck stays on its side.
+        a = np.where(a.real < 0, -a, a)
+        old_mid = 0.5 * ((old_l[..., 0] + old_r[..., 0]) + 1j * (old_l[..., 1] + old_r[..., 1]))
+        new_mid = 0.5 * ((new_l[..., 0] + new_r[..., 0]) + 1j * (new_l[..., 1] + new_r[..., 1]))
+        moved = a * ((xy[..., 0] + 1j * xy[..., 1]) - old_mid) + new_mid
+    moved_xy = np.stack([moved.real, moved.imag], -1)
+    out_xy = np.where(same[..., None], xy, np.where(movable[..., None], moved_xy, 0))
+    out_score = np.where(same | movable, score, 0)
+    return out_xy.astype(np.float32), out_score.astype(np.float32)
 
 
 def openpose_to_wholebody(body, body_scores, face=None, face_scores=None, left_hand=None, left_hand_scores=None,

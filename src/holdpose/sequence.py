@@ -25,6 +25,9 @@ class PoseSequence:
         fps: frames per second.
         interpolated: bool ``[T, P, K]``, True where a point was not detected but
             filled in by refinement (gap filling, resampling), so later stages can tell.
+        neck: float32 ``[T, P, 7]``, the neck an OpenPose file gave (x, y px, score; 0:
+            none, the shoulders' midpoint is used) and the two shoulders it was read
+            with, so it follows them when they move (:func:`holdpose.convert.file_neck`).
     """
 
     keypoints: np.ndarray
@@ -34,6 +37,7 @@ class PoseSequence:
     size: tuple[int, int] = (512, 512)
     fps: float = 30.0
     interpolated: np.ndarray | None = None
+    neck: np.ndarray | None = None
 
     def __post_init__(self):
         self.keypoints = np.asarray(self.keypoints, dtype=np.float32)
@@ -50,6 +54,13 @@ class PoseSequence:
                 f"inconsistent shapes: keypoints {self.keypoints.shape} (want [T, P, K, 2]), "
                 f"scores {self.scores.shape} (want [T, P, K]), track_ids {self.track_ids.shape} (want [T, P])"
             )
+        if self.neck is None or np.shape(self.neck)[:2] != self.scores.shape[:2]:
+            # None, or left over from arrays replaced without it (dataclasses.replace with other
+            # frames): no file neck, the shoulders' midpoint is drawn, as for detected poses.
+            self.neck = np.zeros(self.scores.shape[:2] + (7,), np.float32)
+        self.neck = np.asarray(self.neck, dtype=np.float32)
+        if self.neck.shape != (t, p, 7):
+            raise ValueError(f"inconsistent shapes: neck {self.neck.shape} (want [T, P, 7])")
         if k != self.layout.num_keypoints:
             raise ValueError(f"layout {self.layout.name} has {self.layout.num_keypoints} keypoints, arrays have {k}")
 
@@ -115,17 +126,20 @@ class PoseSequence:
         if isinstance(frames, (int, np.integer)):
             frames = slice(frames, frames + 1 if frames != -1 else None)
         return replace(self, keypoints=self.keypoints[frames], scores=self.scores[frames],
-                       track_ids=self.track_ids[frames], interpolated=self.interpolated[frames])
+                       track_ids=self.track_ids[frames], interpolated=self.interpolated[frames],
+                       neck=self.neck[frames])
 
     def select_people(self, slots) -> "PoseSequence":
         """The same frames with only the person slots ``slots`` (a list of slot indices), in that order."""
         slots = list(slots)
         return replace(self, keypoints=self.keypoints[:, slots], scores=self.scores[:, slots],
-                       track_ids=self.track_ids[:, slots], interpolated=self.interpolated[:, slots])
+                       track_ids=self.track_ids[:, slots], interpolated=self.interpolated[:, slots],
+                       neck=self.neck[:, slots])
 
     def copy(self) -> "PoseSequence":
         return replace(self, keypoints=self.keypoints.copy(), scores=self.scores.copy(),
-                       track_ids=self.track_ids.copy(), interpolated=self.interpolated.copy())
+                       track_ids=self.track_ids.copy(), interpolated=self.interpolated.copy(),
+                       neck=self.neck.copy())
 
     @property
     def present(self) -> np.ndarray:
@@ -152,8 +166,10 @@ class PoseSequence:
             t, p, k = np.argwhere(outside)[0]
             x, y = self.keypoints[t, p, k]
             raise HoldposeError(
-                f"keypoint {self.layout.keypoint_names[k]} of person {p} in frame {t} is at ({x:.1f}, {y:.1f}), "
-                f"far outside the {w}x{h} canvas; are the coordinates normalised or is the canvas size wrong?"
+                f"keypoint {self.layout.keypoint_names[k]} of person slot {p} (track id {self.track_ids[t, p]}) in frame "
+                f"{t} is at ({x:.1f}, {y:.1f}), far outside the {w}x{h} canvas ({int(outside.any(-1).sum())} "
+                f"person-frames are); are the coordinates normalised or is the canvas size wrong? To keep only "
+                f"some people: --person ID|largest|longest"
             )
         return self
 

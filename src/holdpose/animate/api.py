@@ -25,6 +25,7 @@ import numpy as np
 
 from holdpose.animate.base import check_seed
 from holdpose.errors import HoldposeError
+from holdpose.people import choose_people
 from holdpose.sequence import PoseSequence
 
 if TYPE_CHECKING:
@@ -64,7 +65,7 @@ def frames_dir_for(output: str | os.PathLike) -> Path:
 
 
 def animate(reference: str | os.PathLike | np.ndarray | "Character", poses: str | os.PathLike | PoseSequence,
-            output: str | os.PathLike, *, backend: str = "warp", align: bool = True, person: int | None = None,
+            output: str | os.PathLike, *, backend: str = "warp", align: bool = True, person: int | str | None = None,
             seed: int = 0, overwrite: bool = False, keep_frames: bool | None = None,
             side_by_side: str | os.PathLike | None = None, contact_sheet: str | os.PathLike | None = None,
             verify=None, progress: bool = True, **options) -> AnimateResult:
@@ -78,8 +79,9 @@ def animate(reference: str | os.PathLike | np.ndarray | "Character", poses: str 
         backend: a name of :data:`holdpose.animate.registry.BACKENDS`.
         align: give the poses the character's bone lengths, size and placement first
             (False when they already are on the reference's canvas).
-        person: animate only this person slot of ``poses`` (default: all of them; the
-            warp puppet follows the first).
+        person: who of ``poses`` to animate: a track id, ``"largest"``, ``"longest"`` or
+            ``"all"`` (default: all; the warp puppet follows the first slot); see
+            :mod:`holdpose.people`.
         seed: same seed and inputs, same frames.
         overwrite: start over when ``OUT.frames/`` holds a run with other parameters.
         keep_frames: keep ``OUT.frames/`` after encoding (default: the backend's choice,
@@ -112,7 +114,7 @@ def animate(reference: str | os.PathLike | np.ndarray | "Character", poses: str 
 
     # 2. Read the character and the poses
     character = reference if isinstance(reference, Character) else Character(_read_reference(reference))
-    poses = choose_person(_read_poses(poses), person)
+    poses = choose_people(_read_poses(poses), person)
 
     # 3. Build the backend (this loads its models)
     animator, call_options = cls.from_options(character, model_options, call_options)
@@ -152,16 +154,6 @@ def split_options(cls, options: dict) -> tuple[dict, dict]:
                             f"the {cls.name} backend; it takes: {takes}")
     return ({k: v for k, v in options.items() if k in model_names},
             {k: v for k, v in options.items() if k in call_names})
-
-
-def choose_person(poses: PoseSequence, person: int | None) -> PoseSequence:
-    """``poses`` with only person slot ``person`` (all slots for None)."""
-    if person is None:
-        return poses
-    if isinstance(person, bool) or not isinstance(person, (int, np.integer)) or not 0 <= person < poses.num_people:
-        raise HoldposeError(f"person {person!r} is not a person slot of the poses; they have {poses.num_people} "
-                            f"(0 to {poses.num_people - 1})")
-    return poses.select_people([int(person)])
 
 
 def _read_reference(reference) -> np.ndarray:

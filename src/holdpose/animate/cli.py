@@ -14,6 +14,7 @@ import dataclasses
 
 from holdpose.animate.options import flag_name
 from holdpose.errors import HoldposeError
+from holdpose.people import add_person_option, person_choice
 
 GENERAL_FLAGS = ("seed", "overwrite")  # animate()'s own keywords that have flags
 
@@ -56,8 +57,7 @@ def add_subcommand(subparsers, common: argparse.ArgumentParser) -> None:
     p.add_argument("-o", "--output", required=True, help="output video (.mp4)")
     p.add_argument("--backend", choices=names, default=DEFAULT_BACKEND, help=f"default {DEFAULT_BACKEND}")
     p.add_argument("--no-align", action="store_true", help="the poses are already aligned to the reference")
-    p.add_argument("--person", type=person_slot, help="animate only this person slot of POSES (default: all; the warp "
-                   "puppet follows the first)")
+    add_person_option(p, "animate", default_help="all; the warp puppet follows the first slot")
     p.add_argument("--side-by-side", help="also write pose map | overlay | frame to this video")
     p.add_argument("--seed", type=int, default=0, help="seed (default 0): same seed and inputs, same frames")
     p.add_argument("--overwrite", action="store_true", help="start over when OUTPUT.frames/ holds another run")
@@ -87,11 +87,7 @@ def retry_count(text: str) -> int:
     return value
 
 
-def person_slot(text: str) -> int:
-    value = int(text) if text.lstrip("-").isdigit() else -1
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a person slot (0, 1, ...)")
-    return value
+person_slot = person_choice  # --person's type, as `holdpose batch` imports it: a track id or largest/longest/all
 
 
 def argparse_kwargs(field: dataclasses.Field, backends: list[str], defaults: dict) -> dict:

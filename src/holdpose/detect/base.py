@@ -37,6 +37,21 @@ def expand_box(box, factor: float, size: tuple[int, int] | None = None, *, squar
     return out
 
 
+def drop_unseen(keypoints: np.ndarray, scores: np.ndarray, size: tuple[int, int], *, min_score: float) -> np.ndarray:
+    """Scores ``[..., K]`` with every point the image does not show set to 0 (missing).
+
+    A point is unseen when it lies outside the image (``size`` = (width, height) px;
+    x in [0, width), y in [0, height)) or its score is below ``min_score``. Models
+    extrapolate such points (MediaPipe places shoulders and elbows below a talking
+    head's frame with confidence); kept as present they become limbs nobody moved.
+    ``keypoints`` ``[..., K, 2]`` px are left as they are.
+    """
+    width, height = size
+    x, y = keypoints[..., 0], keypoints[..., 1]
+    inside = (x >= 0) & (x < width) & (y >= 0) & (y < height)
+    return np.where(inside & (scores >= min_score), scores, 0).astype(np.float32)
+
+
 class PoseDetector:
     """Base class: subclasses implement :meth:`__call__` and :meth:`detect_in_boxes`."""
 

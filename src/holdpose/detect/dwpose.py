@@ -17,6 +17,9 @@ about 1, confident points often exceed it, absent ones fall to or below 0). DWPo
 rtmlib call a point visible when ``min(max_x, max_y) > 0.3``. holdpose reports
 ``clip(min(max_x, max_y), 0, 1)`` (:func:`simcc_to_confidence`), so its default
 threshold of 0.3 keeps exactly the points DWPose draws; all values of 1 or more are 1.
+
+Presence: points under that threshold, or outside the image, are returned missing
+(score 0) unless ``keep_offscreen=True`` (``holdpose extract --keep-offscreen``).
 """
 
 from __future__ import annotations
@@ -26,7 +29,7 @@ from pathlib import Path
 
 import numpy as np
 
-from holdpose.detect.base import NUM_KEYPOINTS, PoseDetector, no_people
+from holdpose.detect.base import NUM_KEYPOINTS, PoseDetector, drop_unseen, no_people
 from holdpose.errors import HoldposeError, require
 from holdpose.io.video import check_rgb_image
 
@@ -171,6 +174,8 @@ class DWPoseDetector(PoseDetector):
     ``yolox_l.onnx``). Without it the whole image is one person box.
     ``device``: ``"cpu"`` or ``"cuda"`` (needs onnxruntime-gpu).
     ``input_size``: (w, h), only for models whose input shape is not fixed.
+    ``keep_offscreen``: keep points scored under ``min_score`` or outside the image
+    (otherwise they are returned with score 0, missing).
     """
 
     def __init__(
@@ -183,6 +188,8 @@ class DWPoseDetector(PoseDetector):
         det_nms_threshold: float = 0.45,
         padding: float = 1.25,
         input_size: tuple[int, int] | None = None,
+        keep_offscreen: bool = False,
+        min_score: float = 0.3,
     ):
         for kind, path in (("pose", pose_model), ("det", det_model)):
             if (path is None and kind == "pose") or (path is not None and not Path(path).is_file()):
@@ -198,6 +205,7 @@ class DWPoseDetector(PoseDetector):
             )
 
         self.det_score_threshold, self.det_nms_threshold, self.padding = det_score_threshold, det_nms_threshold, padding
+        self.keep_offscreen, self.min_score = keep_offscreen, min_score
         self._pose = _load_session(ort, pose_model, providers[device], "pose")
         batch, _, h, w = self._pose.get_inputs()[0].shape
         self.input_size = tuple(input_size) if input_size else (_static_dim(w), _static_dim(h))
@@ -273,7 +281,10 @@ class DWPoseDetector(PoseDetector):
         # 3. decode in crop pixels (split ratio = SimCC bins per input pixel), map back to the image
         locations, values = decode_simcc(simcc_x, simcc_y, split_ratio=simcc_x.shape[-1] / w)
         keypoints = np.stack([transform_points(p, cv2.invertAffineTransform(m)) for p, m in zip(locations, matrices)])
-        return keypoints.astype(np.float32), simcc_to_confidence(values)
+        scores = simcc_to_confidence(values)
+        if not self.keep_offscreen:
+            scores = drop_unseen(keypoints, scores, (image.shape[1], image.shape[0]), min_score=self.min_score)
+        return keypoints.astype(np.float32), scores
 
     def close(self) -> None:
         self._pose = self._det = None

@@ -49,14 +49,20 @@ class DetectorConfig:
 
 
 def _detect_chunk(path, short_side, fps, start, stop, config: DetectorConfig, progress):
-    """Worker: detect people in frames [start, stop). Returns per-frame (keypoints, scores)."""
+    """Worker: detect people in frames [start, stop). Returns per-frame (keypoints, scores), and
+    with several people also each one's clothes histogram (for tracking by appearance)."""
+    from holdpose.detect.track import appearance_descriptors
+
     source = FrameSource(path, short_side=short_side, fps=fps, start=start, stop=stop)
     results = []
     with config.build(video=source.kind != "image") as detector:
         for frame in source:
             keypoints, scores = detector(frame)
             keypoints, scores = keypoints[: config.max_people], scores[: config.max_people]
-            results.append((keypoints.astype(np.float32), scores.astype(np.float32)))
+            found = (keypoints.astype(np.float32), scores.astype(np.float32))
+            if config.max_people > 1:
+                found += (appearance_descriptors(frame, *found),)
+            results.append(found)
             if progress is not None:
                 progress.put(1)
     return start, results
@@ -99,16 +105,22 @@ def extract_poses(path: str | os.PathLike, *, detector: str | DetectorConfig = "
     return sequence_from_detections(per_frame, size=source.size, fps=source.fps, max_people=max_people)
 
 
-def sequence_from_detections(detections: list[tuple[np.ndarray, np.ndarray]], *, size: tuple[int, int], fps: float,
+def sequence_from_detections(detections: list[tuple], *, size: tuple[int, int], fps: float,
                              max_people: int) -> PoseSequence:
-    """A PoseSequence from per-frame detections ``(keypoints [P_t, K, 2], scores [P_t, K])``:
-    several people get track ids that are stable across frames, one person id 0 where found."""
-    frames = [(keypoints, scores, np.arange(len(scores), dtype=np.int32)) for keypoints, scores in detections]
+    """A PoseSequence from per-frame detections ``(keypoints [P_t, K, 2], scores [P_t, K])``,
+    optionally with ``appearance [P_t, D]``: several people get track ids that are stable
+    across frames (:func:`holdpose.detect.track.track_people`), one person id 0 where found."""
+    frames = [(found[0], found[1], np.arange(len(found[1]), dtype=np.int32)) for found in detections]
     seq = PoseSequence.from_frames(frames, size=size, fps=fps)
     if max_people > 1:
-        from holdpose.detect.track import assign_track_ids
+        from holdpose.detect.track import track_people
 
-        return assign_track_ids(seq)
+        appearance = None
+        if detections and all(len(found) > 2 for found in detections):
+            appearance = np.zeros(seq.scores.shape[:2] + (detections[0][2].shape[-1],), np.float32)
+            for t, found in enumerate(detections):
+                appearance[t, :len(found[2])] = found[2]
+        return track_people(seq, appearance=appearance)
     seq.track_ids[:] = np.where(seq.scores.max(-1) > 0, 0, -1)
     return seq
 

@@ -6,6 +6,12 @@ MediaPipe holistic finds one person per call. For several people, :meth:`__call_
 repeats it: find the most salient person, paint their box over with the image's
 mean colour, look again, until ``max_people`` are found or nobody is left. Given
 boxes (:meth:`detect_in_boxes`), it runs once per enlarged crop.
+
+Presence: MediaPipe always returns all 33 pose landmarks, guessing the ones it cannot
+see (below a talking head's frame, behind the body). By default a landmark whose
+visibility (or presence, when the graph fills it in) is under ``min_visibility``, or
+that falls outside the image, is returned missing (score 0); ``keep_offscreen=True``
+(``holdpose extract --keep-offscreen``) keeps MediaPipe's guesses with their scores.
 """
 
 from __future__ import annotations
@@ -19,7 +25,7 @@ import types
 import numpy as np
 
 from holdpose.convert import mediapipe_to_wholebody
-from holdpose.detect.base import PoseDetector, expand_box, no_people
+from holdpose.detect.base import PoseDetector, drop_unseen, expand_box, no_people
 from holdpose.errors import require
 from holdpose.skeleton import MEDIAPIPE_POSE_FOR_COCO_BODY
 
@@ -91,15 +97,20 @@ class MediaPipeDetector(PoseDetector):
         min_detection_confidence, min_tracking_confidence: MediaPipe's thresholds.
         erase_padding: how far beyond a found person's keypoint box (as a fraction
             of its size) is painted over before looking for the next person.
+        keep_offscreen: keep landmarks that are outside the image or barely visible
+            (MediaPipe's guesses) instead of returning them missing.
+        min_visibility: a pose landmark with a lower visibility/presence is missing.
     """
 
     def __init__(self, *, max_people: int = 1, video: bool = False, min_detection_confidence: float = 0.5,
-                 min_tracking_confidence: float = 0.5, erase_padding: float = 0.1, segmentation: bool = False):
+                 min_tracking_confidence: float = 0.5, erase_padding: float = 0.1, segmentation: bool = False,
+                 keep_offscreen: bool = False, min_visibility: float = 0.5):
         if max_people < 1:
             raise ValueError(f"max_people must be at least 1, got {max_people}")
         mp = import_mediapipe()
         self.max_people = max_people
         self.erase_padding = erase_padding
+        self.keep_offscreen, self.min_visibility = keep_offscreen, min_visibility
         self._holistic_cls = mp.solutions.holistic.Holistic
         self._options = dict(model_complexity=1, min_detection_confidence=min_detection_confidence,
                              min_tracking_confidence=min_tracking_confidence)
@@ -115,7 +126,21 @@ class MediaPipeDetector(PoseDetector):
         self._model.close()
 
     def detect_one(self, image: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
-        """The most salient person in ``image``: ``(keypoints [133, 2], scores [133])``, or None."""
+        """The most salient person in ``image``: ``(keypoints [133, 2], scores [133])``, or None.
+        Points ``image`` does not show are missing unless ``keep_offscreen``."""
+        found = self._detect_raw(image)
+        return None if found is None else (found[0], self._seen(*found, image))
+
+    def _seen(self, keypoints: np.ndarray, scores: np.ndarray, image: np.ndarray) -> np.ndarray:
+        """``scores`` with the points ``image`` does not show set to 0, unless ``keep_offscreen``."""
+        if self.keep_offscreen:
+            return scores
+        # Hands and face carry score 1 (MediaPipe gives them no per-point confidence),
+        # so the threshold acts on the body's visibility and the frame test on all.
+        return drop_unseen(keypoints, scores, (image.shape[1], image.shape[0]), min_score=self.min_visibility)
+
+    def _detect_raw(self, image: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
+        """:meth:`detect_one` with MediaPipe's guesses kept (scores = visibility)."""
         h, w = image.shape[:2]
         with native_stderr_silenced():
             result = self._model.process(np.ascontiguousarray(image))
@@ -123,7 +148,7 @@ class MediaPipeDetector(PoseDetector):
         self.last_depth = None
         if result.pose_landmarks is None:
             return None
-        visibility = np.array([p.visibility for p in result.pose_landmarks.landmark], np.float32)
+        visibility = np.array([_visibility(p) for p in result.pose_landmarks.landmark], np.float32)
         depth = np.full(133, np.nan, np.float32)
         depth[:17] = np.array([p.z for p in result.pose_landmarks.landmark], np.float32)[MEDIAPIPE_POSE_FOR_COCO_BODY]
         self.last_depth = depth
@@ -148,7 +173,7 @@ class MediaPipeDetector(PoseDetector):
             for _ in range(self.max_people):
                 if len(keypoints) == self.max_people:
                     break
-                found = self.detect_one(work[y0:y1, x0:x1])
+                found = self._detect_raw(work[y0:y1, x0:x1])
                 if found is None:
                     break
                 kp = found[0] + np.array([x0, y0], np.float32)
@@ -163,7 +188,8 @@ class MediaPipeDetector(PoseDetector):
                 boxes.append(box)
         if not keypoints:
             return no_people()
-        return np.stack(keypoints), np.stack(scores)
+        keypoints = np.stack(keypoints)
+        return keypoints, self._seen(keypoints, np.stack(scores), image)
 
     def _paint_over(self, image: np.ndarray, box: np.ndarray, fill: np.ndarray) -> None:
         """Paint the person just found (segmentation mask, grown a little, inside their
@@ -189,11 +215,19 @@ class MediaPipeDetector(PoseDetector):
             x0, y0, x1, y1 = expand_box(box, padding, (w, h), square=True).round().astype(int)
             if x1 - x0 < 2 or y1 - y0 < 2:
                 continue
-            found = self.detect_one(image[y0:y1, x0:x1])
+            found = self._detect_raw(image[y0:y1, x0:x1])
             if found is not None:
                 keypoints[i] = found[0] + np.array([x0, y0], np.float32)
                 scores[i] = found[1]
-        return keypoints, scores
+        return keypoints, self._seen(keypoints, scores, image)
+
+
+def _visibility(landmark) -> float:
+    """A landmark's visibility, or its presence when that is lower (the legacy holistic
+    graph leaves presence unset, 0, so it is used only when set)."""
+    if landmark.HasField("presence"):
+        return min(landmark.visibility, landmark.presence)
+    return landmark.visibility
 
 
 def _windows(width: int, height: int, overlap: float = 0.5) -> list[tuple[int, int, int, int]]:

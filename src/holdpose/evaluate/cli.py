@@ -14,6 +14,7 @@ from pathlib import Path
 
 from holdpose.argtypes import fraction, positive_int
 from holdpose.errors import HoldposeError
+from holdpose.people import add_person_option
 
 logger = logging.getLogger(__name__)
 
@@ -45,6 +46,7 @@ def add_subcommands(subparsers, parents: list[argparse.ArgumentParser] = ()) -> 
                    "beside the video, when there is one)")
     p.add_argument("--target", help="target poses (.json, .npz or folder of .json): adherence metrics (default: "
                    "OUTPUT's .poses.json, which holdpose animate writes, when there is one)")
+    add_person_option(p, "score in the target")
     p.add_argument("--ground-truth", help="ground-truth video: SSIM, PSNR, L1 (and LPIPS, FID, KID, FVD)")
     p.add_argument("--reference", help="reference image of the character: CLIP-I with --clip-model")
     p.add_argument("-o", "--output", required=True, help="report folder (metrics.json, index.html, plots)")
@@ -141,6 +143,11 @@ def cmd_evaluate(args) -> None:
     if target is None and beside.is_file():  # what `holdpose animate` writes next to its video
         target = str(beside)
         logger.warning("scoring against %s, the poses holdpose animate followed (--target to choose others)", beside)
+    if target is not None and args.person not in (None, "all"):
+        from holdpose.io.posefile import load_poses
+        from holdpose.people import choose_people
+
+        target = choose_people(load_poses(target), args.person, what=target)
     verdicts = args.verdicts
     beside = Path(args.video).with_suffix(".verdicts.jsonl")
     if verdicts is None and beside.is_file():  # what `holdpose animate --verify` / `holdpose correct` write

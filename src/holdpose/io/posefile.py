@@ -2,9 +2,14 @@
 
 NPZ is lossless: the arrays of :class:`PoseSequence` plus layout, size and fps.
 
+The neck: COCO-WholeBody has none, so a sequence from a detector draws the shoulders'
+midpoint. An OpenPose file's own neck (placed by CMU OpenPose, or moved in an editor)
+is kept in ``PoseSequence.neck``, drawn and written back as the file gave it, and moved
+with the shoulders when later stages move them.
+
 OpenPose JSON loses, by design of the format:
 - the feet (OpenPose 18 has none; BODY_25 files are read with their feet but
-  written as 18 points), and the neck is derived, not stored;
+  written as 18 points);
 - precision beyond 0.01 px (pixels) or 1e-6 (normalised);
 - real confidences, in the default ``confidences="binary"`` mode: ControlNet tools
   (sd-webui-controlnet's reader and the editors built on it) treat any confidence
@@ -27,7 +32,7 @@ from pathlib import Path
 
 import numpy as np
 
-from holdpose.convert import openpose_to_wholebody, wholebody_to_openpose
+from holdpose.convert import openpose_to_wholebody, record_neck, wholebody_to_openpose
 from holdpose.errors import HoldposeError
 from holdpose.io.atomic import atomic_path
 from holdpose.sequence import PoseSequence
@@ -87,7 +92,7 @@ def write_npz(seq: PoseSequence, path: str | os.PathLike) -> None:
             np.savez_compressed(
                 f, format=NPZ_FORMAT, keypoints=seq.keypoints, scores=seq.scores, track_ids=seq.track_ids,
                 layout=seq.layout.name, size=np.array(seq.size), fps=np.array(seq.fps),
-                interpolated=seq.interpolated,
+                interpolated=seq.interpolated, neck=seq.neck,
             )
 
 
@@ -100,6 +105,7 @@ def read_npz(path: str | os.PathLike) -> PoseSequence:
                 keypoints=data["keypoints"], scores=data["scores"], track_ids=data["track_ids"],
                 layout=get_layout(str(data["layout"])), size=tuple(data["size"]), fps=float(data["fps"]),
                 interpolated=data["interpolated"] if "interpolated" in data else None,
+                neck=data["neck"] if "neck" in data else None,
             )
     except (OSError, ValueError, KeyError, zipfile.BadZipFile, EOFError) as err:
         raise HoldposeError(f"{path}: cannot read NPZ pose file ({err})") from err
@@ -114,7 +120,7 @@ def openpose_frames(seq: PoseSequence, *, normalized: bool = False, confidences:
         raise ValueError(f"confidences must be 'binary' or 'real', got {confidences!r}")
     if seq.layout is not COCO_WHOLEBODY:
         raise ValueError(f"OpenPose JSON is written from the coco_wholebody layout, got {seq.layout.name}")
-    parts = wholebody_to_openpose(seq.keypoints, seq.scores)
+    parts = wholebody_to_openpose(seq.keypoints, seq.scores, seq.neck)
     w, h = seq.size
     scale = np.array([1 / w, 1 / h] if normalized else [1, 1], np.float64)
     digits = 6 if normalized else 2
@@ -242,6 +248,8 @@ def read_openpose_json(path: str | os.PathLike, *, size: tuple[int, int] | None 
                 args += [None, None] if arr is None else [arr[:, :2] * scale, np.clip(arr[:, 2], 0, 1)]
             seq.keypoints[t, p], seq.scores[t, p] = openpose_to_wholebody(*args)
             seq.track_ids[t, p] = pid
+            if parts["body"] is not None:
+                seq.neck[t, p] = record_neck(args[0][1], args[1][1], seq.keypoints[t, p], seq.scores[t, p])
     return seq, {"coordinates": "normalised" if normalised else "pixels", "frames": len(frames)}
 
 

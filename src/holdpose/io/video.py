@@ -3,6 +3,13 @@
 Frames are ``uint8 [H, W, 3]`` RGB arrays. Readers decode lazily so memory does
 not grow with the length of the video; writers encode as frames arrive and
 publish the file only when it is complete.
+
+Image folders of mixed sizes: the canvas is the first image's size (after
+``short_side``). An image of that size is only resized; any other image is
+**letterboxed**, never stretched: scaled uniformly to fit the canvas, centred, black
+bars around (:func:`letterbox_placement`). A point ``(x, y)`` of the image (pixels,
+0 at the left/top edge) is at ``(x * sx + dx, y * sy + dy)`` on the canvas, and
+:func:`canvas_to_image` maps keypoints back exactly.
 """
 
 from __future__ import annotations
@@ -33,6 +40,36 @@ def scaled_size(size: tuple[int, int], short_side: int | None) -> tuple[int, int
     return max(2, int(round(w * scale / 2)) * 2), max(2, int(round(h * scale / 2)) * 2)
 
 
+def letterbox_placement(source: tuple[int, int], canvas: tuple[int, int]) -> tuple[float, float, int, int]:
+    """Where an image of ``source`` (width, height) goes on ``canvas``: ``(sx, sy, dx, dy)``.
+
+    The image is scaled by ``s = min(W / w, H / h)`` to ``(round(w s), round(h s))`` pixels
+    (so ``sx = round(w s) / w`` and ``sy = round(h s) / h``, equal up to rounding) and
+    placed at the integer offset ``dx = (W - round(w s)) // 2``, ``dy`` likewise.
+    """
+    (w, h), (cw, ch) = source, canvas
+    s = min(cw / w, ch / h)
+    new_w, new_h = max(1, min(cw, int(round(w * s)))), max(1, min(ch, int(round(h * s))))
+    return new_w / w, new_h / h, (cw - new_w) // 2, (ch - new_h) // 2
+
+
+def letterbox_image(image: np.ndarray, canvas: tuple[int, int]) -> np.ndarray:
+    """``image`` ``[h, w, 3]`` on a black ``canvas`` (width, height), placed as :func:`letterbox_placement` says."""
+    import cv2
+
+    sx, sy, dx, dy = letterbox_placement((image.shape[1], image.shape[0]), canvas)
+    new_w, new_h = int(round(image.shape[1] * sx)), int(round(image.shape[0] * sy))
+    out = np.zeros((canvas[1], canvas[0], 3), np.uint8)
+    out[dy:dy + new_h, dx:dx + new_w] = cv2.resize(image, (new_w, new_h), interpolation=cv2.INTER_AREA)
+    return out
+
+
+def canvas_to_image(points: np.ndarray, source: tuple[int, int], canvas: tuple[int, int]) -> np.ndarray:
+    """Keypoints ``[..., 2]`` on the canvas back to pixels of the letterboxed image of size ``source``."""
+    sx, sy, dx, dy = letterbox_placement(source, canvas)
+    return (np.asarray(points, np.float64) - [dx, dy]) / [sx, sy]
+
+
 class FrameSource:
     """RGB frames from a video file, a folder of images, or one image.
 
@@ -52,6 +89,7 @@ class FrameSource:
         self.path = Path(path)
         self.short_side = short_side
         self.start, self.stop = start, stop
+        self._warned_sizes = False
         if not self.path.exists():
             raise HoldposeError(f"{self.path}: no such file or folder")
         if self.path.is_dir():
@@ -112,11 +150,20 @@ class FrameSource:
             return
         for file in self._files[self.start:self.stop]:
             image = _read_image(file)
-            if (image.shape[1], image.shape[0]) != self.size:
+            size = (image.shape[1], image.shape[0])
+            if size == self.size:
+                yield image
+            elif size == self.source_size:  # the folder's own size: resized like a video's frames
                 import cv2
 
-                image = cv2.resize(image, self.size, interpolation=cv2.INTER_AREA)
-            yield image
+                yield cv2.resize(image, self.size, interpolation=cv2.INTER_AREA)
+            else:
+                if not self._warned_sizes:
+                    logger.warning("%s: %s is %dx%d, not %dx%d like the first image; it is letterboxed (scaled "
+                                   "to fit, centred, black bars), not stretched, and so are others", self.path,
+                                   file.name, *size, *self.source_size)
+                    self._warned_sizes = True
+                yield letterbox_image(image, self.size)
 
     def _iter_video(self) -> Iterator[np.ndarray]:
         av = _import_av()

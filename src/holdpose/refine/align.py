@@ -24,6 +24,7 @@ nearest present ancestor.
 
 from __future__ import annotations
 
+import logging
 from collections import deque
 from dataclasses import dataclass
 
@@ -32,6 +33,8 @@ import numpy as np
 from holdpose.errors import HoldposeError
 from holdpose.sequence import PoseSequence
 from holdpose.skeleton import COCO_WHOLEBODY, HAND_EDGES
+
+logger = logging.getLogger(__name__)
 
 PELVIS, NECK = 133, 134  # virtual joints appended after the 133 COCO-WholeBody points
 NOSE, LEFT_SHOULDER, RIGHT_SHOULDER, LEFT_HIP, RIGHT_HIP = 0, 5, 6, 11, 12
@@ -102,8 +105,18 @@ class Alignment:
 
 def align_to_reference(driving: PoseSequence, reference_keypoints: np.ndarray, reference_scores: np.ndarray, *,
                        orientation_only: bool = False, min_score: float = 0.3,
-                       reference_size: tuple[int, int] | None = None) -> tuple[PoseSequence, Alignment]:
+                       reference_size: tuple[int, int] | None = None,
+                       main: int | None = None) -> tuple[PoseSequence, Alignment]:
     """Give ``driving``'s motion the reference character's body (see the module docstring).
+
+    Several people (one per track id, whatever slot they sit in): the main person (default:
+    the one with the most body points seen) becomes the character, placed where the reference stands. Every other
+    person gets the character's proportions at the main person's scale, about their own
+    root: their first root position is mapped onto the output canvas as the frame is
+    (uniform scale, centred), so they stay where they were in the picture instead of
+    being carried off it by the main person's scale and offset. Root motion is scaled by
+    the body ratio, less (one factor per person, logged) if that would take their root
+    off the output canvas: a wide walk on a portrait reference stays in the picture.
 
     Args:
         driving: the sequence to retarget (every person slot is retargeted to the same reference).
@@ -113,6 +126,8 @@ def align_to_reference(driving: PoseSequence, reference_keypoints: np.ndarray, r
         min_score: points at or below this score count as missing when measuring.
         reference_size: (width, height) of the reference image; the output sequence uses
             this canvas (default: the driving canvas).
+        main: the index, in order of track id, of the person who becomes the character
+            (see above).
 
     Returns:
         The aligned sequence (canvas ``reference_size``) and the measured :class:`Alignment`.
@@ -128,20 +143,77 @@ def align_to_reference(driving: PoseSequence, reference_keypoints: np.ndarray, r
     out = driving.copy()
     if reference_size is not None:
         out.size = tuple(int(v) for v in reference_size)
-    alignment = None
-    for p in range(driving.num_people):
-        if not (driving.scores[:, p] > 0).any():
-            continue
-        kp, sc, alignment = _align_person(driving.keypoints[:, p], driving.scores[:, p], ref_p, ref_s, ref_present,
-                                          orientation_only, min_score)
-        out.keypoints[:, p], out.scores[:, p] = kp, sc
-    if alignment is None:
+    people = _people_masks(driving)
+    if not people:
         raise HoldposeError("the driving sequence has nobody in it")
+    # Gather each person's frames into one track [T, 133, ...] (a person may change slot).
+    frames = np.arange(driving.num_frames)
+    tracks = []
+    for mask in people:
+        slots = mask.argmax(1)
+        present = mask.any(1)
+        tracks.append((mask, slots, np.where(present[:, None, None], driving.keypoints[frames, slots], 0),
+                       np.where(present[:, None], driving.scores[frames, slots], 0)))
+    seen = [int((sc[:, :17] > min_score).sum()) for _, _, _, sc in tracks]
+    main = int(np.argmax(seen)) if main is None else main
+    order = [main] + [i for i in range(len(tracks)) if i != main]
+    frame_scale, frame_shift = _canvas_map(driving.size, out.size)
+    alignment = None
+    for i in order:
+        mask, slots, points, scores = tracks[i]
+        options = {"canvas": out.size} if alignment is None else dict(
+            scale=alignment.body_ratio, place=lambda anchor: anchor * frame_scale + frame_shift, canvas=out.size)
+        present = mask.any(1)
+        try:
+            kp, sc, found = _align_person(points, scores, ref_p, ref_s, ref_present, orientation_only, min_score,
+                                          **options)
+        except HoldposeError as err:
+            if alignment is None:
+                raise
+            # someone never seen well enough to rebuild (no shoulders or hips): left out, and said so
+            logger.warning("align: person %s left out (%s)", driving.track_ids[present.argmax(), slots[present.argmax()]],
+                           err)
+            out.scores[frames[present], slots[present]] = 0
+            out.track_ids[frames[present], slots[present]] = -1
+            continue
+        alignment = alignment or found
+        out.keypoints[frames[present], slots[present]] = kp[present]
+        out.scores[frames[present], slots[present]] = sc[present]
     return out, alignment
 
 
-def _align_person(points, scores, ref_p, ref_s, ref_present, orientation_only, min_score):
-    """Retarget one person ``[T, 133, 2]`` to the reference; see :func:`align_to_reference`."""
+def _people_masks(seq: PoseSequence) -> list[np.ndarray]:
+    """bool ``[T, P]`` per person: each track id, and each slot's frames that have points but no id."""
+    occupied = (seq.scores > 0).any(-1)
+    masks = [occupied & (seq.track_ids == i) for i in np.unique(seq.track_ids[occupied & (seq.track_ids >= 0)])]
+    loose = occupied & (seq.track_ids < 0)
+    masks += [loose & (np.arange(seq.num_people) == p) for p in np.flatnonzero(loose.any(0))]
+    return masks
+
+
+def _canvas_map(source: tuple[int, int], target: tuple[int, int]) -> tuple[float, np.ndarray]:
+    """Scale and shift that fit the ``source`` canvas inside ``target`` (uniform, centred)."""
+    scale = min(target[0] / source[0], target[1] / source[1])
+    shift = (np.array(target, np.float64) - scale * np.array(source, np.float64)) / 2
+    return scale, shift
+
+
+def _fitting_scale(origin: np.ndarray, offsets: np.ndarray, canvas: tuple[int, int]) -> float:
+    """The largest s >= 0 with ``origin + s * offsets`` ``[N, 2]`` inside the canvas (inf if any s is)."""
+    origin = np.clip(origin, 0, canvas)
+    room = np.where(offsets > 0, np.array(canvas) - origin, origin)  # [N, 2] distance to the edge it heads for
+    with np.errstate(divide="ignore", invalid="ignore"):
+        limits = np.where(np.abs(offsets) > 1e-9, room / np.abs(offsets), np.inf)
+    return float(limits.min()) if limits.size else np.inf
+
+
+def _align_person(points, scores, ref_p, ref_s, ref_present, orientation_only, min_score, *, scale=None, place=None,
+                  canvas=None):
+    """Retarget one person ``[T, 133, 2]`` to the reference; see :func:`align_to_reference`.
+    ``scale``: the body ratio to use (default: this person's own, which gives them the
+    character's size); ``place(anchor [2]) -> [2]``: where their first root position goes
+    (default: the reference's root); ``canvas`` (width, height): the root motion is scaled
+    less than the body where that is needed to keep the root on it."""
     drv_p, drv_s = with_virtual_joints(points.astype(np.float64), scores, min_score)
     drv_present = drv_s > min_score
     driving_lengths = bone_lengths(drv_p, drv_present)  # [T, B]
@@ -155,6 +227,8 @@ def _align_person(points, scores, ref_p, ref_s, ref_present, orientation_only, m
     if not np.isfinite(body_ratio):
         raise HoldposeError("the reference and the driving poses share no body bone; cannot measure proportions")
     ratios = np.where(np.isfinite(ratios), ratios, body_ratio)
+    if scale is not None:  # the character's proportions at another overall scale
+        ratios, body_ratio = ratios * (scale / body_ratio), scale
 
     # The root is the pelvis when the driver's hips are usually seen, else the neck.
     root = PELVIS if drv_present[:, PELVIS].mean() >= 0.5 and ref_present[PELVIS] else NECK
@@ -164,12 +238,19 @@ def _align_person(points, scores, ref_p, ref_s, ref_present, orientation_only, m
     if len(anchor_frames) == 0:
         raise HoldposeError("the driving sequence never shows the shoulders or hips; cannot place the character")
     anchor = drv_p[anchor_frames[0], root]
+    origin = ref_p[root] if place is None else place(anchor)
+    motion_scale = body_ratio
+    if canvas is not None:  # root motion scaled by the body, unless that walks the person off the canvas
+        motion_scale = min(body_ratio, _fitting_scale(origin, drv_p[anchor_frames, root] - anchor, canvas))
+        if motion_scale < body_ratio:
+            logger.warning("align: root motion scaled %.3g times instead of the body's %.3g, so the person stays "
+                           "on the %dx%d canvas", motion_scale, body_ratio, *canvas)
 
     num_frames = len(points)
     frames = np.arange(num_frames)
 
     def scaled(joint):  # where a joint lands when nothing above it is placed: scaled root motion
-        return ref_p[root] + body_ratio * (drv_p[:, joint] - anchor)
+        return origin + motion_scale * (drv_p[:, joint] - anchor)
 
     out = np.zeros((num_frames, NUM_JOINTS, 2), np.float64)
     placed = np.zeros((num_frames, NUM_JOINTS), bool)

@@ -8,28 +8,38 @@ resampling comes last.
 
 from __future__ import annotations
 
+import logging
+
 import numpy as np
 
 from holdpose.errors import HoldposeError
 from holdpose.sequence import PoseSequence
 
+logger = logging.getLogger(__name__)
+
 
 def refine(seq: PoseSequence, *, track: bool = False, fill: bool = False, max_gap: int = 5, fix_swaps: bool = False,
-           smooth: str | None = None, smooth_window: float | None = None, fps: float | None = None) -> PoseSequence:
+           smooth: str | None = None, smooth_window: float | None = None, fps: float | None = None,
+           video=None, reid_seconds: float | None = None) -> PoseSequence:
     """Apply the chosen refine steps to ``seq`` and return the result (the input is not changed).
 
     ``smooth`` is "offline" (zero-phase Savitzky-Golay over ``smooth_window`` seconds, default
     0.75) or "one_euro" (causal); ``max_gap`` is in frames, ``fps`` the new frame rate.
-    Options that would do nothing (``smooth_window`` without offline smoothing) are refused."""
+    Options that would do nothing (``smooth_window`` without offline smoothing) are refused.
+    ``track`` re-assigns ids (:func:`holdpose.detect.track.track_people`; ``video``, the clip the
+    poses came from, adds people's colours; ``reid_seconds`` how long someone may be lost)."""
     if smooth_window is not None and smooth != "offline":
         raise HoldposeError(f"smooth_window (--smooth-window) sets the offline smoother's window; it does nothing "
                             f"with smooth={smooth!r} (use --smooth offline, or drop --smooth-window)")
     if smooth_window is not None and not (np.isfinite(smooth_window) and smooth_window > 0):
         raise HoldposeError(f"smooth_window (--smooth-window) must be a positive number of seconds, got {smooth_window}")
     if track:
-        from holdpose.detect.track import assign_track_ids, slots_by_track
+        from holdpose.detect.track import REID_SECONDS, slots_by_track, track_people, video_appearance
 
-        seq = slots_by_track(assign_track_ids(seq))
+        appearance = video_appearance(seq, video) if video is not None else None
+        before = len(np.unique(seq.track_ids[seq.track_ids >= 0]))
+        seq = slots_by_track(track_people(seq, appearance=appearance, reid_seconds=reid_seconds or REID_SECONDS))
+        logger.info("track: %d person ids before, %d after", before, len(np.unique(seq.track_ids[seq.track_ids >= 0])))
     if fix_swaps:
         from holdpose.refine.swaps import fix_swaps as repair
 

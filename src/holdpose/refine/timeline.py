@@ -133,7 +133,7 @@ def resample(seq: PoseSequence, fps: float) -> PoseSequence:
     w = np.where(exact, 0.0, u - i0)
     keypoints, scores, track_ids, interpolated = blend_frames(seq, i0, seq, i1, w)
     return replace(seq, keypoints=keypoints, scores=scores, track_ids=track_ids,
-                   interpolated=interpolated, fps=float(fps))
+                   interpolated=interpolated, fps=float(fps), neck=seq.neck[np.where(w < 0.5, i0, i1)])
 
 
 def trim(seq: PoseSequence, start: float | None = None, end: float | None = None) -> PoseSequence:

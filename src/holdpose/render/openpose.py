@@ -240,7 +240,7 @@ def render_pose_maps(seq: PoseSequence, style: str | PoseMapStyle = "openpose_fu
     for start in range(0, seq.num_frames, PLAN_CHUNK):
         chunk = slice(start, start + PLAN_CHUNK)
         scores = np.where(seq.track_ids[chunk, :, None] >= 0, seq.scores[chunk], 0)  # empty slots draw nothing
-        plan = renderer.plan(wholebody_to_openpose(seq.keypoints[chunk] * scale, scores))
+        plan = renderer.plan(wholebody_to_openpose(seq.keypoints[chunk] * scale, scores, seq.neck[chunk]))
         for t in range(len(scores)):
             yield renderer.draw(plan, t)
 
