@@ -398,13 +398,19 @@ def _apply(seq: PoseSequence, part: str, start, end, ramp: float, person, pivot,
     return out
 
 
+def _finite(value, what: str) -> float:
+    from holdpose.limits import finite
+
+    return finite(value, what)
+
+
 def move(seq: PoseSequence, part: str, dx: float, dy: float, start: float | None = None,
          end: float | None = None, *, ramp: float = 0.0, person: int | None = None) -> PoseSequence:
     """Shift ``part`` by ``(dx, dy)`` pixels (y down) in the frames whose time lies in
     ``[start, end)`` seconds (``None``: from the beginning / to the end). With ``ramp``
     seconds the shift fades in from 0 at ``start`` and out to 0 at ``end``. ``person``: a
     slot, or ``None`` for everyone. Returns a new sequence; missing points stay missing."""
-    delta = np.array([dx, dy], np.float64)
+    delta = np.array([_finite(dx, "move dx"), _finite(dy, "move dy")], np.float64)
     return _apply(seq, part, start, end, ramp, person, (0.0, 0.0),
                   lambda pts, c, w: pts + w[:, None, None, None] * delta)
 
@@ -415,6 +421,8 @@ def rotate(seq: PoseSequence, part: str, degrees: float, start: float | None = N
     the part's proximal joint (:data:`PARTS`, e.g. the elbow for ``"left_forearm"``, so the
     wrist and hand swing about it), or a joint name, ``"neck"``, ``"centre"``, or ``(x, y)``
     pixels. Frames, ramp and person as in :func:`move`; with a ramp the angle fades."""
+    degrees = _finite(degrees, "rotate degrees")
+
     def turn(pts, c, w):
         a = np.deg2rad(degrees) * w[:, None, None]  # [T, 1, 1]
         cos, sin = np.cos(a), np.sin(a)
@@ -431,7 +439,8 @@ def scale(seq: PoseSequence, part: str, factor: float, start: float | None = Non
           *, pivot=None, ramp: float = 0.0, person: int | None = None) -> PoseSequence:
     """Scale ``part`` by ``factor`` about ``pivot`` (default as in :func:`rotate`). With a
     ramp the factor fades geometrically (``factor ** weight``). Frames and person as in :func:`move`."""
-    if not np.isfinite(factor) or factor <= 0:
+    factor = _finite(factor, "scale factor")
+    if factor <= 0:
         raise KeyframeError(f"scale factor must be > 0, got {factor!r}")
 
     def grow(pts, c, w):

@@ -194,13 +194,30 @@ _BUG_TYPES = (TypeError, AttributeError, NameError, AssertionError, ImportError,
 
 def load_or_explain(what: str, ref, kind: str, allow_pickle: bool, loader):
     try:
-        return loader()
+        with _loading_bars_hidden():
+            return loader()
     except HoldposeError:
         raise
     except _BUG_TYPES:
         raise
     except Exception as err:  # OSError, hub errors, ValueError/RuntimeError for a wrong model: all the user's to fix
         raise load_error(what, str(ref), kind, err, allow_pickle) from err
+
+
+@contextlib.contextmanager
+def _loading_bars_hidden():
+    """diffusers draws a "Loading pipeline components..." bar of its own: library noise that
+    holdpose shows only with -v (INFO logging), never under -q or by default."""
+    from diffusers.utils import logging as diffusers_logging
+
+    if logging.getLogger("holdpose").isEnabledFor(logging.INFO) or not diffusers_logging.is_progress_bar_enabled():
+        yield
+        return
+    diffusers_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        diffusers_logging.enable_progress_bar()
 
 
 def load_base_components(model: str | os.PathLike, *, dtype, allow_pickle: bool = False,
