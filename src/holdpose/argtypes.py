@@ -84,3 +84,9 @@ def size(text: str) -> tuple[int, int]:
     if w <= 0 or h <= 0:
         raise HoldposeError(f"size must be positive, got {text!r}")
     return limits.frame_size(w, h, "size")
+
+
+@_argument_type
+def port(text: str) -> int:
+    """A TCP port, 0 (any free one) to 65535."""
+    return _integer(text, 0, 65535)

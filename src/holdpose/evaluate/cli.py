@@ -12,8 +12,9 @@ import argparse
 import logging
 from pathlib import Path
 
-from holdpose.argtypes import fraction, positive_int
+from holdpose.argtypes import fraction, nonnegative_int, positive_int
 from holdpose.errors import HoldposeError
+from holdpose.io.outputs import check_output
 
 logger = logging.getLogger(__name__)
 
@@ -51,7 +52,7 @@ def add_subcommands(subparsers, parents: list[argparse.ArgumentParser] = ()) -> 
     p.add_argument("--flow", choices=["dis", "farneback"], default="dis",
                    help="OpenCV optical flow for the warping error (default dis)")
     p.add_argument("--workers", type=positive_int, help="processes to use (default: one per core)")
-    p.add_argument("--worst-frames", type=int, default=4, help="worst frames shown in the report (default 4)")
+    p.add_argument("--worst-frames", type=nonnegative_int, default=4, help="worst frames shown in the report (default 4)")
     learned = p.add_argument_group("learned metrics (need torch and weights you have locally; nothing is downloaded)")
     learned.add_argument("--lpips", action="store_true", help="LPIPS (pip install lpips; AlexNet weights in torch's "
                          "hub cache)")
@@ -60,6 +61,8 @@ def add_subcommands(subparsers, parents: list[argparse.ArgumentParser] = ()) -> 
     learned.add_argument("--fvd-model", help="FVD: path of StyleGAN-V's i3d_torchscript.pt")
     learned.add_argument("--clip-model", help="CLIP-I / CLIP-T: a local CLIP model folder (save_pretrained)")
     learned.add_argument("--prompt", help="the text prompt, for CLIP-T")
+    learned.add_argument("--allow-pickle", action="store_true", help="allow TorchScript .pt models for "
+                         "--fid-features / --fvd-model: they run code from the file, so only for files you trust")
     p.set_defaults(func=cmd_evaluate)
 
     p = subparsers.add_parser("compare", parents=parents, help="several generated videos side by side with one table of metrics",
@@ -106,10 +109,16 @@ def cmd_evaluate(args) -> None:
     from holdpose.evaluate.report import write_report
     from holdpose.evaluate.run import evaluate_video
 
-    if args.worst_frames < 0:
-        raise HoldposeError(f"--worst-frames must be 0 or more, got {args.worst_frames}")
-    if Path(args.output).exists() and not Path(args.output).is_dir():
-        raise HoldposeError(f"{args.output}: exists and is not a folder; the report is a folder")
+    check_output(args.output, inputs=[args.video, args.target, args.ground_truth, args.reference], folder=True,
+                 what="report folder")
+    needs_gt = [flag for flag, wanted in (("--lpips", args.lpips), ("--fid-features", args.fid_features),
+                                          ("--fvd-model", args.fvd_model)) if wanted]
+    if needs_gt and not args.ground_truth:
+        raise HoldposeError(f"{', '.join(needs_gt)} compare{'s' if len(needs_gt) == 1 else ''} the video with a "
+                            "ground truth; pass --ground-truth VIDEO")
+    for path in (args.target, args.ground_truth, args.reference):
+        if path is not None and not Path(path).exists():
+            raise HoldposeError(f"{path}: no such file or folder")
     target = args.target
     beside = Path(args.video).with_suffix(".poses.json")
     if target is None and beside.is_file():  # what `holdpose animate` writes next to its video
@@ -120,7 +129,8 @@ def cmd_evaluate(args) -> None:
         detector=None if args.detector == "none" else args.detector, pose_model=args.pose_model,
         det_model=args.det_model, max_people=args.max_people, min_score=args.min_score, flow=args.flow,
         workers=args.workers, worst_frames=args.worst_frames, lpips=args.lpips, fid_features=args.fid_features,
-        fvd_model=args.fvd_model, clip_model=args.clip_model, prompt=args.prompt, progress=_progress(args))
+        fvd_model=args.fvd_model, clip_model=args.clip_model, prompt=args.prompt, progress=_progress(args),
+        allow_pickle=args.allow_pickle)
     files = write_report(evaluation, args.output)
     print(f"{files['html']}: {evaluation.frames.get('output')} frames evaluated")
     print(_summary(evaluation.metrics))
@@ -129,6 +139,7 @@ def cmd_evaluate(args) -> None:
 def cmd_compare(args) -> None:
     from holdpose.evaluate.compare import compare
 
+    check_output(args.output, inputs=[*args.videos, args.target, args.ground_truth], folder=True, what="output folder")
     if args.labels and len(args.labels) != len(args.videos):
         raise HoldposeError(f"{len(args.labels)} labels for {len(args.videos)} videos; give one --labels name per video")
     files = compare(args.videos, args.target, args.output, labels=args.labels, ground_truth=args.ground_truth,
@@ -141,6 +152,7 @@ def cmd_compare(args) -> None:
 def cmd_evaluate_detector(args) -> None:
     from holdpose.evaluate.detector import evaluate_detector, write_detector_report
 
+    check_output(args.output, inputs=[args.images, args.annotations], folder=True, what="report folder")
     result = evaluate_detector(args.images, args.annotations, detector=args.detector, pose_model=args.pose_model,
                                det_model=args.det_model, max_people=args.max_people, pck_alpha=args.pck_alpha,
                                modes=tuple(args.mode))

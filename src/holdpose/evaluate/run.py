@@ -319,7 +319,7 @@ def evaluate_video(output: str | os.PathLike, *, target: PoseSequence | str | os
                    min_score: float = DEFAULT_MIN_SCORE, flow: str = "dis", workers: int | None = None,
                    worst_frames: int = 4, lpips: bool = False, fid_features: Any = None,
                    fvd_model: str | os.PathLike | None = None, clip_model: str | os.PathLike | None = None,
-                   prompt: str | None = None, progress: bool = True) -> Evaluation:
+                   prompt: str | None = None, progress: bool = True, allow_pickle: bool = False) -> Evaluation:
     """Measure how well ``output`` holds the target pose, how stable it is, and how close
     it is to the ground truth.
 
@@ -342,6 +342,7 @@ def evaluate_video(output: str | os.PathLike, *, target: PoseSequence | str | os
         workers: processes (default: one per core, fewer for short videos).
         worst_frames: how many worst frames to keep for the report.
         lpips: compute LPIPS (needs the lpips package and AlexNet weights locally).
+        allow_pickle: allow TorchScript models (``fid_features``/``fvd_model`` ``.pt``), which run code.
         fid_features: a feature extractor or spec for FID and KID (see
             :func:`holdpose.evaluate.features.load_feature_extractor`).
         fvd_model: path of StyleGAN-V's ``i3d_torchscript.pt`` for FVD.
@@ -355,7 +356,7 @@ def evaluate_video(output: str | os.PathLike, *, target: PoseSequence | str | os
     # 1. Check inputs, and load every model the user asked for, before the long pass.
     inputs = _check_inputs(output, target, ground_truth, reference, detector, pose_model, det_model, max_people,
                            min_score, dict(lpips=lpips, fid_features=fid_features, fvd_model=fvd_model,
-                                           clip_model=clip_model, prompt=prompt))
+                                           clip_model=clip_model, prompt=prompt, allow_pickle=allow_pickle))
     seconds["setup"] = time.perf_counter() - clock
 
     # 2. The streaming pass: per frame, re-detection, temporal and fidelity measurements.
@@ -560,7 +561,8 @@ def _evaluation(output, ground_truth, reference, inputs: _Inputs, frames: _Frame
 # --- learned metrics ----------------------------------------------------------------------
 
 
-def _load_learned(*, lpips, fid_features, fvd_model, clip_model, prompt, has_gt, has_reference, skipped) -> dict:
+def _load_learned(*, lpips, fid_features, fvd_model, clip_model, prompt, has_gt, has_reference, skipped,
+                  allow_pickle: bool = False) -> dict:
     """Build the requested models now, so a missing package or weights file fails before the long pass."""
     from holdpose.evaluate import features
 
@@ -576,9 +578,9 @@ def _load_learned(*, lpips, fid_features, fvd_model, clip_model, prompt, has_gt,
     if lpips:
         learned["lpips"] = features.LpipsMetric()
     if fid_features is not None:
-        learned["fid"] = features.load_feature_extractor(fid_features)
+        learned["fid"] = features.load_feature_extractor(fid_features, allow_pickle=allow_pickle)
     if fvd_model is not None:
-        learned["fvd"] = features.I3DClipFeatures(fvd_model)
+        learned["fvd"] = features.I3DClipFeatures(fvd_model, allow_pickle=allow_pickle)
     if clip_model is not None:
         learned["clip"] = features.ClipEmbedder(clip_model)
     for name, why in (("lpips", "needs lpips=True and the lpips package with local AlexNet weights"),

@@ -34,7 +34,7 @@ def check_output(output: str | os.PathLike, *, inputs=(), suffixes=None, what: s
         if source is not None and _same_path(path, Path(source)):
             raise HoldposeError(f"{path}: {what} is also an input; write it to another path")
     if folder and path.exists() and not path.is_dir():
-        raise HoldposeError(f"{path}: exists and is not a folder; the {what} is a folder")
+        raise HoldposeError(f"{path}: is a file; the {what} must be a folder")
     if not folder and path.is_dir() and path.suffix:
         raise HoldposeError(f"{path}: is a folder; the {what} is a file")
     _check_parent_writable(path, what)
@@ -51,16 +51,21 @@ def _same_path(a: Path, b: Path) -> bool:
 
 
 def _check_parent_writable(path: Path, what: str) -> None:
-    """The nearest existing ancestor of ``path`` must be a folder we may write in."""
+    """The nearest existing ancestor of ``path`` must be a folder we can create a file in: tried
+    for real with a temporary file, since permission bits do not tell a read-only or special
+    file system (``/proc``), nor what root may do."""
+    import tempfile
+
     parent = path.absolute().parent
     while not parent.exists() and parent != parent.parent:
-        if parent.is_symlink():  # dangling link: mkdir would fail later
-            break
         parent = parent.parent
-    if parent.exists() and not parent.is_dir():
+    if not parent.is_dir():
         raise HoldposeError(f"{path}: cannot create the {what}: {parent} is a file, not a folder")
-    if not os.access(parent, os.W_OK | os.X_OK):
-        raise HoldposeError(f"{path}: cannot create the {what}: no permission to write in {parent}")
+    try:
+        with tempfile.TemporaryFile(dir=parent, prefix=".holdpose-probe-"):
+            pass
+    except OSError as err:
+        raise HoldposeError(f"{path}: cannot create the {what} in {parent}: {err.strerror or err}") from err
 
 
 def describe_os_error(err: OSError) -> str:

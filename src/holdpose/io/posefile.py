@@ -127,7 +127,8 @@ def read_npz(path: str | os.PathLike) -> PoseSequence:
                 fps=limits.fps(_npz_number(data, "fps", path), f"{path}: fps"),
                 interpolated=arrays.get("interpolated"),
             )
-    except (OSError, ValueError, KeyError, TypeError, zipfile.BadZipFile, EOFError, zlib.error, OverflowError) as err:
+    except (OSError, ValueError, KeyError, TypeError, zipfile.BadZipFile, EOFError, zlib.error, OverflowError,
+            NotImplementedError) as err:  # NotImplementedError: zipfile meets an unknown compression or version
         raise HoldposeError(f"{path}: cannot read NPZ pose file ({_first_line(err)})") from err
 
 
@@ -162,10 +163,15 @@ def _check_npz_array_sizes(data, path) -> None:
                 continue
             raise HoldposeError(f"{path}: NPZ pose file lacks the {name!r} array")
         with data.zip.open(f"{name}.npy") as member:
-            version = np.lib.format.read_magic(member)
-            read_header = (np.lib.format.read_array_header_1_0 if version == (1, 0)
-                           else np.lib.format.read_array_header_2_0)
-            shape, _, _ = read_header(member)
+            try:
+                version = np.lib.format.read_magic(member)
+                read_header = (np.lib.format.read_array_header_1_0 if version == (1, 0)
+                               else np.lib.format.read_array_header_2_0)
+                shape, _, _ = read_header(member)
+            except (OSError, zipfile.BadZipFile, zlib.error, EOFError, NotImplementedError):
+                raise
+            except Exception as err:  # noqa: BLE001 - NumPy parses the header text with tokenize/ast: any error
+                raise HoldposeError(f"{path}: {name} has a damaged array header ({_first_line(err)})") from err
         if len(shape) < 2:
             raise HoldposeError(f"{path}: {name} has shape {list(shape)}, expected [frames, people, ...]")
         limits.pose_slots(shape[0], shape[1], f"{path}: {name}")
@@ -344,7 +350,7 @@ def _coordinates_are_normalised(frame: dict, xy: np.ndarray, path: Path) -> bool
     """The file's ``coordinates`` marker, or (files without one) a guess from the values, with a warning."""
     marker = frame.get(COORDINATES_KEY)
     if marker is not None:
-        if marker not in _COORDINATES:
+        if not isinstance(marker, str) or marker not in _COORDINATES:
             raise HoldposeError(f"{path}: {COORDINATES_KEY} must be 'pixels' or 'normalized', got {marker!r:.40}")
         return _COORDINATES[marker]
     normalised = len(xy) > 0 and bool((xy >= -0.01).all() and (xy <= 1.01).all())
