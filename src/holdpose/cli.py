@@ -15,7 +15,8 @@ import os
 import sys
 from pathlib import Path
 
-from holdpose import __version__, argtypes, limits
+import holdpose
+from holdpose import argtypes, limits
 from holdpose.errors import HoldposeError
 from holdpose.io.outputs import POSE_SUFFIXES, check_output, describe_os_error
 from holdpose.progress import progress_bar
@@ -199,7 +200,7 @@ class ArgumentParser(argparse.ArgumentParser):
 
 def build_parser() -> argparse.ArgumentParser:
     parser = ArgumentParser(prog="holdpose", description="Make characters in AI-generated video hold a pose.")
-    parser.add_argument("--version", action="version", version=f"holdpose {__version__}")
+    parser.add_argument("--version", action="version", version=f"holdpose {holdpose.__version__}")
     parser.add_argument("-v", "--verbose", action="count", default=0,
                         help="log what each stage does (-vv: also the models' own messages)")
     parser.add_argument("-q", "--quiet", action="store_true", help="no progress bars")

@@ -36,13 +36,20 @@ def finite(value, what: str) -> float:
 
 def in_range(value, what: str, low: float | None = None, high: float | None = None, *, low_open: bool = False) -> float:
     """A finite float in ``[low, high]`` (``(low, high]`` with ``low_open``); a missing bound is no bound."""
-    number = finite(value, what)
-    too_low = low is not None and (number < low or (low_open and number == low))
-    too_high = high is not None and number > high
-    if too_low or too_high:
-        left = "(" if low_open else "["
-        bounds = (f"in {left}{low:g}, {high:g}]" if low is not None and high is not None
-                  else f"{'>' if low_open else '>='} {low:g}" if low is not None else f"<= {high:g}")
+    if low is not None and high is not None:
+        bounds = f"in {'(' if low_open else '['}{low:g}, {high:g}]"
+    elif low is not None:
+        bounds = f"{'>' if low_open else '>='} {low:g}"
+    elif high is not None:
+        bounds = f"<= {high:g}"
+    else:
+        return finite(value, what)
+    try:
+        number = finite(value, what)
+    except HoldposeError:
+        number = math.nan
+    if not (math.isfinite(number) and (low is None or number > low or (not low_open and number == low))
+            and (high is None or number <= high)):
         raise HoldposeError(f"{what} must be {bounds}, got {value!r}")
     return number
 

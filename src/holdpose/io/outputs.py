@@ -34,7 +34,7 @@ def check_output(output: str | os.PathLike, *, inputs=(), suffixes=None, what: s
         if source is not None and _same_path(path, Path(source)):
             raise HoldposeError(f"{path}: {what} is also an input; write it to another path")
     if folder and path.exists() and not path.is_dir():
-        raise HoldposeError(f"{path}: is a file; the {what} must be a folder")
+        raise HoldposeError(f"{path}: is a file, not a folder; the {what} is a folder")
     if not folder and path.is_dir() and path.suffix:
         raise HoldposeError(f"{path}: is a folder; the {what} is a file")
     _check_parent_writable(path, what)

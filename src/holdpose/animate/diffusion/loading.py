@@ -206,18 +206,28 @@ def load_or_explain(what: str, ref, kind: str, allow_pickle: bool, loader):
 
 @contextlib.contextmanager
 def _loading_bars_hidden():
-    """diffusers draws a "Loading pipeline components..." bar of its own: library noise that
-    holdpose shows only with -v (INFO logging), never under -q or by default."""
-    from diffusers.utils import logging as diffusers_logging
+    """diffusers and transformers draw loading bars of their own ("Loading pipeline
+    components...", "Loading weights"): library noise that holdpose shows only with -v
+    (INFO logging), never under -q or by default."""
+    import importlib
 
-    if logging.getLogger("holdpose").isEnabledFor(logging.INFO) or not diffusers_logging.is_progress_bar_enabled():
+    if logging.getLogger("holdpose").isEnabledFor(logging.INFO):
         yield
         return
-    diffusers_logging.disable_progress_bar()
+    switched = []
+    for name in ("diffusers.utils.logging", "transformers.utils.logging"):
+        try:
+            library = importlib.import_module(name)
+        except ImportError:
+            continue
+        if library.is_progress_bar_enabled():
+            library.disable_progress_bar()
+            switched.append(library)
     try:
         yield
     finally:
-        diffusers_logging.enable_progress_bar()
+        for library in switched:
+            library.enable_progress_bar()
 
 
 def load_base_components(model: str | os.PathLike, *, dtype, allow_pickle: bool = False,
