@@ -263,7 +263,11 @@ def build_parser() -> argparse.ArgumentParser:
     _add_json_options(p)
     p.set_defaults(func=cmd_keyframes)
 
-    p = sub.add_parser("edit", parents=[common], help="move, rotate or scale a body part over a time range")
+    from holdpose.refine.keyframes import PARTS
+
+    p = sub.add_parser("edit", parents=[common], help="move, rotate or scale a body part over a time range",
+                       description="Move, rotate or scale body parts of POSES in the frames between --start and "
+                       f"--end. PART is one of: {', '.join(PARTS)}.")
     p.add_argument("poses", help="pose file")
     p.add_argument("-o", "--output", required=True, help="edited poses")
     p.add_argument("--move", nargs=3, action="append", metavar=("PART", "DX", "DY"), help="shift a part by pixels")
@@ -307,7 +311,12 @@ def build_parser() -> argparse.ArgumentParser:
     add_evaluate(sub, [common])
     add_studio(sub, common)
 
-    p = sub.add_parser("demo", parents=[common], help="animate a photo that ships with scikit-image, with a built-in wave")
+    p = sub.add_parser("demo", parents=[common], help="animate a photo that ships with scikit-image, with a built-in wave",
+                       description="The whole job on material that ships with holdpose's dependencies: detect the "
+                       "pose in a photo (scikit-image's astronaut, or --reference), take a built-in wave (or poses "
+                       "extracted from --video), align it to the character, animate it with the warp puppet and "
+                       "score how well the result holds the pose. Writes the animation, a side-by-side, a contact "
+                       "sheet and an HTML report into OUTPUT.")
     p.add_argument("-o", "--output", default="demo_output", help="output folder (default demo_output)")
     p.add_argument("--reference", help="your own reference photo instead of the bundled one")
     p.add_argument("--video", help="your own driving video")

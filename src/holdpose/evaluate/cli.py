@@ -23,9 +23,9 @@ SUMMARY = ["oks_ap", "cap", "pck@0.1", "pce", "mse_p", "ssim", "psnr", "l1", "fl
 
 
 def _detector_options(p: argparse.ArgumentParser, *, choices=("auto", "mediapipe", "dwpose", "none"),
-                      default="auto") -> None:
+                      default="auto", purpose: str = "that re-detects the poses in the video") -> None:
     p.add_argument("--detector", choices=choices, default=default,
-                   help=f"pose detector for re-detection (default {default}" + (
+                   help=f"pose detector {purpose} (default {default}" + (
                        "; auto picks DWPose when --pose-model is given, else MediaPipe, which probably made the target "
                        "and so flatters adherence; none skips re-detection)" if "auto" in choices else ")"))
     p.add_argument("--pose-model", help="dwpose: path to the DWPose/RTMPose .onnx file")
@@ -40,9 +40,9 @@ def add_subcommands(subparsers, parents: list[argparse.ArgumentParser] = ()) -> 
                               description="Re-detect the poses in OUTPUT and score them against the target; measure "
                               "flicker, warping error and keypoint jitter; compare with a ground-truth video. Writes "
                               "metrics.json and index.html (with plots) into the report folder.")
-    p.add_argument("video", metavar="OUTPUT", help="the generated video (or image folder)")
+    p.add_argument("video", metavar="VIDEO", help="the generated video (or image folder)")
     p.add_argument("--target", help="target poses (.json, .npz or folder of .json): adherence metrics (default: "
-                   "OUTPUT's .poses.json, which holdpose animate writes, when there is one)")
+                   "VIDEO's .poses.json, which holdpose animate writes, when there is one)")
     p.add_argument("--ground-truth", help="ground-truth video: SSIM, PSNR, L1 (and LPIPS, FID, KID, FVD)")
     p.add_argument("--reference", help="reference image of the character: CLIP-I with --clip-model")
     p.add_argument("-o", "--output", required=True, help="report folder (metrics.json, index.html, plots)")
@@ -86,11 +86,13 @@ def add_subcommands(subparsers, parents: list[argparse.ArgumentParser] = ()) -> 
     p.add_argument("images", metavar="IMAGES", help="folder of the annotated images")
     p.add_argument("annotations", metavar="ANNOTATIONS", help="COCO keypoint annotation JSON")
     p.add_argument("-o", "--output", required=True, help="report folder")
-    _detector_options(p, choices=("mediapipe", "dwpose"), default="mediapipe")
+    _detector_options(p, choices=("mediapipe", "dwpose"), default="mediapipe", purpose="to evaluate")
     p.add_argument("--max-people", type=positive_int, default=8, help="most people per image bottom-up (default 8)")
     p.add_argument("--pck-alpha", type=fraction, default=0.2, help="PCK threshold, fraction of the bbox's longer "
                    "side (default 0.2)")
-    p.add_argument("--mode", nargs="+", choices=["top-down", "bottom-up"], default=["top-down", "bottom-up"])
+    p.add_argument("--mode", nargs="+", choices=["top-down", "bottom-up"], default=["top-down", "bottom-up"],
+                   help="top-down: the detector is given the ground-truth boxes; bottom-up: it finds the people "
+                   "itself (default: both)")
     p.set_defaults(func=cmd_evaluate_detector)
 
 
@@ -121,9 +123,9 @@ def cmd_evaluate(args) -> None:
             raise HoldposeError(f"{path}: no such file or folder")
     target = args.target
     beside = Path(args.video).with_suffix(".poses.json")
-    if target is None and beside.is_file():  # what `holdpose animate` writes next to its video
+    if target is None and beside.is_file():  # what `holdpose animate` writes next to its video (documented default)
         target = str(beside)
-        logger.warning("scoring against %s, the poses holdpose animate followed (--target to choose others)", beside)
+        logger.info("scoring against %s, the poses holdpose animate followed (--target to choose others)", beside)
     evaluation = evaluate_video(
         args.video, target=target, ground_truth=args.ground_truth, reference=args.reference,
         detector=None if args.detector == "none" else args.detector, pose_model=args.pose_model,
@@ -132,8 +134,21 @@ def cmd_evaluate(args) -> None:
         fvd_model=args.fvd_model, clip_model=args.clip_model, prompt=args.prompt, progress=_progress(args),
         allow_pickle=args.allow_pickle)
     files = write_report(evaluation, args.output)
-    print(f"{files['html']}: {evaluation.frames.get('output')} frames evaluated")
+    _hint_at_the_aligned_target(evaluation.metrics, args.target, beside)
+    against = f" against {target}" if target else " (no target poses: no adherence metrics)"
+    print(f"{files['html']}: {evaluation.frames.get('output')} frames evaluated{against}")
     print(_summary(evaluation.metrics))
+
+
+def _hint_at_the_aligned_target(metrics: dict, target: str | None, beside: Path) -> None:
+    """A low score against a given target while the poses the animation followed sit beside
+    the video: most likely the unaligned driving poses were given."""
+    ap = metrics.get("oks_ap")
+    if target is None or ap is None or not beside.is_file() or ap >= 0.5:
+        return
+    if Path(target).resolve() != beside.resolve():
+        logger.warning("OKS AP %.2f against %s; %s beside the video holds the poses the animation followed "
+                       "(aligned to the character): try --target %s", ap, target, beside, beside)
 
 
 def cmd_compare(args) -> None:

@@ -326,7 +326,8 @@ def write_detector_report(result: DetectorEvaluation, output_dir: str | os.PathL
             panels.append((f"{mode}", _draw_people(pixels, image, p)))
         path = out / "images" / f"{image['id']}.png"
         path.parent.mkdir(parents=True, exist_ok=True)
-        write_image(path, rep.labelled_row(panels, height=min(480, pixels.shape[0])))
+        # 240 px a row: a report of dozens of images stays a page one scrolls, not ~12 000 px
+        write_image(path, rep.labelled_row(panels, height=min(240, pixels.shape[0])))
         files[f"image_{image['id']}"] = path
         cells = "".join(
             f"<tr><td class=\"name\">{ann}</td>"
@@ -334,7 +335,8 @@ def write_detector_report(result: DetectorEvaluation, output_dir: str | os.PathL
                       f"<td>{rep.format_value(result.per_image[image['id']][m]['pck'][j])}</td>" for m in modes)
             + "</tr>" for j, ann in enumerate(image["annotation_ids"]))
         mhead = "".join(f"<th>{html.escape(m)} OKS</th><th>{html.escape(m)} PCK</th>" for m in modes)
-        body.append(f"<h2>image {image['id']}</h2><table><tr><th class=\"name\">person (annotation)</th>{mhead}</tr>"
+        body.append(f"<h2>{html.escape(Path(image['file']).name)} <span class=\"muted\">(image id {image['id']})"
+                    f"</span></h2><table><tr><th class=\"name\">person (annotation)</th>{mhead}</tr>"
                     f"{cells}</table>")
         body.append(rep._figure(path, out, "white dots: ground truth; coloured skeletons: the detector's people"))
     rep.write_text(files["html"], rep.page(f"holdpose detector accuracy: {result.detector}", "\n".join(body)))

@@ -434,7 +434,8 @@ def _check_inputs(output, target, ground_truth, reference, detector, pose_model,
             if target_seq is not None:
                 counts = ((target_seq.scores > min_score).any(-1) & (target_seq.track_ids >= 0)).sum(-1)
                 max_people = max(1, int(counts.max(initial=1)))
-        config, note = choose_detector(detector, max_people=max_people, pose_model=pose_model, det_model=det_model)
+        config, note = choose_detector(detector, max_people=max_people, pose_model=pose_model, det_model=det_model,
+                                       has_target=target_seq is not None)
         notes.insert(0, note)
     else:
         max_people = max_people or 1
