@@ -68,7 +68,9 @@ def stop_mid_run(command: list[str], sig: int, *, ready, out_dir: Path, timeout:
     and report: exit code, seconds to exit, stderr, workers seen, survivors two seconds after
     the exit, and files left in ``out_dir``."""
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    # Ctrl-C's default action, as in a terminal: a shell's background job starts with SIGINT ignored
+    proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     deadline = time.monotonic() + timeout
     seen: set[int] = set()
     while not ready(proc.pid):

@@ -145,3 +145,16 @@ def test_evaluate_detector_survives_images_with_nobody_and_names_them(tmp_path):
     assert result.overall["bottom-up"]["people_found"] == 0
     html = write_detector_report(result, tmp_path / "report")["html"].read_text()
     assert "<h2>night.png" in html
+
+
+def test_native_noise_never_reaches_the_terminal(capfd):
+    import os
+
+    from holdpose.quiet import native_noise_filtered
+
+    with native_noise_filtered():
+        os.write(2, b"INFO: Created TensorFlow Lite XNNPACK delegate for CPU.\nholdpose: error: x\n")
+        os.write(2, b"libpng error: IHDR: CRC error\nW0000 00:00:1764492000.123456   42 inference_feedback_manager."
+                    b"cc:114] Feedback manager requires a model with a single signature inference.\n")
+        os.write(2, b"\rextract:  50%|")
+    assert capfd.readouterr().err == "holdpose: error: x\n\rextract:  50%|"

@@ -355,6 +355,14 @@ def main(argv: list[str] | None = None) -> int:
 
 def _run(argv: list[str] | None) -> int:
     args = build_parser().parse_args(argv)
+    _configure_logging(args)
+    from holdpose.quiet import native_noise_filtered
+
+    with native_noise_filtered():
+        return _run_command(args)
+
+
+def _configure_logging(args) -> None:
     if not args.verbose:
         # diffusers logs "Couldn't connect to the Hub ... Will try to load from local cache" and the like
         # before holdpose can say in one line what is missing; -v shows the library's messages again.
@@ -364,6 +372,9 @@ def _run(argv: list[str] | None) -> int:
     level = {0: logging.WARNING, 1: logging.INFO}.get(args.verbose, logging.DEBUG)
     logging.basicConfig(level=level,
                         format="holdpose: %(levelname)s: %(message)s")
+
+
+def _run_command(args) -> int:
     try:
         args.func(args)
     except HoldposeError as err:

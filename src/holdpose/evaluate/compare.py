@@ -209,15 +209,18 @@ def _compare_html(labels, videos, evaluations, columns, target_label, ground_tru
     notes = sorted({n for e in evaluations for n in e.notes})
     body += [f"<div class=\"note\">{html.escape(n)}</div>" for n in notes]
     body.append("<h2>Metrics</h2>")
-    body.append(f"<div style=\"overflow-x:auto\"><table><tr><th class=\"name\">video</th>{head}</tr>"
+    body.append(f"<div style=\"overflow-x:auto\"><table class=\"wide\"><tr><th class=\"name\">video</th>{head}</tr>"
                 f"{''.join(rows)}</table></div>")
     body.append("<p class=\"muted\">↑ higher is better, ↓ lower is better; the best of each column is bold. "
                 "Hover a column name for its definition; everything is in <a href=\"metrics.json\">metrics.json</a>."
                 "</p>")
     body.append("<h2>Side by side</h2>")
-    body.append("<video controls loop muted src=\"compare.mp4\" poster=\"still.png\" style=\"max-width:100%\"></video>")
-    body.append(rep._figure(files["still"], out, "the middle frame: target pose map, then each video with the pose "
-                            "re-detected on it"))
+    # One picture of the frames: the video, whose poster is the still (a separate still figure
+    # showed the same frame twice).
+    body.append("<figure><video controls loop muted src=\"compare.mp4\" poster=\"still.png\" "
+                "style=\"max-width:100%\"></video><figcaption>before playing: the middle frame; the target pose "
+                "map, then each video with the pose re-detected on it (<a href=\"still.png\">still.png</a>)"
+                "</figcaption></figure>")
     if "per_frame" in files:
         body.append("<h2>Per frame</h2>")
         body.append(rep._figure(files["per_frame"], out, "per-frame metrics of each video"))
