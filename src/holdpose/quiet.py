@@ -14,7 +14,7 @@ import threading
 # What native libraries print on their own, never useful to a user: TFLite's delegate notice,
 # glog/absl lines (MediaPipe), libpng's complaints before OpenCV reports the failure itself.
 NATIVE_NOISE = re.compile(rb"^(INFO: Created TensorFlow Lite|libpng (warning|error):|WARNING: All log messages before "
-                          rb"absl::InitializeLog|[IWE]\d{4} \d\d:\d\d:\d\d\.\d+ +\d+ \S+:\d+\])")
+                          rb"absl::InitializeLog|[IWE]\d{4} [\d:.]+ +\d+ \S+:\d+\])")
 
 
 @contextlib.contextmanager
@@ -52,14 +52,19 @@ def native_noise_filtered():
     read_end, write_end = os.pipe()
     os.dup2(write_end, 2)
     os.close(write_end)
-    pump = threading.Thread(target=_pump, args=(read_end, original), daemon=True, name="holdpose-stderr-filter")
+    done = threading.Event()
+    pump = threading.Thread(target=_pump, args=(read_end, original, done), daemon=True,
+                            name="holdpose-stderr-filter")
     pump.start()
     try:
         yield
     finally:
         sys.stderr.flush()
-        os.dup2(original, 2)  # the pipe's last writer here is gone: the pump reads to its end
-        pump.join(timeout=2)
+        os.dup2(original, 2)
+        # Other processes (the multiprocessing resource tracker) may hold the pipe open, so
+        # the pump does not wait for its end: it passes on what is there and stops.
+        done.set()
+        pump.join(timeout=1)
         os.close(original)
         _filtered_terminal = None
 
@@ -73,12 +78,20 @@ def stderr_is_terminal() -> bool:
     return os.isatty(2) if _filtered_terminal is None else _filtered_terminal
 
 
-def _pump(read_end: int, out: int) -> None:
-    """Copy ``read_end`` to ``out`` line by line, without noise; an unfinished line (a progress
-    bar's "\\r" update) goes out at once unless it may be the start of a noise line."""
+def _pump(read_end: int, out: int, done: threading.Event) -> None:
+    """Copy ``read_end`` to ``out`` line by line, without noise, until the pipe ends or ``done``
+    is set and nothing is left to read; an unfinished line (a progress bar's "\\r" update) goes
+    out at once unless it may be the start of a noise line."""
+    import select
+
     pending = b""
     with open(read_end, "rb", buffering=0) as pipe:
         while True:
+            readable, _, _ = select.select([pipe], [], [], 0.05)
+            if not readable:
+                if done.is_set():
+                    break
+                continue
             chunk = pipe.read(65536)
             if not chunk:
                 break
