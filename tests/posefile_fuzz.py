@@ -31,7 +31,7 @@ from pathlib import Path
 import numpy as np
 
 HANG_SECONDS = 5
-ADDRESS_SPACE_CAP = 8 * 2**30  # a loader that tries to allocate more fails with MemoryError: counted
+ADDRESS_SPACE_HEADROOM = 4 * 2**30  # beyond what the process maps already; more fails with MemoryError: counted
 
 NASTY_VALUES = [
     float("nan"), float("inf"), -float("inf"), -1, 0, -0.0, 1e12, 2**63, -(2**63), 10**400, 1e308, 3.5, True, None,
@@ -246,6 +246,17 @@ def mutate_npz(arrays: dict, rng: random.Random) -> bytes:
 # --- running ----------------------------------------------------------------------
 
 
+def _mapped_bytes() -> int:
+    """The process's virtual size now (Linux /proc; 0 elsewhere)."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmSize:"):
+                return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return 0
+
+
 def check_loaded(seq) -> str | None:
     """Why an accepted sequence is invalid by holdpose's limits (None: it is fine)."""
     if not (np.isfinite(seq.keypoints).all() and np.isfinite(seq.scores).all()):
@@ -287,7 +298,7 @@ def fuzz(kind: str, count: int, seed: int = 0) -> dict:
     logging.getLogger("holdpose").setLevel(logging.ERROR)  # the guess warnings would flood the output
     warnings.simplefilter("ignore", RuntimeWarning)  # overflow notes of NumPy casts
     soft, hard = resource.getrlimit(resource.RLIMIT_AS)
-    resource.setrlimit(resource.RLIMIT_AS, (ADDRESS_SPACE_CAP, hard))
+    resource.setrlimit(resource.RLIMIT_AS, (_mapped_bytes() + ADDRESS_SPACE_HEADROOM, hard))
     previous = signal.signal(signal.SIGALRM, _alarm)
     rng = random.Random(seed)
     np_rng = np.random.default_rng(seed)
