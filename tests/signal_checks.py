@@ -117,12 +117,21 @@ def partial_exists(folder: Path):
     return lambda pid: any(p.name.endswith(".partial") for p in folder.iterdir())
 
 
-def run_signal_checks() -> dict:
-    """The figures: extraction with two workers stopped by SIGTERM, SIGINT and SIGKILL (parent
-    only), a single-process render stopped by SIGTERM, and a run after a killed one."""
+def long_pose_file(path: Path) -> Path:
+    """3000 frames of one random 512x512 pose: a render of it takes several seconds."""
     from holdpose.io.posefile import save_poses
     from holdpose.sequence import PoseSequence
 
+    poses = PoseSequence.empty(3000, 1, size=(512, 512))
+    poses.scores[:] = 1
+    poses.keypoints[:] = np.random.default_rng(0).uniform(50, 450, poses.keypoints.shape)
+    save_poses(poses, path)
+    return path
+
+
+def run_signal_checks() -> dict:
+    """The figures: extraction with two workers stopped by SIGTERM, SIGINT and SIGKILL (parent
+    only), a single-process render stopped by SIGTERM, and a run after a killed one."""
     results = {}
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
@@ -133,10 +142,7 @@ def run_signal_checks() -> dict:
             out.mkdir()
             results[name] = stop_mid_run(holdpose_command("extract", video, "-o", out / "p.json", "--workers", 2),
                                          sig, ready=workers_running(2), out_dir=out)
-        poses = PoseSequence.empty(3000, 1, size=(512, 512))
-        poses.scores[:] = 1
-        poses.keypoints[:] = np.random.default_rng(0).uniform(50, 450, poses.keypoints.shape)
-        save_poses(poses, tmp / "long.npz")
+        long_pose_file(tmp / "long.npz")
         out = tmp / "render_sigterm"
         out.mkdir()
         results["render_sigterm"] = stop_mid_run(holdpose_command("render", tmp / "long.npz", "-o", out / "m.mp4"),

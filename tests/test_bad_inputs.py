@@ -9,7 +9,6 @@ libraries' stderr noise counts too); the inputs are made once per module.
 from __future__ import annotations
 
 import json
-import os
 import re
 import zipfile
 import zlib
@@ -24,7 +23,6 @@ from holdpose.io.video import VideoWriter, write_image
 
 from conftest import random_sequence
 
-TEN = [0.5] * 54  # 18 body points (x, y, c) in a 64x64 canvas
 
 # --- inputs -----------------------------------------------------------------------
 

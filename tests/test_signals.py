@@ -7,17 +7,15 @@ from __future__ import annotations
 import signal
 import sys
 
-import numpy as np
 import pytest
 
 from holdpose.cli import main
 from holdpose.io.atomic import remove_stale_partials
 from holdpose.io.posefile import save_poses
-from holdpose.sequence import PoseSequence
 
 from conftest import random_sequence
-from signal_checks import (EXIT_LIMIT_SECONDS, holdpose_command, make_video, partial_exists, stop_mid_run,
-                           workers_running)
+from signal_checks import (EXIT_LIMIT_SECONDS, holdpose_command, long_pose_file, make_video, partial_exists,
+                           stop_mid_run, workers_running)
 
 pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
 
@@ -42,10 +40,7 @@ def test_extraction_stopped_by_a_signal_leaves_no_worker_and_no_file(video, tmp_
 
 
 def test_sigterm_during_a_render_removes_the_temporary_video(tmp_path):
-    poses = PoseSequence.empty(3000, 1, size=(512, 512))
-    poses.scores[:] = 1
-    poses.keypoints[:] = np.random.default_rng(0).uniform(50, 450, poses.keypoints.shape)
-    save_poses(poses, tmp_path / "long.npz")
+    long_pose_file(tmp_path / "long.npz")
     out = tmp_path / "out"
     out.mkdir()
     result = stop_mid_run(holdpose_command("render", tmp_path / "long.npz", "-o", out / "maps.mp4"), signal.SIGTERM,
