@@ -86,9 +86,10 @@ def stop_mid_run(command: list[str], sig: int, *, ready, out_dir: Path, timeout:
     os.kill(proc.pid, sig)
     try:
         _, stderr = proc.communicate(timeout=30)
-    except subprocess.TimeoutExpired:
+    except subprocess.TimeoutExpired:  # orphaned workers hold the pipes open: stop reading them
         proc.kill()
-        _, stderr = proc.communicate()
+        proc.wait()
+        stderr = "(not read: the pipe stayed open after the parent's end)"
     seconds = time.monotonic() - start
     grace = time.monotonic() + EXIT_LIMIT_SECONDS
     while any(alive(pid) for pid in seen) and time.monotonic() < grace:
