@@ -64,3 +64,19 @@ def test_the_next_run_removes_what_a_killed_run_left(tmp_path):
     assert not stale_file.exists() and live.exists()
     assert remove_stale_partials(tmp_path / "frames") == [stale_folder]
     assert not stale_folder.exists()
+
+
+def test_a_full_disk_is_one_line_naming_the_output(tmp_path, capfd):
+    import subprocess
+
+    tiny = tmp_path / "tiny"
+    tiny.mkdir()
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(tiny)], capture_output=True).returncode:
+        pytest.skip("cannot mount a small tmpfs here")
+    try:
+        save_poses(random_sequence(num_frames=200, num_people=2), tmp_path / "p.npz")
+        assert main(["-q", "render", str(tmp_path / "p.npz"), "-o", str(tiny / "maps.mp4")]) == 2
+        assert capfd.readouterr().err == f"holdpose: error: {tiny / 'maps.mp4'}: No space left on device\n"
+        assert list(tiny.iterdir()) == []
+    finally:
+        subprocess.run(["umount", str(tiny)])

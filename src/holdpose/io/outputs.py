@@ -71,6 +71,10 @@ def _check_parent_writable(path: Path, what: str) -> None:
 def describe_os_error(err: OSError) -> str:
     """One line for an OS error: the path(s) it names and the reason, e.g.
     ``out/x.json: No space left on device``."""
+    import re
+
     reason = err.strerror or str(err) or type(err).__name__
-    names = [str(n) for n in (err.filename, err.filename2) if n is not None]
+    # a temporary file of atomic_path (".NAME.PID.partial") is named as the output it becomes
+    names = [re.sub(r"(^|/)\.([^/]+)\.\d+\.partial$", r"\1\2", str(n)) for n in (err.filename, err.filename2)
+             if n is not None]
     return f"{' -> '.join(names)}: {reason}" if names else reason
