@@ -22,7 +22,7 @@ test-all: $(BIN)/holdpose
 
 # Every figure of the README but the diffusion one (bench/bench_diffusion.py, ~10 min on 2 cores).
 bench: $(BIN)/holdpose
-	for b in extract render accuracy refine align animate evaluate studio batch; do $(BIN)/python bench/bench_$$b.py || exit 1; done
+	for b in extract render accuracy refine align animate evaluate studio batch reliability; do $(BIN)/python bench/bench_$$b.py || exit 1; done
 
 clean:
 	rm -rf $(VENV) demo_output

@@ -209,7 +209,8 @@ def test_compare_writes_a_playable_video_and_one_table(videos, tmp_path):
     assert doc["videos"][0]["ssim"] == pytest.approx(1.0)
     assert doc["videos"][1]["flicker"] > doc["videos"][0]["flicker"]
     page = files["html"].read_text()
-    assert "compare.mp4" in page and "<b>" in page and 'src="still.png"' in page
+    assert "compare.mp4" in page and "<b>" in page and 'poster="still.png"' in page
+    assert page.count("still.png\"") == 2  # the video's poster and a link: the frame is shown once
 
 
 # --- CLI ---------------------------------------------------------------------------------------

@@ -11,15 +11,20 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 from pathlib import Path
 
-from holdpose import argtypes
+import holdpose
+from holdpose import argtypes, limits
 from holdpose.errors import HoldposeError
+from holdpose.io.outputs import POSE_SUFFIXES, check_output, describe_os_error
 from holdpose.people import add_person_option
 from holdpose.progress import progress_bar
 
 logger = logging.getLogger("holdpose")
+
+RENDER_SUFFIXES = (".mp4", ".mov", ".mkv", ".m4v", ".webm", ".png", ".jpg", "")
 
 
 # --- subcommands -----------------------------------------------------------------
@@ -29,6 +34,7 @@ def cmd_extract(args) -> None:
     from holdpose.detect.extract import extract_poses
     from holdpose.io.posefile import save_poses
 
+    check_output(args.output, inputs=[args.input], suffixes=POSE_SUFFIXES, what="pose file")
     options = {"keep_offscreen": args.keep_offscreen}
     if args.detector == "dwpose":
         options.update(pose_model=args.pose_model, det_model=args.det_model)
@@ -52,13 +58,18 @@ def cmd_render(args) -> None:
 
     from holdpose.people import choose_people
 
+    output = check_output(args.output, inputs=[args.poses], suffixes=RENDER_SUFFIXES, what="pose-map output")
     style = get_style(args.style)
     seq = choose_people(load_poses(args.poses, size=args.canvas), args.person, what=args.poses)
     size = args.size or seq.size
+    if output.suffix.lower() in (".png", ".jpg") and seq.num_frames != 1:
+        raise HoldposeError(f"{output}: one image holds one frame, the sequence has {seq.num_frames}; "
+                            "give a folder (no suffix) or a video (.mp4)")
     maps = render_pose_maps(seq, style, size=size, threshold=args.threshold)
-    output = Path(args.output)
     if output.suffix.lower() in (".png", ".jpg"):
-        _write_single_image(maps, seq, output)
+        from holdpose.io.video import write_image
+
+        write_image(output, next(iter(maps)))
     else:
         with open_writer(output, fps=seq.fps, size=size) as writer:
             for frame in progress_bar(maps, total=seq.num_frames, desc="render", enabled=not args.quiet):
@@ -66,28 +77,25 @@ def cmd_render(args) -> None:
     print(f"{output}: {seq.num_frames} pose maps ({style.name}), {size[0]}x{size[1]}")
 
 
-def _write_single_image(frames, seq, output: Path) -> None:
-    from holdpose.io.video import write_image
-
-    if seq.num_frames != 1:
-        raise HoldposeError(f"{output}: one image holds one frame, the sequence has {seq.num_frames}; "
-                            "give a folder (no suffix) or a video (.mp4)")
-    write_image(output, next(iter(frames)))
-
-
 def cmd_refine(args) -> None:
     from holdpose.io.posefile import load_poses, save_poses
     from holdpose.refine import pipeline
 
+    check_output(args.output, inputs=[args.poses], suffixes=POSE_SUFFIXES, what="pose file")
+    if args.plot:
+        check_output(args.plot, inputs=[args.poses, args.output], suffixes=(".png",), what="plot")
+    if args.max_gap is not None and not args.fill:
+        raise HoldposeError("--max-gap only applies with --fill (it is the longest gap --fill interpolates)")
     raw = load_poses(args.poses)
-    clean = pipeline.refine(raw, track=args.track, fill=args.fill, max_gap=args.max_gap, fix_swaps=args.fix_swaps,
+    clean = pipeline.refine(raw, track=args.track, fill=args.fill, max_gap=args.max_gap or 5, fix_swaps=args.fix_swaps,
                             smooth=args.smooth, smooth_window=args.smooth_window, fps=args.fps, video=args.video,
                             reid_seconds=args.reid_seconds)
-    save_poses(clean, args.output, **_json_options(args))
-    if args.plot:
+    if args.plot:  # before the poses: a plot that fails leaves no output behind
         from holdpose.refine.plot import plot_tracks
 
         plot_tracks(raw, clean, args.plot, keypoint=args.plot_keypoint)
+    save_poses(clean, args.output, **_json_options(args))
+    if args.plot:
         print(f"{args.plot}: raw vs refined {args.plot_keypoint}")
     ids = ""
     if args.track:
@@ -101,6 +109,7 @@ def cmd_keyframes(args) -> None:
     from holdpose.io.posefile import save_poses
     from holdpose.refine.keyframes import builtin_motions, from_keyframes, load_builtin_motion, load_keyframes
 
+    check_output(args.output, inputs=[args.keyframes], suffixes=POSE_SUFFIXES, what="pose file")
     if args.keyframes in builtin_motions() and not Path(args.keyframes).exists():
         seq = load_builtin_motion(args.keyframes, fps=args.fps, easing=args.easing)
     else:
@@ -114,22 +123,31 @@ def cmd_edit(args) -> None:
     from holdpose.io.posefile import load_poses, save_poses
     from holdpose.refine import keyframes
 
-    seq = load_poses(args.poses)
+    check_output(args.output, inputs=[args.poses], suffixes=POSE_SUFFIXES, what="pose file")
+    edits = [(keyframes.move, "--move", e) for e in args.move or []] + \
+        [(keyframes.rotate, "--rotate", e) for e in args.rotate or []] + \
+        [(keyframes.scale, "--scale", e) for e in args.scale or []]
+    if not edits:
+        raise HoldposeError("nothing to edit; give --move, --rotate or --scale")
+    for _, flag, (part, *numbers) in edits:  # all checked before the file is read
+        keyframes.part_indices(part)
+        for number in numbers:
+            limits.finite(number, f"{flag} {part}: {number!r}: value")
+    original = load_poses(args.poses)
+    seq = original
     window = dict(start=args.start, end=args.end, ramp=args.ramp)
-    for part, dx, dy in args.move or []:
-        seq = keyframes.move(seq, part, float(dx), float(dy), **window)
-    for part, degrees in args.rotate or []:
-        seq = keyframes.rotate(seq, part, float(degrees), **window)
-    for part, factor in args.scale or []:
-        seq = keyframes.scale(seq, part, float(factor), **window)
+    for edit, _, (part, *numbers) in edits:
+        seq = edit(seq, part, *map(float, numbers), **window)
     save_poses(seq, args.output, **_json_options(args))
-    print(f"{args.output}: {seq.num_frames} frames edited")
+    changed = int((seq.keypoints != original.keypoints).any(axis=(1, 2, 3)).sum())
+    print(f"{args.output}: {changed} of {seq.num_frames} frames edited")
 
 
 def cmd_import_bvh(args) -> None:
     from holdpose.io.bvh import Camera, bvh_to_sequence
     from holdpose.io.posefile import save_poses
 
+    check_output(args.output, inputs=[args.bvh], suffixes=POSE_SUFFIXES, what="pose file")
     camera = Camera(azimuth=args.azimuth, elevation=args.elevation, focal_length=args.focal_length)
     seq = bvh_to_sequence(args.bvh, size=args.size, camera=camera)
     if args.fps is not None and abs(args.fps - seq.fps) > 1e-6:
@@ -161,6 +179,7 @@ def cmd_align(args) -> None:
 
     from holdpose.people import choose_people
 
+    check_output(args.output, inputs=[args.poses, args.reference], suffixes=POSE_SUFFIXES, what="pose file")
     driving = choose_people(load_poses(args.poses), args.person, what=args.poses)
     keypoints, scores, size = _alignment_reference(args.reference)
     aligned, info = align_to_reference(driving, keypoints, scores, orientation_only=args.orientation_only,
@@ -173,35 +192,49 @@ def cmd_align(args) -> None:
 def cmd_demo(args) -> None:
     from holdpose.demo import run_demo
 
+    check_output(args.output, inputs=[args.reference, args.video], folder=True, what="demo folder")
     run_demo(args.output, reference=args.reference, video=args.video, progress=not args.quiet)
 
 
 # --- parser ----------------------------------------------------------------------
 
 
+class ArgumentParser(argparse.ArgumentParser):
+    """argparse whose usage errors are one line like every other error: ``holdpose: error:
+    render: argument --fps: ... (see holdpose render --help)``, exit 2."""
+
+    def error(self, message):
+        command = self.prog.removeprefix("holdpose").strip()
+        where = f"{command}: " if command else ""
+        self.exit(2, f"holdpose: error: {where}{message} (see {self.prog} --help)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="holdpose", description="Make characters in AI-generated video hold a pose.")
+    parser = ArgumentParser(prog="holdpose", description="Make characters in AI-generated video hold a pose.")
+    parser.add_argument("--version", action="version", version=f"holdpose {holdpose.__version__}")
     parser.add_argument("-v", "--verbose", action="count", default=0,
                         help="log what each stage does (-vv: also the models' own messages)")
     parser.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     # -q and -v work after the command too (`holdpose render x.json -o y.mp4 -q`)
-    common = argparse.ArgumentParser(add_help=False)
+    common = ArgumentParser(add_help=False)
     common.add_argument("-v", "--verbose", action="count", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
     common.add_argument("-q", "--quiet", action="store_true", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
 
     p = sub.add_parser("extract", parents=[common], help="detect poses in a video, image folder or image")
     p.add_argument("input", help="video file, folder of images, or image")
     p.add_argument("-o", "--output", required=True, help="poses.json (OpenPose), poses.npz, or a folder (one JSON per frame)")
-    p.add_argument("--detector", choices=["mediapipe", "dwpose"], default="mediapipe")
+    p.add_argument("--detector", choices=["mediapipe", "dwpose"], default="mediapipe",
+                   help="pose detector (default mediapipe; dwpose needs --pose-model)")
     p.add_argument("--pose-model", help="dwpose: path to the DWPose/RTMPose .onnx file")
     p.add_argument("--det-model", help="dwpose: path to a YOLOX person detector .onnx file (optional)")
     p.add_argument("--max-people", type=argtypes.positive_int, default=1, help="most people per frame (default 1)")
     p.add_argument("--keep-offscreen", action="store_true",
                    help="keep points the detector guesses outside the frame or with low visibility/score "
                    "(default: they are missing)")
-    p.add_argument("--short-side", type=argtypes.positive_int, help="resize frames so their short side has this many pixels")
-    p.add_argument("--fps", type=float, help="frame rate of an image folder (default 30)")
+    p.add_argument("--short-side", type=argtypes.positive_int, help="resize frames so their short side has this many "
+                   "pixels (default: full resolution; 512 is faster and as accurate for one person)")
+    p.add_argument("--fps", type=argtypes.fps, help="frame rate of an image folder (default 30)")
     p.add_argument("--workers", type=argtypes.positive_int, help="processes to use (default: one per core)")
     _add_json_options(p)
     p.set_defaults(func=cmd_extract)
@@ -215,7 +248,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="pose-map style (default openpose_full; openpose_full_bgr for MusePose and DisPose)")
     p.add_argument("--size", type=argtypes.size, help="output WxH (default: the poses' canvas)")
     p.add_argument("--canvas", type=argtypes.size, help="canvas WxH of a pose file that does not state it")
-    p.add_argument("--threshold", type=float, default=0.3, help="draw points with a score above this (default 0.3)")
+    p.add_argument("--threshold", type=argtypes.fraction, default=0.3, help="draw points with a score above this (default 0.3)")
     add_person_option(p, "draw")
     p.set_defaults(func=cmd_render)
 
@@ -228,13 +261,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--reid-seconds", type=float, help="--track: how long a person may be lost and keep their id "
                    "(default 2)")
     p.add_argument("--fill", action="store_true", help="interpolate short gaps")
-    p.add_argument("--max-gap", type=argtypes.positive_int, default=5, help="longest gap to fill, in frames (default 5)")
+    p.add_argument("--max-gap", type=argtypes.positive_int, help="with --fill: longest gap to fill, in frames (default 5)")
     p.add_argument("--fix-swaps", action="store_true", help="repair left/right limb swaps")
     p.add_argument("--smooth", nargs="?", const="offline", choices=["offline", "one_euro"],
                    help="smooth jitter: offline (zero-phase, default) or one_euro (causal)")
-    p.add_argument("--smooth-window", type=float, help="offline smoothing window in seconds (default 0.75; "
+    p.add_argument("--smooth-window", type=argtypes.positive_float, help="offline smoothing window in seconds (default 0.75; "
                    "shorter keeps fast motion sharper)")
-    p.add_argument("--fps", type=float, help="resample to this frame rate")
+    p.add_argument("--fps", type=argtypes.fps, help="resample to this frame rate (default: keep the file's)")
     p.add_argument("--plot", help="PNG of raw vs refined track of --plot-keypoint")
     p.add_argument("--plot-keypoint", default="right_wrist", help="keypoint name for --plot (default right_wrist)")
     _add_json_options(p)
@@ -243,21 +276,27 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("keyframes", parents=[common], help="build a pose sequence from keyframe poses (JSON) with easing")
     p.add_argument("keyframes", help="keyframes JSON file, or the name of a built-in motion (wave)")
     p.add_argument("-o", "--output", required=True, help="poses (.json, .npz or folder)")
-    p.add_argument("--fps", type=float, help="frame rate (default: the file's)")
-    p.add_argument("--easing", default="ease_in_out", choices=["linear", "ease_in", "ease_out", "ease_in_out"])
+    p.add_argument("--fps", type=argtypes.fps, help="frame rate (default: the file's)")
+    p.add_argument("--easing", default="ease_in_out", choices=["linear", "ease_in", "ease_out", "ease_in_out"],
+                   help="how each move starts and stops (default ease_in_out)")
     _add_json_options(p)
     p.set_defaults(func=cmd_keyframes)
 
-    p = sub.add_parser("edit", parents=[common], help="move, rotate or scale a body part over a time range")
+    from holdpose.refine.keyframes import PARTS
+
+    p = sub.add_parser("edit", parents=[common], help="move, rotate or scale a body part over a time range",
+                       description="Move, rotate or scale body parts of POSES in the frames between --start and "
+                       f"--end. PART is one of: {', '.join(PARTS)}.")
     p.add_argument("poses", help="pose file")
     p.add_argument("-o", "--output", required=True, help="edited poses")
     p.add_argument("--move", nargs=3, action="append", metavar=("PART", "DX", "DY"), help="shift a part by pixels")
     p.add_argument("--rotate", nargs=2, action="append", metavar=("PART", "DEGREES"),
                    help="turn a part about its joint, counter-clockwise on screen (e.g. left_forearm 30)")
     p.add_argument("--scale", nargs=2, action="append", metavar=("PART", "FACTOR"), help="scale a part about its joint")
-    p.add_argument("--start", type=float, help="first second to edit (default: the beginning)")
-    p.add_argument("--end", type=float, help="second to stop editing (default: the end)")
-    p.add_argument("--ramp", type=float, default=0.0, help="seconds over which the edit fades in and out")
+    p.add_argument("--start", type=argtypes.nonnegative_float, help="first second to edit (default: the beginning)")
+    p.add_argument("--end", type=argtypes.nonnegative_float, help="second to stop editing (default: the end)")
+    p.add_argument("--ramp", type=argtypes.nonnegative_float, default=0.0,
+                   help="seconds over which the edit fades in and out (default 0)")
     _add_json_options(p)
     p.set_defaults(func=cmd_edit)
 
@@ -265,10 +304,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("bvh", help="motion file (.bvh)")
     p.add_argument("-o", "--output", required=True, help="poses (.json, .npz or folder)")
     p.add_argument("--size", type=argtypes.size, default=(512, 512), help="canvas WxH (default 512x512)")
-    p.add_argument("--azimuth", type=float, default=0.0, help="camera azimuth in degrees (0: facing the figure)")
-    p.add_argument("--elevation", type=float, default=0.0, help="camera elevation in degrees")
-    p.add_argument("--focal-length", type=float, help="perspective camera focal length in pixels (default orthographic)")
-    p.add_argument("--fps", type=float, help="resample to this frame rate (default: the file's)")
+    p.add_argument("--azimuth", type=argtypes.finite_float, default=0.0,
+                   help="camera azimuth in degrees (default 0: facing the figure)")
+    p.add_argument("--elevation", type=argtypes.finite_float, default=0.0,
+                   help="camera elevation in degrees (default 0: level)")
+    p.add_argument("--focal-length", type=argtypes.positive_float, help="perspective camera focal length in pixels (default orthographic)")
+    p.add_argument("--fps", type=argtypes.fps, help="resample to this frame rate (default: the file's)")
     _add_json_options(p)
     p.set_defaults(func=cmd_import_bvh)
 
@@ -296,7 +337,12 @@ def build_parser() -> argparse.ArgumentParser:
     add_studio(sub, common)
     add_people(sub, common)
 
-    p = sub.add_parser("demo", parents=[common], help="animate a photo that ships with scikit-image, with a built-in wave")
+    p = sub.add_parser("demo", parents=[common], help="animate a photo that ships with scikit-image, with a built-in wave",
+                       description="The whole job on material that ships with holdpose's dependencies: detect the "
+                       "pose in a photo (scikit-image's astronaut, or --reference), take a built-in wave (or poses "
+                       "extracted from --video), align it to the character, animate it with the warp puppet and "
+                       "score how well the result holds the pose. Writes the animation, a side-by-side, a contact "
+                       "sheet and an HTML report into OUTPUT.")
     p.add_argument("-o", "--output", default="demo_output", help="output folder (default demo_output)")
     p.add_argument("--reference", help="your own reference photo instead of the bundled one")
     p.add_argument("--video", help="your own driving video")
@@ -311,26 +357,66 @@ def _add_json_options(p) -> None:
     p.add_argument("--normalized", action="store_true", help="JSON only: coordinates in [0, 1] instead of pixels")
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised where the program is, so it unwinds like Ctrl-C: every ``atomic_path``
+    and writer removes its temporary files and the worker pool is stopped."""
+
+
+def _raise_terminated(signum, frame):
+    raise Terminated()
+
+
 def main(argv: list[str] | None = None) -> int:
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():  # signals reach the main thread only
+        return _run(argv)
+    previous = signal.signal(signal.SIGTERM, _raise_terminated)
+    try:
+        return _run(argv)
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _run(argv: list[str] | None) -> int:
     args = build_parser().parse_args(argv)
+    _configure_logging(args)
+    from holdpose.quiet import native_noise_filtered
+
+    with native_noise_filtered():
+        return _run_command(args)
+
+
+def _configure_logging(args) -> None:
     if not args.verbose:
         # diffusers logs "Couldn't connect to the Hub ... Will try to load from local cache" and the like
         # before holdpose can say in one line what is missing; -v shows the library's messages again.
         from holdpose.animate.diffusion.loading import quiet_library_logs
 
         quiet_library_logs()
+    if args.quiet:
+        os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
     level = {0: logging.WARNING, 1: logging.INFO}.get(args.verbose, logging.DEBUG)
     logging.basicConfig(level=level,
                         format="holdpose: %(levelname)s: %(message)s")
+
+
+def _run_command(args) -> int:
     try:
         args.func(args)
     except HoldposeError as err:
         print(f"holdpose: error: {err}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
+    except OSError as err:  # outputs on a full, read-only or special file system; anything the OS refuses
+        print(f"holdpose: error: {describe_os_error(err)}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt as err:
         # A subcommand whose work survives an interruption says where (args.on_interrupt).
-        print(f"holdpose: interrupted; {getattr(args, 'on_interrupt', 'no partial output was kept')}", file=sys.stderr)
-        return 130
+        terminated = isinstance(err, Terminated)
+        print(f"holdpose: {'terminated' if terminated else 'interrupted'}; "
+              f"{getattr(args, 'on_interrupt', 'no partial output was kept')}", file=sys.stderr)
+        return 143 if terminated else 130
     return 0
 
 

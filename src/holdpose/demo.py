@@ -12,6 +12,7 @@ adherence by re-detecting the poses in the result.
 from __future__ import annotations
 
 import logging
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -28,14 +29,28 @@ def load_demo_reference() -> np.ndarray:
 
 def run_demo(output: str | Path, *, reference: str | None = None, video: str | None = None,
              progress: bool = True) -> dict[str, Path]:
+    """Run the demo into the folder ``output``; returns the files it wrote by name."""
+    output = Path(output)
+    created = not output.exists()
+    try:
+        return _run_demo(output, reference, video, progress)
+    except BaseException:
+        if created:  # a failed or interrupted demo leaves no half-filled folder behind
+            shutil.rmtree(output, ignore_errors=True)
+        raise
+
+
+def _run_demo(output: Path, reference: str | None, video: str | None, progress: bool) -> dict[str, Path]:
     from holdpose.animate import animate
     from holdpose.animate.character import Character
     from holdpose.evaluate.report import write_report
     from holdpose.evaluate.run import evaluate_video
-    from holdpose.io.video import read_image, write_image
+    from holdpose.io.video import FrameSource, read_image, write_image
     from holdpose.render.openpose import render_pose_maps
 
-    output = Path(output)
+    reference_image = read_image(reference) if reference else load_demo_reference()
+    if video:
+        FrameSource(video)  # a bad video fails here, before anything is made
     output.mkdir(parents=True, exist_ok=True)
     files = {name: output / filename for name, filename in (
         ("animation", "animation.mp4"), ("side_by_side", "side_by_side.mp4"), ("contact_sheet", "contact_sheet.png"),
@@ -43,7 +58,7 @@ def run_demo(output: str | Path, *, reference: str | None = None, video: str | N
         ("report", "report/index.html"))}
 
     # 1. the character: its photo, rigged as a puppet (pose and segmentation)
-    character = Character(read_image(reference) if reference else load_demo_reference())
+    character = Character(reference_image)
     character.rig  # rigged first, so the reference map, alignment and puppet share its pose
     write_image(files["reference_pose_map"], next(render_pose_maps(character.pose_sequence())))
 

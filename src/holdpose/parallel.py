@@ -50,8 +50,36 @@ class _BarQueue:
 _progress_queue = None
 
 
-def _init_worker(progress_queue, quiet_native_logs: bool):
+def _die_with_parent(parent_pid: int) -> None:
+    """End this worker when its parent ends, however the parent ends (SIGKILL included): on
+    Linux the kernel sends SIGKILL (PR_SET_PDEATHSIG); elsewhere, and as a second guard, a
+    thread sees the worker re-parented and exits."""
+    import signal
+    import sys
+    import threading
+    import time
+
+    if sys.platform.startswith("linux"):
+        import ctypes
+
+        try:
+            ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # 1: PR_SET_PDEATHSIG
+        except OSError:
+            pass
+
+    def watch():
+        while os.getppid() == parent_pid:
+            time.sleep(0.25)
+        os._exit(1)
+
+    if os.getppid() != parent_pid:  # the parent died before the guard was up
+        os._exit(1)
+    threading.Thread(target=watch, daemon=True, name="holdpose-parent-watch").start()
+
+
+def _init_worker(progress_queue, quiet_native_logs: bool, parent_pid: int):
     global _progress_queue
+    _die_with_parent(parent_pid)
     _progress_queue = progress_queue
     if quiet_native_logs:
         quiet_native_logs_here()
@@ -83,8 +111,9 @@ def run_chunks(function: Callable, jobs: Sequence[tuple], bar) -> list:
     context = mp.get_context("spawn")
     progress_queue = context.Queue()
     quiet = not logging.getLogger("holdpose").isEnabledFor(logging.DEBUG)
-    with ProcessPoolExecutor(len(jobs), mp_context=context, initializer=_init_worker,
-                             initargs=(progress_queue, quiet)) as pool:
+    pool = ProcessPoolExecutor(len(jobs), mp_context=context, initializer=_init_worker,
+                               initargs=(progress_queue, quiet, os.getpid()))
+    try:
         pending = [pool.submit(_call_in_worker, function, tuple(job)) for job in jobs]
         while not all(job.done() for job in pending):
             try:
@@ -92,9 +121,28 @@ def run_chunks(function: Callable, jobs: Sequence[tuple], bar) -> list:
             except queue.Empty:
                 pass
         try:
-            return [job.result() for job in pending]
+            results = [job.result() for job in pending]
         except BrokenProcessPool as err:
             raise HoldposeError(
                 "a worker process died before finishing. If you call holdpose from your own script, put the "
                 "calls under `if __name__ == \"__main__\":` (worker processes start by importing the script, "
                 "see 'Safe importing of main module' in Python's multiprocessing docs); or pass workers=1") from err
+    except BaseException:
+        # Ctrl-C, SIGTERM or a worker's error: stop the other workers now rather than wait for
+        # their chunks (the executor's own shutdown would wait, ~minutes on a long video).
+        _stop_workers(pool)
+        raise
+    finally:
+        progress_queue.cancel_join_thread()  # never block exit on a queue nobody reads any more
+    pool.shutdown()
+    return results
+
+
+def _stop_workers(pool: ProcessPoolExecutor) -> None:
+    """Kill the pool's worker processes and reap them (at most ~1 s)."""
+    processes = list((pool._processes or {}).values())  # the executor offers no public way to kill them
+    for process in processes:
+        process.kill()
+    pool.shutdown(wait=False, cancel_futures=True)
+    for process in processes:
+        process.join(timeout=1)

@@ -69,7 +69,10 @@ class PoseSequence:
     @classmethod
     def empty(cls, num_frames: int, num_people: int = 1, *, layout: Skeleton = COCO_WHOLEBODY,
               size=(512, 512), fps: float = 30.0) -> "PoseSequence":
-        """A sequence with every point missing and every slot empty."""
+        """A sequence with every point missing and every slot empty (within :func:`holdpose.limits.pose_slots`)."""
+        from holdpose.limits import pose_slots
+
+        pose_slots(num_frames, num_people)
         k = layout.num_keypoints
         return cls(
             keypoints=np.zeros((num_frames, num_people, k, 2), np.float32),

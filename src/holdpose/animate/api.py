@@ -110,11 +110,12 @@ def animate(reference: str | os.PathLike | np.ndarray | "Character", poses: str 
     output = Path(output)
     if output.suffix.lower() != ".mp4":
         raise HoldposeError(f"{output}: animate writes an .mp4 video (its frames go to {frames_dir_for(output)}/)")
+    _check_outputs(output, reference, poses, side_by_side, contact_sheet)
     seed = check_seed(seed)
 
-    # 2. Read the character and the poses
-    character = reference if isinstance(reference, Character) else Character(_read_reference(reference))
+    # 2. Read the poses and the character
     poses = choose_people(_read_poses(poses), person)
+    character = reference if isinstance(reference, Character) else Character(_read_reference(reference))
 
     # 3. Build the backend (this loads its models)
     animator, call_options = cls.from_options(character, model_options, call_options)
@@ -141,6 +142,23 @@ def animate(reference: str | os.PathLike | np.ndarray | "Character", poses: str 
     return AnimateResult(video_path=output, poses_path=poses_path, frames_dir=frames_dir if keep else None,
                          num_frames=run.num_frames, resumed_from=run.resumed_from, size=poses.size, fps=poses.fps,
                          verdicts_path=verdicts_path)
+
+
+def _check_outputs(output: Path, reference, poses, side_by_side, contact_sheet) -> None:
+    """Everything about the outputs that can fail, checked before any work: paths, suffixes,
+    an earlier run's manifest."""
+    from holdpose.animate.resume import MANIFEST_NAME, read_manifest_parameters
+    from holdpose.io.outputs import check_output
+
+    inputs = [p for p in (reference, poses) if isinstance(p, (str, os.PathLike))]
+    check_output(output, inputs=inputs, what="animation")
+    poses_path = output.with_suffix(".poses.json")
+    if side_by_side is not None:
+        check_output(side_by_side, inputs=[*inputs, output, poses_path], suffixes=(".mp4",),
+                     what="side-by-side video (--side-by-side)")
+    if contact_sheet is not None:
+        check_output(contact_sheet, inputs=[*inputs, output, poses_path], suffixes=(".png",), what="contact sheet")
+    read_manifest_parameters(frames_dir_for(output) / MANIFEST_NAME)
 
 
 def split_options(cls, options: dict) -> tuple[dict, dict]:

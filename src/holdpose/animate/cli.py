@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 
+from holdpose import argtypes
 from holdpose.animate.options import flag_name
 from holdpose.errors import HoldposeError
 from holdpose.people import add_person_option, person_choice
@@ -59,7 +60,7 @@ def add_subcommand(subparsers, common: argparse.ArgumentParser) -> None:
     p.add_argument("--no-align", action="store_true", help="the poses are already aligned to the reference")
     add_person_option(p, "animate", default_help="all; the warp puppet follows the first slot")
     p.add_argument("--side-by-side", help="also write pose map | overlay | frame to this video")
-    p.add_argument("--seed", type=int, default=0, help="seed (default 0): same seed and inputs, same frames")
+    p.add_argument("--seed", type=argtypes.seed, default=0, help="seed (default 0): same seed and inputs, same frames")
     p.add_argument("--overwrite", action="store_true", help="start over when OUTPUT.frames/ holds another run")
     p.add_argument("--keep-frames", action=argparse.BooleanOptionalAction, default=None,
                    help="keep OUTPUT.frames/ after encoding (default: kept for diffusion backends only)")

@@ -71,22 +71,6 @@ def check_int(value, name: str, minimum: int) -> int:
 def check_float(value, name: str, low: float | None = None, high: float | None = None, *,
                 low_open: bool = False) -> float:
     """``value`` as a finite float in ``[low, high]`` (``(low, high]`` with ``low_open``); else an error naming it."""
-    import math
+    from holdpose.limits import in_range
 
-    try:
-        number = float(value)
-    except (TypeError, ValueError):
-        number = math.nan
-    bad = isinstance(value, bool) or not math.isfinite(number)
-    if low is not None:
-        bad = bad or number < low or (low_open and number == low)
-    if high is not None:
-        bad = bad or number > high
-    if bad:
-        bounds = "a finite number"
-        if low is not None and high is not None:
-            bounds = f"in {'(' if low_open else '['}{low:g}, {high:g}]"
-        elif low is not None:
-            bounds = f"{'>' if low_open else '>='} {low:g}"
-        raise HoldposeError(f"{name} must be {bounds}, got {value!r}")
-    return number
+    return in_range(value, name, low, high, low_open=low_open)

@@ -151,6 +151,24 @@ def _flatten(value: Any, prefix: str = "") -> dict[str, Any]:
     return {prefix: value}
 
 
+def read_manifest_parameters(manifest_path: Path) -> dict | None:
+    """The ``parameters`` of an earlier run's manifest (None when there is none); a damaged
+    manifest is a :class:`HoldposeError` (checked before any model loads)."""
+    if not manifest_path.is_file():
+        return None
+    try:
+        old = json.loads(manifest_path.read_text())
+        parameters = old["parameters"] if isinstance(old, dict) else None
+    except (ValueError, KeyError, RecursionError, UnicodeDecodeError) as err:
+        parameters, reason = None, f" ({err})"
+    else:
+        reason = ""
+    if not isinstance(parameters, dict):
+        raise HoldposeError(f"{manifest_path}: not a holdpose manifest{reason}; remove it or choose another "
+                            "output path")
+    return parameters
+
+
 def manifest_differences(old: dict, new: dict) -> list[str]:
     """``["options.prompt: 'a' -> 'b'", ...]`` for every parameter that differs."""
     a, b = _flatten(old), _flatten(new)
@@ -247,12 +265,8 @@ def run_animation(animator, reference: np.ndarray, poses: PoseSequence, output_d
         parameters["verify"] = verify.describe()
 
     # 2. Compare with what is already there
-    if manifest_path.is_file():
-        try:
-            old = json.loads(manifest_path.read_text())["parameters"]
-        except (ValueError, KeyError) as err:
-            raise HoldposeError(f"{manifest_path}: not a holdpose manifest ({err}); remove it or choose another "
-                                "output folder") from err
+    old = read_manifest_parameters(manifest_path)
+    if old is not None:
         diffs = manifest_differences(old, parameters)
         if diffs and not overwrite:
             raise HoldposeError(

@@ -16,9 +16,7 @@ that falls outside the image, is returned missing (score 0); ``keep_offscreen=Tr
 
 from __future__ import annotations
 
-import contextlib
 import logging
-import os
 import sys
 import types
 
@@ -27,6 +25,7 @@ import numpy as np
 from holdpose.convert import mediapipe_to_wholebody
 from holdpose.detect.base import PoseDetector, drop_unseen, expand_box, no_people
 from holdpose.errors import require
+from holdpose.quiet import native_stderr_silenced
 from holdpose.skeleton import MEDIAPIPE_POSE_FOR_COCO_BODY
 
 logger = logging.getLogger(__name__)
@@ -55,29 +54,6 @@ def import_mediapipe():
     finally:
         if placeholder is not None and sys.modules.get("matplotlib.pyplot") is placeholder:
             del sys.modules["matplotlib.pyplot"]
-
-
-@contextlib.contextmanager
-def native_stderr_silenced():
-    """Send file descriptor 2 to /dev/null while MediaPipe's C++ code runs.
-
-    MediaPipe and TFLite log every model load and some per-run notices straight to
-    fd 2 ("Created TensorFlow Lite XNNPACK delegate", "Feedback manager requires
-    ..."), bypassing Python's logging, so only a descriptor swap quiets them. Python
-    errors still arrive as exceptions. ``holdpose -v`` (DEBUG logging) keeps the output.
-    """
-    if logger.isEnabledFor(logging.DEBUG):
-        yield
-        return
-    saved = os.dup(2)
-    devnull = os.open(os.devnull, os.O_WRONLY)
-    try:
-        os.dup2(devnull, 2)
-        yield
-    finally:
-        os.dup2(saved, 2)
-        os.close(saved)
-        os.close(devnull)
 
 
 def _landmarks(landmark_list, width: int, height: int) -> np.ndarray | None:

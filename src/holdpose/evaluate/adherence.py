@@ -429,7 +429,7 @@ def _part_metrics(name: str, start: int, stop: int, annotations: list, predictio
 
 
 def choose_detector(detector="auto", *, max_people: int = 1, pose_model: str | os.PathLike | None = None,
-                    det_model: str | os.PathLike | None = None):
+                    det_model: str | os.PathLike | None = None, has_target: bool = True):
     """The detector that re-detects poses on generated frames, and a note on the choice.
 
     Scoring with the detector that made the target flatters the result: its own quirks
@@ -442,6 +442,7 @@ def choose_detector(detector="auto", *, max_people: int = 1, pose_model: str | o
     Args:
         detector: "auto", "mediapipe", "dwpose", or a :class:`holdpose.detect.extract.DetectorConfig`.
         max_people: most people per frame the detector reports.
+        has_target: poses are scored against a target (the note on flattering applies only then).
         pose_model, det_model: DWPose ONNX weights (``det_model`` optional).
 
     Returns:
@@ -455,7 +456,9 @@ def choose_detector(detector="auto", *, max_people: int = 1, pose_model: str | o
         raise HoldposeError(f"unknown detector {detector!r}; choose auto, mediapipe or dwpose")
     if detector == "auto":
         detector = "dwpose" if pose_model else "mediapipe"
-        if detector == "mediapipe":
+        if detector == "mediapipe" and not has_target:
+            note = "detector: mediapipe (auto: no DWPose weights given)"
+        elif detector == "mediapipe":
             note = ("detector: mediapipe (auto: no second detector is available offline, so the poses are re-detected "
                     "with MediaPipe, probably the detector that made the target; its own quirks agree with themselves, "
                     "which flatters adherence. Give DWPose weights (--pose-model) for an independent check)")

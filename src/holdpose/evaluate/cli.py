@@ -12,8 +12,9 @@ import argparse
 import logging
 from pathlib import Path
 
-from holdpose.argtypes import fraction, positive_int
+from holdpose.argtypes import fraction, nonnegative_int, positive_int
 from holdpose.errors import HoldposeError
+from holdpose.io.outputs import check_output
 from holdpose.people import add_person_option
 
 logger = logging.getLogger(__name__)
@@ -23,9 +24,9 @@ SUMMARY = ["oks_ap", "cap", "pck@0.1", "pce", "mse_p", "ssim", "psnr", "l1", "fl
 
 
 def _detector_options(p: argparse.ArgumentParser, *, choices=("auto", "mediapipe", "dwpose", "none"),
-                      default="auto") -> None:
+                      default="auto", purpose: str = "that re-detects the poses in the video") -> None:
     p.add_argument("--detector", choices=choices, default=default,
-                   help=f"pose detector for re-detection (default {default}" + (
+                   help=f"pose detector {purpose} (default {default}" + (
                        "; auto picks DWPose when --pose-model is given, else MediaPipe, which probably made the target "
                        "and so flatters adherence; none skips re-detection)" if "auto" in choices else ")"))
     p.add_argument("--pose-model", help="dwpose: path to the DWPose/RTMPose .onnx file")
@@ -40,12 +41,12 @@ def add_subcommands(subparsers, parents: list[argparse.ArgumentParser] = ()) -> 
                               description="Re-detect the poses in OUTPUT and score them against the target; measure "
                               "flicker, warping error and keypoint jitter; compare with a ground-truth video. Writes "
                               "metrics.json and index.html (with plots) into the report folder.")
-    p.add_argument("video", metavar="OUTPUT", help="the generated video (or image folder)")
+    p.add_argument("video", metavar="VIDEO", help="the generated video (or image folder)")
     p.add_argument("--verdicts", help="per-frame verdicts of `holdpose animate --verify` or `holdpose correct`: "
-                   "the report shows which frames were made again or corrected (default: OUTPUT.verdicts.jsonl "
+                   "the report shows which frames were made again or corrected (default: VIDEO.verdicts.jsonl "
                    "beside the video, when there is one)")
     p.add_argument("--target", help="target poses (.json, .npz or folder of .json): adherence metrics (default: "
-                   "OUTPUT's .poses.json, which holdpose animate writes, when there is one)")
+                   "VIDEO's .poses.json, which holdpose animate writes, when there is one)")
     add_person_option(p, "score in the target")
     p.add_argument("--ground-truth", help="ground-truth video: SSIM, PSNR, L1 (and LPIPS, FID, KID, FVD)")
     p.add_argument("--reference", help="reference image of the character: CLIP-I with --clip-model")
@@ -56,7 +57,7 @@ def add_subcommands(subparsers, parents: list[argparse.ArgumentParser] = ()) -> 
     p.add_argument("--flow", choices=["dis", "farneback"], default="dis",
                    help="OpenCV optical flow for the warping error (default dis)")
     p.add_argument("--workers", type=positive_int, help="processes to use (default: one per core)")
-    p.add_argument("--worst-frames", type=int, default=4, help="worst frames shown in the report (default 4)")
+    p.add_argument("--worst-frames", type=nonnegative_int, default=4, help="worst frames shown in the report (default 4)")
     learned = p.add_argument_group("learned metrics (need torch and weights you have locally; nothing is downloaded)")
     learned.add_argument("--lpips", action="store_true", help="LPIPS (pip install lpips; AlexNet weights in torch's "
                          "hub cache)")
@@ -70,6 +71,8 @@ def add_subcommands(subparsers, parents: list[argparse.ArgumentParser] = ()) -> 
     learned.add_argument("--videomae-model", help="CD-FVD against --ground-truth: a local VideoMAE folder")
     learned.add_argument("--fid64", action="store_true", help="FID on 64-d Inception features against --ground-truth "
                          "(as Stable-Pose reports it; pytorch-fid's weights in torch's hub cache)")
+    learned.add_argument("--allow-pickle", action="store_true", help="allow TorchScript .pt models for "
+                         "--fid-features / --fvd-model: they run code from the file, so only for files you trust")
     p.set_defaults(func=cmd_evaluate)
 
     p = subparsers.add_parser(
@@ -111,11 +114,13 @@ def add_subcommands(subparsers, parents: list[argparse.ArgumentParser] = ()) -> 
     p.add_argument("images", metavar="IMAGES", help="folder of the annotated images")
     p.add_argument("annotations", metavar="ANNOTATIONS", help="COCO keypoint annotation JSON")
     p.add_argument("-o", "--output", required=True, help="report folder")
-    _detector_options(p, choices=("mediapipe", "dwpose"), default="mediapipe")
+    _detector_options(p, choices=("mediapipe", "dwpose"), default="mediapipe", purpose="to evaluate")
     p.add_argument("--max-people", type=positive_int, default=8, help="most people per image bottom-up (default 8)")
     p.add_argument("--pck-alpha", type=fraction, default=0.2, help="PCK threshold, fraction of the bbox's longer "
                    "side (default 0.2)")
-    p.add_argument("--mode", nargs="+", choices=["top-down", "bottom-up"], default=["top-down", "bottom-up"])
+    p.add_argument("--mode", nargs="+", choices=["top-down", "bottom-up"], default=["top-down", "bottom-up"],
+                   help="top-down: the detector is given the ground-truth boxes; bottom-up: it finds the people "
+                   "itself (default: both)")
     p.set_defaults(func=cmd_evaluate_detector)
 
 
@@ -134,33 +139,42 @@ def cmd_evaluate(args) -> None:
     from holdpose.evaluate.report import write_report
     from holdpose.evaluate.run import evaluate_video
 
-    if args.worst_frames < 0:
-        raise HoldposeError(f"--worst-frames must be 0 or more, got {args.worst_frames}")
-    if Path(args.output).exists() and not Path(args.output).is_dir():
-        raise HoldposeError(f"{args.output}: exists and is not a folder; the report is a folder")
+    check_output(args.output, inputs=[args.video, args.target, args.ground_truth, args.reference], folder=True,
+                 what="report folder")
+    needs_gt = [flag for flag, wanted in (("--lpips", args.lpips), ("--fid-features", args.fid_features),
+                                          ("--fvd-model", args.fvd_model)) if wanted]
+    if needs_gt and not args.ground_truth:
+        raise HoldposeError(f"{', '.join(needs_gt)} compare{'s' if len(needs_gt) == 1 else ''} the video with a "
+                            "ground truth; pass --ground-truth VIDEO")
+    for path in (args.target, args.ground_truth, args.reference):
+        if path is not None and not Path(path).exists():
+            raise HoldposeError(f"{path}: no such file or folder")
     target = args.target
     beside = Path(args.video).with_suffix(".poses.json")
-    if target is None and beside.is_file():  # what `holdpose animate` writes next to its video
+    if target is None and beside.is_file():  # what `holdpose animate` writes next to its video (documented default)
         target = str(beside)
-        logger.warning("scoring against %s, the poses holdpose animate followed (--target to choose others)", beside)
+        logger.info("scoring against %s, the poses holdpose animate followed (--target to choose others)", beside)
     if target is not None and args.person not in (None, "all"):
         from holdpose.io.posefile import load_poses
         from holdpose.people import choose_people
 
         target = choose_people(load_poses(target), args.person, what=target)
     verdicts = args.verdicts
-    beside = Path(args.video).with_suffix(".verdicts.jsonl")
-    if verdicts is None and beside.is_file():  # what `holdpose animate --verify` / `holdpose correct` write
-        verdicts = str(beside)
+    beside_verdicts = Path(args.video).with_suffix(".verdicts.jsonl")
+    if verdicts is None and beside_verdicts.is_file():  # what `holdpose animate --verify` / `holdpose correct` write
+        verdicts = str(beside_verdicts)
     evaluation = evaluate_video(
         args.video, target=target, verdicts=verdicts, ground_truth=args.ground_truth, reference=args.reference,
         detector=None if args.detector == "none" else args.detector, pose_model=args.pose_model,
         det_model=args.det_model, max_people=args.max_people, min_score=args.min_score, flow=args.flow,
         workers=args.workers, worst_frames=args.worst_frames, lpips=args.lpips, fid_features=args.fid_features,
         fvd_model=args.fvd_model, clip_model=args.clip_model, prompt=args.prompt, dino_model=args.dino_model,
-        videomae_model=args.videomae_model, fid64=args.fid64, progress=_progress(args))
+        videomae_model=args.videomae_model, fid64=args.fid64, progress=_progress(args),
+        allow_pickle=args.allow_pickle)
     files = write_report(evaluation, args.output)
-    print(f"{files['html']}: {evaluation.frames.get('output')} frames evaluated")
+    _hint_at_the_aligned_target(evaluation.metrics, args.target, beside)
+    against = f" against {target}" if target else " (no target poses: no adherence metrics)"
+    print(f"{files['html']}: {evaluation.frames.get('output')} frames evaluated{against}")
     print(_summary(evaluation.metrics))
 
 
@@ -187,9 +201,21 @@ def cmd_correct(args) -> None:
         print(f"{files['html']}: {_summary(evaluation.metrics)}")
 
 
+def _hint_at_the_aligned_target(metrics: dict, target: str | None, beside: Path) -> None:
+    """A low score against a given target while the poses the animation followed sit beside
+    the video: most likely the unaligned driving poses were given."""
+    ap = metrics.get("oks_ap")
+    if target is None or ap is None or not beside.is_file() or ap >= 0.5:
+        return
+    if Path(target).resolve() != beside.resolve():
+        logger.warning("OKS AP %.2f against %s; %s beside the video holds the poses the animation followed "
+                       "(aligned to the character): try --target %s", ap, target, beside, beside)
+
+
 def cmd_compare(args) -> None:
     from holdpose.evaluate.compare import compare
 
+    check_output(args.output, inputs=[*args.videos, args.target, args.ground_truth], folder=True, what="output folder")
     if args.labels and len(args.labels) != len(args.videos):
         raise HoldposeError(f"{len(args.labels)} labels for {len(args.videos)} videos; give one --labels name per video")
     files = compare(args.videos, args.target, args.output, labels=args.labels, ground_truth=args.ground_truth,
@@ -202,6 +228,7 @@ def cmd_compare(args) -> None:
 def cmd_evaluate_detector(args) -> None:
     from holdpose.evaluate.detector import evaluate_detector, write_detector_report
 
+    check_output(args.output, inputs=[args.images, args.annotations], folder=True, what="report folder")
     result = evaluate_detector(args.images, args.annotations, detector=args.detector, pose_model=args.pose_model,
                                det_model=args.det_model, max_people=args.max_people, pck_alpha=args.pck_alpha,
                                modes=tuple(args.mode))

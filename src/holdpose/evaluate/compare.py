@@ -33,6 +33,17 @@ def _even(value: float) -> int:
     return max(2, int(round(value / 2)) * 2)
 
 
+def _warn_when_sizes_differ(videos, sources, target: PoseSequence) -> None:
+    """Each video is scored against the target fitted to its own canvas: videos of different
+    shapes are then not scored against the same poses, and their figures are not comparable."""
+    shapes = {round(s.size[0] / s.size[1], 2) for s in sources}
+    if len(shapes) > 1 or shapes != {round(target.size[0] / target.size[1], 2)}:
+        sizes = ", ".join(f"{v.name} {s.size[0]}x{s.size[1]}" for v, s in zip(videos, sources))
+        logger.warning("the videos' shapes differ from each other or from the target's %dx%d canvas (%s); each is "
+                       "scored against the target fitted to its own frame, so their adherence figures are not "
+                       "directly comparable", target.size[0], target.size[1], sizes)
+
+
 def compare(videos: list[str | os.PathLike], target: PoseSequence | str | os.PathLike, output: str | os.PathLike, *,
             labels: list[str] | None = None, ground_truth: str | os.PathLike | None = None, detector="auto",
             pose_model=None, det_model=None, max_people: int | None = None, workers: int | None = None,
@@ -74,6 +85,7 @@ def compare(videos: list[str | os.PathLike], target: PoseSequence | str | os.Pat
     if not isinstance(target, PoseSequence):
         target = load_poses(target)
     sources = [FrameSource(v) for v in videos]
+    _warn_when_sizes_differ(videos, sources, target)
     out = Path(output)
     out.mkdir(parents=True, exist_ok=True)
 
@@ -197,15 +209,18 @@ def _compare_html(labels, videos, evaluations, columns, target_label, ground_tru
     notes = sorted({n for e in evaluations for n in e.notes})
     body += [f"<div class=\"note\">{html.escape(n)}</div>" for n in notes]
     body.append("<h2>Metrics</h2>")
-    body.append(f"<div style=\"overflow-x:auto\"><table><tr><th class=\"name\">video</th>{head}</tr>"
+    body.append(f"<div style=\"overflow-x:auto\"><table class=\"wide\"><tr><th class=\"name\">video</th>{head}</tr>"
                 f"{''.join(rows)}</table></div>")
     body.append("<p class=\"muted\">↑ higher is better, ↓ lower is better; the best of each column is bold. "
                 "Hover a column name for its definition; everything is in <a href=\"metrics.json\">metrics.json</a>."
                 "</p>")
     body.append("<h2>Side by side</h2>")
-    body.append("<video controls loop muted src=\"compare.mp4\" poster=\"still.png\" style=\"max-width:100%\"></video>")
-    body.append(rep._figure(files["still"], out, "the middle frame: target pose map, then each video with the pose "
-                            "re-detected on it"))
+    # One picture of the frames: the video, whose poster is the still (a separate still figure
+    # showed the same frame twice).
+    body.append("<figure><video controls loop muted src=\"compare.mp4\" poster=\"still.png\" "
+                "style=\"max-width:100%\"></video><figcaption>before playing: the middle frame; the target pose "
+                "map, then each video with the pose re-detected on it (<a href=\"still.png\">still.png</a>)"
+                "</figcaption></figure>")
     if "per_frame" in files:
         body.append("<h2>Per frame</h2>")
         body.append(rep._figure(files["per_frame"], out, "per-frame metrics of each video"))

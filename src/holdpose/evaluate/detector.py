@@ -47,6 +47,31 @@ MODES = ("top-down", "bottom-up")
 # --- ground truth ------------------------------------------------------------------
 
 
+def _check_coco(data: dict, path: Path) -> None:
+    """Every image and annotation has what scoring reads, as finite numbers; else one error naming it."""
+    from holdpose.limits import finite
+
+    for info in data["images"]:
+        if not isinstance(info, dict) or not isinstance(info.get("id"), int) \
+                or not isinstance(info.get("file_name"), str):
+            raise HoldposeError(f"{path}: each image needs an integer 'id' and a 'file_name', got {info!r:.80}")
+    for a in data["annotations"]:
+        where = f"{path}: annotation {a.get('id') if isinstance(a, dict) else a!r:.40}"
+        if not isinstance(a, dict) or "image_id" not in a:
+            raise HoldposeError(f"{where}: needs 'image_id', 'keypoints', 'bbox' and 'area'")
+        if a.get("iscrowd", 0):
+            continue
+        for key, count in (("keypoints", 3 * BODY), ("bbox", 4)):
+            values = a.get(key)
+            if not isinstance(values, list) or len(values) != count:
+                raise HoldposeError(f"{where}: '{key}' must be a list of {count} numbers (COCO body keypoints "
+                                    "x, y, v and a bbox x, y, w, h)")
+            for value in values:
+                finite(value, f"{where}: {key} value")
+        a.setdefault("area", float(a["bbox"][2]) * float(a["bbox"][3]))
+        finite(a["area"], f"{where}: area")
+
+
 def load_ground_truth(annotations: str | os.PathLike, images_dir: str | os.PathLike | None = None
                       ) -> tuple[dict, list[dict]]:
     """Read a COCO keypoint annotation file.
@@ -62,15 +87,15 @@ def load_ground_truth(annotations: str | os.PathLike, images_dir: str | os.PathL
         data = json.loads(annotations.read_text())
     except (OSError, ValueError) as err:
         raise HoldposeError(f"{annotations}: cannot read the COCO annotations ({err})") from err
-    if not isinstance(data, dict) or "images" not in data or "annotations" not in data:
+    except RecursionError as err:
+        raise HoldposeError(f"{annotations}: cannot read the COCO annotations (nested too deeply)") from err
+    if not isinstance(data, dict) or not isinstance(data.get("images"), list) \
+            or not isinstance(data.get("annotations"), list):
         raise HoldposeError(f"{annotations}: not a COCO keypoint annotation file (needs 'images' and 'annotations')")
+    _check_coco(data, annotations)
     images = []
     for info in sorted(data["images"], key=lambda i: i["id"]):
         anns = [a for a in data["annotations"] if a["image_id"] == info["id"] and not a.get("iscrowd", 0)]
-        for a in anns:
-            if len(a.get("keypoints", ())) != 3 * BODY:
-                raise HoldposeError(f"{annotations}: annotation {a.get('id')} has {len(a.get('keypoints', ()))} "
-                                    f"keypoint values; COCO body keypoints need {3 * BODY}")
         flat = np.array([np.asarray(a["keypoints"], np.float64).reshape(BODY, 3) for a in anns]).reshape(-1, BODY, 3)
         boxes = np.array([a["bbox"] for a in anns], np.float64).reshape(-1, 4)
         x, y, w, h = boxes.T
@@ -182,6 +207,14 @@ class DetectorEvaluation:
         return clean(doc)
 
 
+def _people_arrays(keypoints, scores) -> tuple[np.ndarray, np.ndarray]:
+    """A detector's ``(keypoints [N, K, 2], scores [N, K])`` as arrays, also when it found nobody (N = 0)."""
+    scores = np.asarray(scores, np.float64)
+    if len(scores) == 0:
+        return np.zeros((0, 133, 2)), np.zeros((0, 133))
+    return np.asarray(keypoints).reshape(len(scores), -1, 2), scores.reshape(len(scores), -1)
+
+
 def evaluate_detector(images_dir: str | os.PathLike, annotations: str | os.PathLike, *, detector="mediapipe",
                       pose_model=None, det_model=None, max_people: int = 8, pck_alpha: float = PCK_ALPHA,
                       modes=MODES) -> DetectorEvaluation:
@@ -234,7 +267,7 @@ def evaluate_detector(images_dir: str | os.PathLike, annotations: str | os.PathL
                     kp, sc = det(pixels)
                     kp, sc = kp[:max_people], sc[:max_people]
                 seconds[mode] += time.perf_counter() - start
-                kp, sc = body(np.asarray(kp).reshape(len(sc), -1, 2), np.asarray(sc).reshape(len(sc), -1))
+                kp, sc = body(*_people_arrays(kp, sc))
                 predictions[mode][image["id"]] = {"keypoints": kp, "scores": sc}
 
     # 3. Score.
@@ -293,7 +326,8 @@ def write_detector_report(result: DetectorEvaluation, output_dir: str | os.PathL
             panels.append((f"{mode}", _draw_people(pixels, image, p)))
         path = out / "images" / f"{image['id']}.png"
         path.parent.mkdir(parents=True, exist_ok=True)
-        write_image(path, rep.labelled_row(panels, height=min(480, pixels.shape[0])))
+        # 240 px a row: a report of dozens of images stays a page one scrolls, not ~12 000 px
+        write_image(path, rep.labelled_row(panels, height=min(240, pixels.shape[0])))
         files[f"image_{image['id']}"] = path
         cells = "".join(
             f"<tr><td class=\"name\">{ann}</td>"
@@ -301,7 +335,8 @@ def write_detector_report(result: DetectorEvaluation, output_dir: str | os.PathL
                       f"<td>{rep.format_value(result.per_image[image['id']][m]['pck'][j])}</td>" for m in modes)
             + "</tr>" for j, ann in enumerate(image["annotation_ids"]))
         mhead = "".join(f"<th>{html.escape(m)} OKS</th><th>{html.escape(m)} PCK</th>" for m in modes)
-        body.append(f"<h2>image {image['id']}</h2><table><tr><th class=\"name\">person (annotation)</th>{mhead}</tr>"
+        body.append(f"<h2>{html.escape(Path(image['file']).name)} <span class=\"muted\">(image id {image['id']})"
+                    f"</span></h2><table><tr><th class=\"name\">person (annotation)</th>{mhead}</tr>"
                     f"{cells}</table>")
         body.append(rep._figure(path, out, "white dots: ground truth; coloured skeletons: the detector's people"))
     rep.write_text(files["html"], rep.page(f"holdpose detector accuracy: {result.detector}", "\n".join(body)))

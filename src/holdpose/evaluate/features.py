@@ -109,13 +109,27 @@ class OnnxImageFeatures:
         return np.asarray(out, np.float64).reshape(len(frames), -1)
 
 
+def load_torchscript(path: Path, flag: str, allow_pickle: bool):
+    """A TorchScript model in eval mode. TorchScript is code: it runs only with ``allow_pickle``
+    (CLI ``--allow-pickle``), as every pickled checkpoint in holdpose."""
+    if not allow_pickle:
+        raise HoldposeError(f"{path}: a TorchScript model ({flag}) runs code from the file; pass --allow-pickle "
+                            "(allow_pickle=True) if you trust it, or give an .onnx model")
+    torch = _torch()
+    try:
+        return torch.jit.load(str(path), map_location="cpu").eval()
+    except (RuntimeError, ValueError, OSError) as err:
+        reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise HoldposeError(f"{path}: not a TorchScript model ({flag}): {reason[:200]}") from err
+
+
 class TorchScriptImageFeatures:
     """Features from a TorchScript image model taking float NCHW in [0, 1] at ``input_size``."""
 
-    def __init__(self, path: str | os.PathLike, *, input_size: tuple[int, int] = (299, 299), name: str | None = None):
+    def __init__(self, path: str | os.PathLike, *, input_size: tuple[int, int] = (299, 299), name: str | None = None,
+                 allow_pickle: bool = False):
         self.path = weights_path(path, "TorchScript feature model")
-        torch = _torch()
-        self.model = torch.jit.load(str(self.path), map_location="cpu").eval()
+        self.model = load_torchscript(self.path, "--fid-features", allow_pickle)
         self.input_size = input_size
         self.name = name or self.path.stem
 
@@ -150,7 +164,9 @@ class InceptionFeatures:
         InceptionV3 = inception.InceptionV3
 
         original = inception.load_state_dict_from_url
-        inception.load_state_dict_from_url = lambda *a, **k: torch.load(str(path), map_location="cpu")
+        # weights_only: a plain state dict, never unpickled objects (the default changed across torch versions)
+        inception.load_state_dict_from_url = lambda *a, **k: torch.load(str(path), map_location="cpu",
+                                                                         weights_only=True)
         try:  # the network is built as pytorch-fid builds it; only the download is replaced by the file
             self.model = InceptionV3([InceptionV3.BLOCK_INDEX_BY_DIM[dims]]).eval()
         finally:
@@ -173,10 +189,9 @@ class I3DClipFeatures:
 
     name = "i3d (StyleGAN-V TorchScript)"
 
-    def __init__(self, path: str | os.PathLike):
+    def __init__(self, path: str | os.PathLike, *, allow_pickle: bool = False):
         self.path = weights_path(path, "the FVD I3D model (i3d_torchscript.pt)")
-        torch = _torch()
-        self.model = torch.jit.load(str(self.path), map_location="cpu").eval()
+        self.model = load_torchscript(self.path, "--fvd-model", allow_pickle)
 
     def __call__(self, clips: np.ndarray) -> np.ndarray:
         """``clips`` uint8 ``[N, T, H, W, 3]`` -> ``[N, D]``."""
@@ -249,10 +264,10 @@ class ClipEmbedder:
         return out / np.linalg.norm(out)
 
 
-def load_feature_extractor(spec: str | os.PathLike | Callable) -> FeatureExtractor:
+def load_feature_extractor(spec: str | os.PathLike | Callable, *, allow_pickle: bool = False) -> FeatureExtractor:
     """A feature extractor from a spec: a callable (returned as is), ``"inception"``
     (pytorch-fid's network, weights in torch's hub cache), or a path to an ``.onnx`` or
-    TorchScript (``.pt``, ``.pth``, ``.jit``) model."""
+    TorchScript (``.pt``, ``.pth``, ``.jit``; only with ``allow_pickle``) model."""
     if callable(spec):
         if not hasattr(spec, "name"):
             try:
@@ -266,7 +281,7 @@ def load_feature_extractor(spec: str | os.PathLike | Callable) -> FeatureExtract
     if path.suffix.lower() == ".onnx":
         return OnnxImageFeatures(path)
     if path.suffix.lower() in (".pt", ".pth", ".jit"):
-        return TorchScriptImageFeatures(path)
+        return TorchScriptImageFeatures(path, allow_pickle=allow_pickle)
     raise HoldposeError(f"{spec}: unknown feature extractor; give 'inception', an .onnx file or a TorchScript .pt file")
 
 

@@ -58,6 +58,8 @@ code { background: #f4f4f4; padding: 1px 4px; }
 .strip { display: flex; height: 22px; border: 1px solid #ddd; } .strip .cell { flex: 1 1 0; min-width: 1px; }
 .legend .key { margin-right: 14px; white-space: nowrap; font-size: 0.9em; }
 .legend .cell { display: inline-block; width: 12px; height: 12px; margin-right: 4px; vertical-align: -1px; }
+table.wide { font-size: 0.82em; } table.wide th { white-space: normal; min-width: 3.5em; }
+table.wide th, table.wide td { padding: 3px 6px; } table.wide td.name { word-break: break-all; max-width: 16em; }
 """
 
 
@@ -188,7 +190,7 @@ def plot_keypoint_errors(mean_pose: np.ndarray, error: np.ndarray, path: Path, *
     if not placed.any():
         return None
     fig, ax = plt.subplots(figsize=(6.4, 7.2))
-    fig.subplots_adjust(left=0.12, right=0.98, top=0.95, bottom=0.08)
+    fig.subplots_adjust(left=0.12, right=0.98, top=0.91, bottom=0.08)
     for a, b in COCO_WHOLEBODY.limbs:
         if placed[a] and placed[b]:
             ax.plot(mean_pose[[a, b], 0], mean_pose[[a, b], 1], color="#bbbbbb", lw=1.5, zorder=1)
@@ -197,11 +199,12 @@ def plot_keypoint_errors(mean_pose: np.ndarray, error: np.ndarray, path: Path, *
     points = ax.scatter(mean_pose[scored, 0], mean_pose[scored, 1], s=sizes[scored], c=error[scored], cmap="viridis",
                         vmin=0, vmax=max(float(np.nanpercentile(error[scored], 95)), 1e-9), zorder=3,
                         edgecolors="black", linewidths=0.3)
-    worst = np.argsort(np.where(scored, error, -np.inf))[::-1][:5]
-    for k in worst:
-        if scored[k]:
-            ax.annotate(COCO_WHOLEBODY.keypoint_names[k], mean_pose[k], fontsize=7, xytext=(4, 4),
-                        textcoords="offset points")
+    # Labels in a column at the top left, each with a leader line to its point: beside the
+    # points they piled into one blob (the worst points are often neighbours on a hand).
+    for i, k in enumerate(_worst_keypoints(error, scored, 5)):
+        ax.annotate(_keypoint_label(k), mean_pose[k], xytext=(0.02, 0.98 - 0.055 * i), textcoords="axes fraction",
+                    fontsize=7, va="top", arrowprops=dict(arrowstyle="-", color="#888888", lw=0.6),
+                    bbox=dict(boxstyle="round,pad=0.15", fc="white", ec="none", alpha=0.8))
     ax.invert_yaxis()
     ax.set_aspect("equal")
     ax.set_xlabel("x (person heights from the body box centre)", fontsize=8)
@@ -209,8 +212,39 @@ def plot_keypoint_errors(mean_pose: np.ndarray, error: np.ndarray, path: Path, *
     ax.tick_params(labelsize=7)
     bar = fig.colorbar(points, ax=ax, shrink=0.7)
     bar.set_label(f"mean error ({unit})", fontsize=8)
-    ax.set_title("mean keypoint error on the target's mean pose (5 worst named)", fontsize=9)
+    ax.set_title("mean keypoint error on the target's mean pose\n(the 5 worst named; face and hands by their "
+                 "worst point)", fontsize=9, loc="left")
     return _save(fig, plt, path)
+
+
+def _worst_keypoints(error: np.ndarray, scored: np.ndarray, count: int) -> list[int]:
+    """Indices of the ``count`` worst scored keypoints, face and each hand counted once (by
+    their worst point), so the names spread over the body."""
+    from holdpose.skeleton import COCO_WHOLEBODY
+
+    group_of = np.full(len(error), -1)
+    for g, name in enumerate(("face", "left_hand", "right_hand")):
+        group_of[COCO_WHOLEBODY.group(name)] = g
+    picked, groups = [], set()
+    for k in np.argsort(np.where(scored, error, -np.inf))[::-1]:
+        if not scored[k] or len(picked) == count:
+            break
+        if group_of[k] >= 0 and group_of[k] in groups:
+            continue
+        groups.add(group_of[k])
+        picked.append(int(k))
+    return picked
+
+
+def _keypoint_label(k: int) -> str:
+    from holdpose.skeleton import COCO_WHOLEBODY
+
+    name = COCO_WHOLEBODY.keypoint_names[k]
+    for group in ("face", "left_hand", "right_hand"):
+        part = COCO_WHOLEBODY.group(group)
+        if part.start <= k < part.stop:
+            return f"{group.replace('_', ' ')} ({name})"
+    return name.replace("_", " ")
 
 
 def plot_parts(per_part: dict[str, dict[str, float]], path: Path) -> Path | None:

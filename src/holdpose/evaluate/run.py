@@ -335,7 +335,8 @@ def evaluate_video(output: str | os.PathLike, *, target: PoseSequence | str | os
                    fvd_model: str | os.PathLike | None = None, clip_model: str | os.PathLike | None = None,
                    prompt: str | None = None, dino_model: str | os.PathLike | None = None,
                    videomae_model: str | os.PathLike | None = None, fid64: bool = False,
-                   verdicts: str | os.PathLike | None = None, progress: bool = True) -> Evaluation:
+                   verdicts: str | os.PathLike | None = None, progress: bool = True,
+                   allow_pickle: bool = False) -> Evaluation:
     """Measure how well ``output`` holds the target pose, how stable it is, and how close
     it is to the ground truth.
 
@@ -358,6 +359,7 @@ def evaluate_video(output: str | os.PathLike, *, target: PoseSequence | str | os
         workers: processes (default: one per core, fewer for short videos).
         worst_frames: how many worst frames to keep for the report.
         lpips: compute LPIPS (needs the lpips package and AlexNet weights locally).
+        allow_pickle: allow TorchScript models (``fid_features``/``fvd_model`` ``.pt``), which run code.
         fid_features: a feature extractor or spec for FID and KID (see
             :func:`holdpose.evaluate.features.load_feature_extractor`).
         fvd_model: path of StyleGAN-V's ``i3d_torchscript.pt`` for FVD.
@@ -380,7 +382,7 @@ def evaluate_video(output: str | os.PathLike, *, target: PoseSequence | str | os
     inputs = _check_inputs(output, target, ground_truth, reference, detector, pose_model, det_model, max_people,
                            min_score, dict(lpips=lpips, fid_features=fid_features, fvd_model=fvd_model,
                                            clip_model=clip_model, prompt=prompt, dino_model=dino_model,
-                                           videomae_model=videomae_model, fid64=fid64))
+                                           videomae_model=videomae_model, fid64=fid64, allow_pickle=allow_pickle))
     seconds["setup"] = time.perf_counter() - clock
 
     # 2. The streaming pass: per frame, re-detection, temporal and fidelity measurements.
@@ -465,7 +467,8 @@ def _check_inputs(output, target, ground_truth, reference, detector, pose_model,
             if target_seq is not None:
                 counts = ((target_seq.scores > min_score).any(-1) & (target_seq.track_ids >= 0)).sum(-1)
                 max_people = max(1, int(counts.max(initial=1)))
-        config, note = choose_detector(detector, max_people=max_people, pose_model=pose_model, det_model=det_model)
+        config, note = choose_detector(detector, max_people=max_people, pose_model=pose_model, det_model=det_model,
+                                       has_target=target_seq is not None)
         notes.insert(0, note)
     else:
         max_people = max_people or 1
@@ -593,7 +596,7 @@ def _evaluation(output, ground_truth, reference, inputs: _Inputs, frames: _Frame
 
 
 def _load_learned(*, lpips, fid_features, fvd_model, clip_model, prompt, dino_model, videomae_model, fid64, has_gt,
-                  has_reference, skipped) -> dict:
+                  has_reference, skipped, allow_pickle: bool = False) -> dict:
     """Build the requested models now, so a missing package or weights file fails before the long pass."""
     from holdpose.evaluate import features, video_metrics
 
@@ -610,9 +613,9 @@ def _load_learned(*, lpips, fid_features, fvd_model, clip_model, prompt, dino_mo
     if lpips:
         learned["lpips"] = features.LpipsMetric()
     if fid_features is not None:
-        learned["fid"] = features.load_feature_extractor(fid_features)
+        learned["fid"] = features.load_feature_extractor(fid_features, allow_pickle=allow_pickle)
     if fvd_model is not None:
-        learned["fvd"] = features.I3DClipFeatures(fvd_model)
+        learned["fvd"] = features.I3DClipFeatures(fvd_model, allow_pickle=allow_pickle)
     if clip_model is not None:
         learned["clip"] = features.ClipEmbedder(clip_model)
     if dino_model is not None:

@@ -7,6 +7,7 @@ place at the end; ``os.replace`` is atomic on one filesystem.
 from __future__ import annotations
 
 import contextlib
+import glob
 import os
 import shutil
 from pathlib import Path
@@ -20,8 +21,10 @@ def atomic_path(path: str | os.PathLike, *, directory: bool = False):
     folder at ``path`` is replaced as a whole.
     """
     target = Path(path)
+    created = _missing_ancestor(target)
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = target.with_name(f".{target.name}.{os.getpid()}.partial")
+    remove_stale_partials(target)
     _remove(tmp)
     if directory:
         tmp.mkdir()
@@ -29,10 +32,60 @@ def atomic_path(path: str | os.PathLike, *, directory: bool = False):
         yield tmp
     except BaseException:
         _remove(tmp)
+        _remove_empty_folders(target.parent, created)
         raise
     if directory and target.exists():
         _remove(target)
     os.replace(tmp, target)
+
+
+def _missing_ancestor(target: Path) -> Path | None:
+    """The outermost folder of ``target``'s parents that does not exist yet (None: all exist)."""
+    missing = None
+    for parent in target.parents:
+        if parent.exists():
+            break
+        missing = parent
+    return missing
+
+
+def _remove_empty_folders(folder: Path, up_to: Path | None) -> None:
+    """Remove the folders this call created for a failed output, if they are still empty."""
+    if up_to is None:
+        return
+    for parent in [folder, *folder.parents]:
+        try:
+            parent.rmdir()
+        except OSError:
+            return
+        if parent == up_to:
+            return
+
+
+def remove_stale_partials(target: str | os.PathLike) -> list[Path]:
+    """Remove the temporary files or folders of ``target`` left by runs that died (killed
+    with SIGKILL, power lost): ``.NAME.PID.partial`` whose PID is no running process.
+    Returns what was removed."""
+    target = Path(target)
+    removed = []
+    for stale in target.parent.glob(f".{glob.escape(target.name)}.*.partial"):
+        pid = stale.name[len(target.name) + 2:-len(".partial")]
+        if pid.isdigit() and not _process_alive(int(pid)):
+            _remove(stale)
+            removed.append(stale)
+    return removed
+
+
+def _process_alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return False  # our own leftover from an earlier call: not in use
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # another user's process
+    return True
 
 
 def _remove(path: Path) -> None:

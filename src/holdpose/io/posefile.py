@@ -19,6 +19,13 @@ OpenPose JSON loses, by design of the format:
 A sequence is a JSON list of frames (one file) or a folder of one file per frame.
 Each frame: ``{"people": [{"person_id", "pose_keypoints_2d", "face_keypoints_2d",
 "hand_left_keypoints_2d", "hand_right_keypoints_2d"}], "canvas_width", "canvas_height"}``.
+holdpose adds ``"fps"`` and ``"coordinates": "pixels" | "normalized"``, which it reads
+back; files without the marker (other tools') get the coordinates guessed from the
+values, with a warning.
+
+Every value read is checked (:mod:`holdpose.limits`): finite numbers, fps in (0, 1000],
+canvas and array sizes within the caps, ids in int32 range. Whatever is wrong with a file
+is a :class:`HoldposeError` naming the file and the place.
 """
 
 from __future__ import annotations
@@ -28,10 +35,12 @@ import logging
 import os
 import re
 import zipfile
+import zlib
 from pathlib import Path
 
 import numpy as np
 
+from holdpose import limits
 from holdpose.convert import openpose_to_wholebody, record_neck, wholebody_to_openpose
 from holdpose.errors import HoldposeError
 from holdpose.io.atomic import atomic_path
@@ -48,6 +57,11 @@ _PART_KEYS = {
     "left_hand": "hand_left_keypoints_2d",
     "right_hand": "hand_right_keypoints_2d",
 }
+_PART_MIN_POINTS = {"face": 68, "left_hand": 21, "right_hand": 21}  # iBUG 68 (+ 2 pupils); 21 per hand
+COORDINATES_KEY = "coordinates"
+_COORDINATES = {"pixels": False, "normalized": True, "normalised": True}
+_NPZ_ARRAYS = ("keypoints", "scores", "track_ids", "interpolated", "neck")
+_OPTIONAL_NPZ_ARRAYS = ("interpolated", "neck")  # files written before they existed lack them
 
 
 # --- dispatch -------------------------------------------------------------------
@@ -66,7 +80,7 @@ def load_poses(path: str | os.PathLike, *, size: tuple[int, int] | None = None,
     else:
         raise HoldposeError(f"{path}: unknown pose file type; use .json (OpenPose), a folder of .json, or .npz")
     if fps is not None:
-        seq.fps = float(fps)
+        seq.fps = limits.fps(fps, "fps")
     return seq.validate()
 
 
@@ -99,16 +113,77 @@ def write_npz(seq: PoseSequence, path: str | os.PathLike) -> None:
 def read_npz(path: str | os.PathLike) -> PoseSequence:
     try:
         with np.load(path, allow_pickle=False) as data:
-            if str(data.get("format", "")) != NPZ_FORMAT:
+            if _npz_scalar(data, "format", path) != NPZ_FORMAT:
                 raise HoldposeError(f"{path}: not a holdpose NPZ pose file (no format tag {NPZ_FORMAT!r})")
+            _check_npz_array_sizes(data, path)
+            size = np.asarray(data["size"])
+            if size.shape != (2,) or size.dtype.kind not in "iuf":
+                raise HoldposeError(f"{path}: size must be [width, height], got {size.tolist()!r:.60}")
+            arrays = {name: data[name] for name in _NPZ_ARRAYS if name in data}
+            for name, array in arrays.items():
+                if array.dtype.kind not in ("b" if name == "interpolated" else "iuf"):
+                    raise HoldposeError(f"{path}: {name} has dtype {array.dtype}, expected numbers")
+            ids = arrays["track_ids"]
+            if ids.size and (ids.min() < -1 or ids.max() > limits.INT32_MAX):
+                raise HoldposeError(f"{path}: track_ids must lie in [-1, {limits.INT32_MAX}]")
             return PoseSequence(
-                keypoints=data["keypoints"], scores=data["scores"], track_ids=data["track_ids"],
-                layout=get_layout(str(data["layout"])), size=tuple(data["size"]), fps=float(data["fps"]),
-                interpolated=data["interpolated"] if "interpolated" in data else None,
-                neck=data["neck"] if "neck" in data else None,
+                keypoints=arrays["keypoints"], scores=arrays["scores"], track_ids=ids,
+                layout=get_layout(_npz_scalar(data, "layout", path)),
+                size=limits.frame_size(*size, what=f"{path}: canvas size"),
+                fps=limits.fps(_npz_number(data, "fps", path), f"{path}: fps"),
+                interpolated=arrays.get("interpolated"),
+                neck=arrays.get("neck"),
             )
-    except (OSError, ValueError, KeyError, zipfile.BadZipFile, EOFError) as err:
-        raise HoldposeError(f"{path}: cannot read NPZ pose file ({err})") from err
+    except (OSError, ValueError, KeyError, TypeError, zipfile.BadZipFile, EOFError, zlib.error, OverflowError,
+            NotImplementedError) as err:  # NotImplementedError: zipfile meets an unknown compression or version
+        raise HoldposeError(f"{path}: cannot read NPZ pose file ({_first_line(err)})") from err
+
+
+def _first_line(err: BaseException) -> str:
+    text = str(err).strip().splitlines()
+    return text[0][:200] if text else type(err).__name__
+
+
+def _npz_scalar(data, name: str, path) -> str:
+    """A 0-d string entry of an NPZ (``format``, ``layout``); '' when absent."""
+    if name not in data:
+        return ""
+    value = data[name]
+    if value.shape != () or value.dtype.kind not in "US":
+        raise HoldposeError(f"{path}: {name} must be a string")
+    return str(value)
+
+
+def _npz_number(data, name: str, path) -> float:
+    value = np.asarray(data[name])
+    if value.shape != () or value.dtype.kind not in "iuf":
+        raise HoldposeError(f"{path}: {name} must be a number")
+    return float(value)
+
+
+def _check_npz_array_sizes(data, path) -> None:
+    """Read each array's header (not its data) and refuse shapes beyond the pose-slot cap, so a
+    small file that claims a huge array never allocates it."""
+    for name in _NPZ_ARRAYS:
+        if name not in data:
+            if name in _OPTIONAL_NPZ_ARRAYS:
+                continue
+            raise HoldposeError(f"{path}: NPZ pose file lacks the {name!r} array")
+        with data.zip.open(f"{name}.npy") as member:
+            try:
+                version = np.lib.format.read_magic(member)
+                read_header = (np.lib.format.read_array_header_1_0 if version == (1, 0)
+                               else np.lib.format.read_array_header_2_0)
+                shape, _, _ = read_header(member)
+            except (OSError, zipfile.BadZipFile, zlib.error, EOFError, NotImplementedError):
+                raise
+            except Exception as err:  # noqa: BLE001 - NumPy parses the header text with tokenize/ast: any error
+                raise HoldposeError(f"{path}: {name} has a damaged array header ({_first_line(err)})") from err
+        if len(shape) < 2:
+            raise HoldposeError(f"{path}: {name} has shape {list(shape)}, expected [frames, people, ...]")
+        limits.pose_slots(shape[0], shape[1], f"{path}: {name}")
+        if int(np.prod(shape[2:], dtype=object)) > 1024:
+            raise HoldposeError(f"{path}: {name} has shape {list(shape)}; too many keypoints per person")
 
 
 # --- OpenPose JSON: writing -----------------------------------------------------
@@ -146,7 +221,8 @@ def openpose_frames(seq: PoseSequence, *, normalized: bool = False, confidences:
             for part, key in _PART_KEYS.items():
                 person[key] = flat[part][t, p].tolist()
             people.append(person)
-        frames.append({"people": people, "canvas_width": w, "canvas_height": h, "fps": seq.fps})
+        frames.append({"people": people, "canvas_width": w, "canvas_height": h, "fps": seq.fps,
+                       COORDINATES_KEY: "normalized" if normalized else "pixels"})
     return frames
 
 
@@ -178,11 +254,17 @@ def _load_json_frames(path: Path) -> list[dict]:
         try:
             data = json.loads(file.read_text())
         except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
-            raise HoldposeError(f"{file}: not readable JSON ({err})") from err
+            raise HoldposeError(f"{file}: not readable JSON ({_first_line(err)})") from err
+        except RecursionError as err:
+            raise HoldposeError(f"{file}: not an OpenPose JSON file (nested too deeply)") from err
+        except ValueError as err:  # e.g. an integer of more than 4300 digits
+            raise HoldposeError(f"{file}: not usable JSON ({_first_line(err)})") from err
         items = data if isinstance(data, list) else [data]
         for item in items:
             if not isinstance(item, dict) or not isinstance(item.get("people"), list):
                 raise HoldposeError(f"{file}: not an OpenPose JSON frame (expected an object with a 'people' list)")
+            if not all(isinstance(person, dict) for person in item["people"]):
+                raise HoldposeError(f"{file}: each entry of 'people' must be an object of keypoint lists")
         frames.extend(items)
     if not frames:
         raise HoldposeError(f"{path}: holds no frames")
@@ -191,12 +273,16 @@ def _load_json_frames(path: Path) -> list[dict]:
 
 def _triplets(person: dict, key: str, count: int | None, where: str) -> np.ndarray | None:
     values = person.get(key)
-    if not values:
+    if values is None or values == []:
         return None
+    numbers = isinstance(values, list) and all(
+        isinstance(v, (int, float)) and not isinstance(v, bool) for v in values)
+    if not numbers or len(values) % 3:
+        raise HoldposeError(f"{where}: {key} must be a flat list of x, y, confidence numbers")
     try:
         arr = np.asarray(values, dtype=np.float64).reshape(-1, 3)
-    except (ValueError, TypeError) as err:
-        raise HoldposeError(f"{where}: {key} must be a flat list of x, y, confidence numbers") from err
+    except OverflowError as err:  # an integer too large for a float
+        raise HoldposeError(f"{where}: {key} holds a number too large for a coordinate") from err
     if count is not None and len(arr) < count:
         raise HoldposeError(f"{where}: {key} has {len(arr)} points, expected {count}")
     if not np.isfinite(arr).all():
@@ -224,17 +310,24 @@ def read_openpose_json(path: str | os.PathLike, *, size: tuple[int, int] | None 
             parts = {part: _triplets(person, key, None, where) for part, key in _PART_KEYS.items()}
             if parts["body"] is not None and len(parts["body"]) not in (18, 25):
                 raise HoldposeError(f"{where}: pose_keypoints_2d has {len(parts['body'])} points; expected 18 or 25")
-            pid = person.get("person_id", -1)
-            pid = pid[0] if isinstance(pid, list) and pid else pid
-            people.append((parts, int(pid) if isinstance(pid, (int, float)) and pid >= 0 else p))
+            for part, minimum in _PART_MIN_POINTS.items():
+                if parts[part] is not None and len(parts[part]) < minimum:
+                    raise HoldposeError(f"{where}: {_PART_KEYS[part]} has {len(parts[part])} points; "
+                                        f"expected {minimum} or more")
+            people.append((parts, _person_id(person.get("person_id"), p, where)))
             all_xy += [a[a[:, 2] > 0, :2] for a in parts.values() if a is not None]
         per_frame.append(people)
 
     xy = np.concatenate(all_xy) if all_xy else np.zeros((0, 2))
-    normalised = len(xy) > 0 and bool((xy >= -0.01).all() and (xy <= 1.01).all())
+    normalised = _coordinates_are_normalised(frames[0], xy, path)
     canvas = _canvas_size(frames[0], size, xy, normalised, path)
     scale = np.array(canvas, np.float64) if normalised else np.ones(2)
-    frame_fps = fps or frames[0].get("fps") or 30.0
+    if fps is not None:
+        frame_fps = limits.fps(fps, "fps")
+    elif frames[0].get("fps") is not None:
+        frame_fps = limits.fps(frames[0]["fps"], f"{path}: fps")
+    else:
+        frame_fps = 30.0
 
     seq = PoseSequence.empty(len(frames), max([len(p) for p in per_frame] + [1]),
                              size=canvas, fps=float(frame_fps))
@@ -253,16 +346,41 @@ def read_openpose_json(path: str | os.PathLike, *, size: tuple[int, int] | None 
     return seq, {"coordinates": "normalised" if normalised else "pixels", "frames": len(frames)}
 
 
+def _person_id(value, slot: int, where: str) -> int:
+    """A person's id: OpenPose's ``[id]`` or ``id``; -1 or none means "no id" (the slot is used)."""
+    if isinstance(value, list):
+        value = value[0] if value else None
+    if value is None or (isinstance(value, (int, float)) and not isinstance(value, bool) and value == -1):
+        return slot
+    return limits.whole(value, f"{where}: person_id", 0, limits.INT32_MAX)
+
+
+def _coordinates_are_normalised(frame: dict, xy: np.ndarray, path: Path) -> bool:
+    """The file's ``coordinates`` marker, or (files without one) a guess from the values, with a warning."""
+    marker = frame.get(COORDINATES_KEY)
+    if marker is not None:
+        if not isinstance(marker, str) or marker not in _COORDINATES:
+            raise HoldposeError(f"{path}: {COORDINATES_KEY} must be 'pixels' or 'normalized', got {marker!r:.40}")
+        return _COORDINATES[marker]
+    normalised = len(xy) > 0 and bool((xy >= -0.01).all() and (xy <= 1.01).all())
+    if len(xy):
+        logger.warning("%s: no %r marker; read as %s, guessed from the values (%.3g..%.3g)", path, COORDINATES_KEY,
+                       "normalised [0, 1]" if normalised else "pixels", xy.min(), xy.max())
+    return normalised
+
+
 def _canvas_size(frame: dict, size, xy: np.ndarray, normalised: bool, path: Path) -> tuple[int, int]:
     w, h = frame.get("canvas_width"), frame.get("canvas_height")
-    if w and h:
-        return int(w), int(h)
+    if w is not None or h is not None:
+        if w is None or h is None:
+            raise HoldposeError(f"{path}: canvas_width and canvas_height come together; one is missing")
+        return limits.frame_size(w, h, f"{path}: canvas")
     if size is not None:
-        return int(size[0]), int(size[1])
+        return limits.frame_size(*size, what="canvas size")
     if normalised:
         raise HoldposeError(f"{path}: normalised coordinates and no canvas_width/canvas_height; pass the canvas size (--size WxH)")
     if len(xy) == 0:
         raise HoldposeError(f"{path}: no canvas size and no points to infer it from; pass --size WxH")
-    w, h = (int(np.ceil(v)) + 1 for v in xy.max(axis=0))
+    w, h = limits.frame_size(*(int(np.ceil(max(v, 0))) + 1 for v in xy.max(axis=0)), what=f"{path}: points' extent")
     logger.warning("%s: no canvas size in file; using the extent of the points, %dx%d", path, w, h)
     return w, h

@@ -29,6 +29,7 @@ logger = logging.getLogger(__name__)
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff"}
 VIDEO_SUFFIXES = {".mp4", ".mov", ".mkv", ".webm", ".avi", ".m4v", ".gif"}
+WRITABLE_VIDEO_SUFFIXES = (".mp4", ".mov", ".mkv", ".m4v")  # containers that hold H.264
 
 
 def scaled_size(size: tuple[int, int], short_side: int | None) -> tuple[int, int]:
@@ -138,6 +139,9 @@ class FrameSource:
             raise HoldposeError(f"{self.path}: not a readable video ({err.strerror or err})") from err
         if not self.source_size[0] or not self.source_size[1]:
             raise HoldposeError(f"{self.path}: video stream has no picture size")
+        from holdpose.limits import frame_size
+
+        frame_size(*self.source_size, what=f"{self.path}: frame size")
         self._header_frames = frames or 0
         return frames or 10**9
 
@@ -190,10 +194,39 @@ class FrameSource:
 def _read_image(path: Path) -> np.ndarray:
     import cv2
 
-    image = cv2.imread(str(path), cv2.IMREAD_COLOR)
+    from holdpose.quiet import native_stderr_silenced
+
+    check_image_header(path)
+    with native_stderr_silenced():  # libpng/libjpeg print "libpng error: ..." to fd 2 before failing
+        try:
+            image = cv2.imread(str(path), cv2.IMREAD_COLOR)
+        except cv2.error as err:
+            raise HoldposeError(f"{path}: not a readable image ({str(err).strip().splitlines()[-1]})") from err
     if image is None:
         raise HoldposeError(f"{path}: not a readable image")
     return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
+
+
+def check_image_header(path: Path) -> None:
+    """Refuse an image whose header claims a size beyond holdpose's cap, before decoding
+    allocates it (``HOLDPOSE_MAX_PIXELS`` raises the cap). Unreadable headers are left
+    to the decoder, which says so."""
+    import warnings
+
+    from PIL import Image
+
+    from holdpose.limits import frame_size
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            with Image.open(path) as image:
+                width, height = image.size
+    except Image.DecompressionBombError as err:  # beyond Pillow's own limit, so beyond ours
+        raise HoldposeError(f"{path}: image too large to decode ({err})") from err
+    except Exception:  # noqa: BLE001 - any header Pillow cannot parse: OpenCV decides
+        return
+    frame_size(width, height, what=f"{path}: image size")
 
 
 def read_image(path: str | os.PathLike) -> np.ndarray:
@@ -238,7 +271,8 @@ def _import_av():
 class VideoWriter:
     """Encode RGB frames to H.264 MP4 (yuv420p), published atomically on :meth:`close`.
 
-    Odd widths or heights are padded by one black pixel, since yuv420p needs even sizes.
+    Odd widths or heights are padded by one pixel that repeats the edge, since yuv420p
+    needs even sizes (said once in the log, with the size written).
     ``lossless=True`` writes FFV1 in RGB (bgr0, ``.mkv``): decoding gives back the very pixels.
     """
 
@@ -246,16 +280,29 @@ class VideoWriter:
                  codec: str = "libx264", lossless: bool = False):
         av = _import_av()
         self.path = Path(path)
-        self.size = size
+        fmt = self.path.suffix.lstrip(".").lower() or "mp4"
+        if codec == "libx264" and not lossless and f".{fmt}" not in WRITABLE_VIDEO_SUFFIXES:
+            raise HoldposeError(f"{self.path}: holdpose writes H.264 video into "
+                                f"{', '.join(WRITABLE_VIDEO_SUFFIXES)}; use one of those suffixes")
+        from holdpose.limits import fps as check_fps, frame_size
+
+        self.size = frame_size(*size, what=f"{self.path}: frame size")
+        fps = check_fps(fps, f"{self.path}: frame rate")
         if lossless:
-            codec, pixel_format, self._even = "ffv1", "bgr0", tuple(size)
+            codec, pixel_format, self._even = "ffv1", "bgr0", tuple(self.size)
         else:
             pixel_format, self._even = "yuv420p", (size[0] + size[0] % 2, size[1] + size[1] % 2)
+        if self._even != tuple(self.size):
+            logger.warning("%s: encoded as %dx%d (H.264 needs even sizes; the extra pixel repeats the edge)",
+                           self.path, *self._even)
         self._atomic = atomic_path(self.path)
         self._tmp = self._atomic.__enter__()
-        fmt = self.path.suffix.lstrip(".").lower() or "mp4"
-        self._container = av.open(str(self._tmp), mode="w", format={"m4v": "mp4", "mkv": "matroska"}.get(fmt, fmt))
-        self._stream = self._container.add_stream(codec, rate=Fraction(fps).limit_denominator(1001))
+        try:
+            self._container = av.open(str(self._tmp), mode="w", format={"m4v": "mp4", "mkv": "matroska"}.get(fmt, fmt))
+            self._stream = self._container.add_stream(codec, rate=Fraction(fps).limit_denominator(1001))
+        except BaseException as err:
+            self._atomic.__exit__(type(err), err, None)
+            raise
         self._stream.width, self._stream.height = self._even
         self._stream.pix_fmt = pixel_format
         if codec == "libx264":
@@ -267,9 +314,8 @@ class VideoWriter:
         if frame.shape[:2] != (self.size[1], self.size[0]):
             raise ValueError(f"frame is {frame.shape[1]}x{frame.shape[0]}, writer expects {self.size[0]}x{self.size[1]}")
         if self._even != self.size:
-            padded = np.zeros((self._even[1], self._even[0], 3), np.uint8)
-            padded[: frame.shape[0], : frame.shape[1]] = frame
-            frame = padded
+            pad = ((0, self._even[1] - self.size[1]), (0, self._even[0] - self.size[0]), (0, 0))
+            frame = np.pad(frame, pad, mode="edge")
         video_frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(frame), format="rgb24")
         for packet in self._stream.encode(video_frame):
             self._container.mux(packet)
@@ -333,11 +379,11 @@ def open_writer(path: str | os.PathLike, *, fps: float, size: tuple[int, int]):
     """A :class:`VideoWriter` for a video suffix, an :class:`ImageFolderWriter` for a path without suffix."""
     path = Path(path)
     suffix = path.suffix.lower()
-    if suffix in VIDEO_SUFFIXES:
+    if suffix in WRITABLE_VIDEO_SUFFIXES:
         return VideoWriter(path, fps=fps, size=size)
     if suffix == "":
         return ImageFolderWriter(path)
-    raise HoldposeError(f"{path}: output must be a video ({', '.join(sorted(VIDEO_SUFFIXES))}) or a folder name")
+    raise HoldposeError(f"{path}: output must be a video ({', '.join(WRITABLE_VIDEO_SUFFIXES)}) or a folder name")
 
 
 # --- random access ------------------------------------------------------------

@@ -48,6 +48,7 @@ from pathlib import Path
 
 import numpy as np
 
+from holdpose import limits
 from holdpose.errors import HoldposeError
 from holdpose.refine.timeline import blend_frames
 from holdpose.sequence import PoseSequence
@@ -121,7 +122,9 @@ def _parse_pose(pose, size, base_dir: Path, where: str):
     scores = np.zeros(k, np.float32)
     for name, value in pose.items():
         i = _keypoint_index(COCO_WHOLEBODY, name, where)
-        value = np.asarray(value, np.float64)
+        numbers = isinstance(value, list) and all(
+            isinstance(v, (int, float)) and not isinstance(v, bool) for v in value)
+        value = np.asarray(value if numbers else [np.nan], np.float64)
         if value.shape not in ((2,), (3,)) or not np.isfinite(value).all():
             raise KeyframeError(f"{where}: point {name!r} must be [x, y] or [x, y, score], got {pose[name]!r}")
         keypoints[i] = value[:2]
@@ -148,14 +151,14 @@ def from_keyframes(keyframes: dict, fps: float | None = None, duration: float | 
     if not isinstance(keyframes, dict) or not isinstance(keyframes.get("keyframes"), list) or not keyframes["keyframes"]:
         raise KeyframeError('a motion is {"size": [w, h], "fps": ..., "keyframes": [{"time": ..., "pose": ...}, ...]} '
                             "with at least one keyframe")
-    fps = float(fps if fps is not None else keyframes.get("fps", 24))
-    if not np.isfinite(fps) or fps <= 0:
-        raise KeyframeError(f"fps must be positive, got {fps!r}")
+    fps = limits.fps(fps if fps is not None else keyframes.get("fps", 24), "fps")
     _easing(easing, "easing")
     base_dir = Path(base_dir) if base_dir is not None else Path.cwd()
     size = keyframes.get("size")
-    if size is not None and (len(size) != 2 or min(size) <= 0):
-        raise KeyframeError(f"size must be [width, height] in pixels, got {size!r}")
+    if size is not None:
+        if not isinstance(size, list) or len(size) != 2:
+            raise KeyframeError(f"size must be [width, height] in pixels, got {size!r:.60}")
+        size = limits.frame_size(*size, what="size")
 
     # 2. Parse every keyframe.
     times, poses, scores, curves = [], [], [], []
@@ -163,10 +166,7 @@ def from_keyframes(keyframes: dict, fps: float | None = None, duration: float | 
         where = f"keyframe {n}"
         if not isinstance(frame, dict) or "time" not in frame or "pose" not in frame:
             raise KeyframeError(f'{where}: need {{"time": seconds, "pose": ...}}, got {frame!r:.80}')
-        try:
-            time = float(frame["time"])
-        except (TypeError, ValueError):
-            raise KeyframeError(f"{where}: time must be a number of seconds, got {frame['time']!r}") from None
+        time = limits.finite(frame["time"], f"{where}: time (seconds)")
         if times and time <= times[-1]:
             raise KeyframeError(f"{where}: time {time} s does not come after the previous keyframe's {times[-1]} s")
         kp, sc, file_size = _parse_pose(frame["pose"], size, base_dir, where)
@@ -182,9 +182,11 @@ def from_keyframes(keyframes: dict, fps: float | None = None, duration: float | 
     # 3. Frame times -> segment and eased weight.
     if duration is None:
         duration = keyframes.get("duration", times[-1] + 1 / fps)
-    num_frames = int(round(float(duration) * fps))
+    duration = limits.finite(duration, "duration (seconds)")
+    num_frames = int(round(duration * fps))
     if num_frames < 1:
         raise KeyframeError(f"duration {duration!r} s at {fps:g} fps gives no frame")
+    limits.pose_slots(num_frames, 1, f"duration {duration:g} s at {fps:g} fps")
     t = np.arange(num_frames) / fps
     seg = np.clip(np.searchsorted(times, t, side="right") - 1, 0, max(len(times) - 2, 0))
     nxt = np.minimum(seg + 1, len(times) - 1)
@@ -404,7 +406,7 @@ def move(seq: PoseSequence, part: str, dx: float, dy: float, start: float | None
     ``[start, end)`` seconds (``None``: from the beginning / to the end). With ``ramp``
     seconds the shift fades in from 0 at ``start`` and out to 0 at ``end``. ``person``: a
     slot, or ``None`` for everyone. Returns a new sequence; missing points stay missing."""
-    delta = np.array([dx, dy], np.float64)
+    delta = np.array([limits.finite(dx, "move dx"), limits.finite(dy, "move dy")], np.float64)
     return _apply(seq, part, start, end, ramp, person, (0.0, 0.0),
                   lambda pts, c, w: pts + w[:, None, None, None] * delta)
 
@@ -415,6 +417,8 @@ def rotate(seq: PoseSequence, part: str, degrees: float, start: float | None = N
     the part's proximal joint (:data:`PARTS`, e.g. the elbow for ``"left_forearm"``, so the
     wrist and hand swing about it), or a joint name, ``"neck"``, ``"centre"``, or ``(x, y)``
     pixels. Frames, ramp and person as in :func:`move`; with a ramp the angle fades."""
+    degrees = limits.finite(degrees, "rotate degrees")
+
     def turn(pts, c, w):
         a = np.deg2rad(degrees) * w[:, None, None]  # [T, 1, 1]
         cos, sin = np.cos(a), np.sin(a)
@@ -431,7 +435,8 @@ def scale(seq: PoseSequence, part: str, factor: float, start: float | None = Non
           *, pivot=None, ramp: float = 0.0, person: int | None = None) -> PoseSequence:
     """Scale ``part`` by ``factor`` about ``pivot`` (default as in :func:`rotate`). With a
     ramp the factor fades geometrically (``factor ** weight``). Frames and person as in :func:`move`."""
-    if not np.isfinite(factor) or factor <= 0:
+    factor = limits.finite(factor, "scale factor")
+    if factor <= 0:
         raise KeyframeError(f"scale factor must be > 0, got {factor!r}")
 
     def grow(pts, c, w):

@@ -43,11 +43,15 @@ def refine(seq: PoseSequence, *, track: bool = False, fill: bool = False, max_ga
     if fix_swaps:
         from holdpose.refine.swaps import fix_swaps as repair
 
-        seq = repair(seq)[0]
+        seq, swapped = repair(seq)
+        logger.info("fix swaps: %d left/right group swaps undone", int(np.sum(swapped)))
     if fill:
         from holdpose.refine.gaps import fill_gaps
 
+        before = int(seq.interpolated.sum())
         seq = fill_gaps(seq, max_gap=max_gap)
+        logger.info("fill: %d missing points interpolated (gaps of up to %d frames)",
+                    int(seq.interpolated.sum()) - before, max_gap)
     if smooth == "offline":
         from holdpose.refine.smooth import smooth_offline
 

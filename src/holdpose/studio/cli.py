@@ -8,6 +8,8 @@ from __future__ import annotations
 import argparse
 import logging
 
+from holdpose.argtypes import port
+
 logger = logging.getLogger(__name__)
 
 
@@ -25,7 +27,7 @@ def add_subcommand(subparsers, common: argparse.ArgumentParser) -> None:
     p.add_argument("--save-as", help="where 'save as' writes (suffix .json or .npz from the chosen format; "
                    "default POSES-stem.edited beside POSES)")
     p.add_argument("--export", help="pose-map video 'export' writes (default POSES-stem.maps.mp4)")
-    p.add_argument("--port", type=int, default=0, help="port on 127.0.0.1 (default: a free one)")
+    p.add_argument("--port", type=port, default=0, help="port on 127.0.0.1 (default: a free one)")
     p.add_argument("--no-browser", action="store_true", help="only print the URL")
     p.set_defaults(func=run)
 

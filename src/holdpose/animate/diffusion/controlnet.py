@@ -38,7 +38,7 @@ from holdpose.animate.diffusion.noise import set_timesteps, shared_noise
 from holdpose.animate.diffusion.options import DiffusionOptions, boosted_control
 from holdpose.animate.diffusion.vae import decode_latents, encode_frames
 from holdpose.animate.options import check_float, check_int, option
-from holdpose.argtypes import positive_int
+from holdpose.argtypes import finite_float, positive_int
 from holdpose.errors import HoldposeError
 from holdpose.sequence import PoseSequence
 
@@ -62,7 +62,7 @@ class ControlNetOptions(DiffusionOptions):
                              type=positive_int)
     init: Any = option(None, "start from these frames (image-to-image): 'warp' for the embedded animator's, or a "
                        "video / image folder")
-    strength: float | None = option(None, "with --init: part of the denoising redone (default 0.75)", type=float)
+    strength: float | None = option(None, "with --init: part of the denoising redone (default 0.75)", type=finite_float)
 
     def check(self, num_controlnets: int, has_ip_adapter: bool) -> "ControlNetOptions":
         super().check(num_controlnets, has_ip_adapter)

@@ -219,13 +219,40 @@ _BUG_TYPES = (TypeError, AttributeError, NameError, AssertionError, ImportError,
 
 def load_or_explain(what: str, ref, kind: str, allow_pickle: bool, loader):
     try:
-        return loader()
+        with _loading_bars_hidden():
+            return loader()
     except HoldposeError:
         raise
     except _BUG_TYPES:
         raise
     except Exception as err:  # OSError, hub errors, ValueError/RuntimeError for a wrong model: all the user's to fix
         raise load_error(what, str(ref), kind, err, allow_pickle) from err
+
+
+@contextlib.contextmanager
+def _loading_bars_hidden():
+    """diffusers and transformers draw loading bars of their own ("Loading pipeline
+    components...", "Loading weights"): library noise that holdpose shows only with -v
+    (INFO logging), never under -q or by default."""
+    import importlib
+
+    if logging.getLogger("holdpose").isEnabledFor(logging.INFO):
+        yield
+        return
+    switched = []
+    for name in ("diffusers.utils.logging", "transformers.utils.logging"):
+        try:
+            library = importlib.import_module(name)
+        except ImportError:
+            continue
+        if library.is_progress_bar_enabled():
+            library.disable_progress_bar()
+            switched.append(library)
+    try:
+        yield
+    finally:
+        for library in switched:
+            library.enable_progress_bar()
 
 
 def load_base_components(model: str | os.PathLike, *, dtype, allow_pickle: bool = False,

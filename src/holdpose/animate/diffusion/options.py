@@ -17,7 +17,7 @@ from holdpose.animate.diffusion.loading import (
 from holdpose.animate.diffusion.noise import SCHEDULERS
 from holdpose.animate.options import Options, check_float, check_int, option
 from holdpose.animate.resume import fingerprint
-from holdpose.argtypes import positive_int
+from holdpose.argtypes import finite_float, positive_int
 from holdpose.errors import HoldposeError
 
 logger = logging.getLogger(__name__)
@@ -112,9 +112,9 @@ class DiffusionOptions(Options):
     prompt: str = option("", "text prompt")
     negative_prompt: str = option("", "negative prompt")
     num_inference_steps: int = option(20, "denoising steps", flag="steps", type=positive_int)
-    guidance_scale: float = option(7.5, "classifier-free guidance scale (<= 1: off)", flag="guidance", type=float)
+    guidance_scale: float = option(7.5, "classifier-free guidance scale (<= 1: off)", flag="guidance", type=finite_float)
     controlnet_scale: float | list = option(1.0, "conditioning scale; once for all, or once per --controlnet",
-                                            type=float, action="append")
+                                            type=finite_float, action="append")
     control_images: list | None = option(None, "control images per --controlnet ('pose' for the pose maps; a video "
                                          "or image folder)", action="append")
     scheduler: str | None = option(None, "sampler (default: the backend's own)",
@@ -122,7 +122,7 @@ class DiffusionOptions(Options):
     resolution: int = option(DEFAULT_RESOLUTION, "short side to generate at, rounded down to a multiple of 8 "
                              f"(default {DEFAULT_RESOLUTION}; frames are resized back to the canvas)",
                              type=positive_int)
-    ip_adapter_scale: float = option(0.6, "IP-Adapter weight", type=float)
+    ip_adapter_scale: float = option(0.6, "IP-Adapter weight", type=finite_float)
     decode_chunk_size: int = option(8, "frames the VAE decodes at once", type=positive_int)
 
     SOURCE_FIELDS = ("control_images", "init")  # strings here are paths: recorded by content hash
