@@ -62,9 +62,11 @@ def native_noise_filtered():
         sys.stderr.flush()
         os.dup2(original, 2)
         # Other processes (the multiprocessing resource tracker) may hold the pipe open, so
-        # the pump does not wait for its end: it passes on what is there and stops.
+        # the pump does not wait for its end: it passes on what is there and stops. On a busy
+        # machine the pump may not run for a while: wait long enough that the last line (often
+        # the one error line) is never lost.
         done.set()
-        pump.join(timeout=1)
+        pump.join(timeout=30)
         os.close(original)
         _filtered_terminal = None
 
