@@ -295,7 +295,10 @@ def fuzz(kind: str, count: int, seed: int = 0) -> dict:
     import logging
     import warnings
 
-    logging.getLogger("holdpose").setLevel(logging.ERROR)  # the guess warnings would flood the output
+    holdpose_logger = logging.getLogger("holdpose")
+    level = holdpose_logger.level
+    holdpose_logger.setLevel(logging.ERROR)  # the guess warnings would flood the output (restored at the end)
+    warning_filters = warnings.filters[:]
     warnings.simplefilter("ignore", RuntimeWarning)  # overflow notes of NumPy casts
     soft, hard = resource.getrlimit(resource.RLIMIT_AS)
     resource.setrlimit(resource.RLIMIT_AS, (_mapped_bytes() + ADDRESS_SPACE_HEADROOM, hard))
@@ -331,6 +334,8 @@ def fuzz(kind: str, count: int, seed: int = 0) -> dict:
     finally:
         signal.signal(signal.SIGALRM, previous)
         resource.setrlimit(resource.RLIMIT_AS, (soft, hard))
+        holdpose_logger.setLevel(level)
+        warnings.filters[:] = warning_filters
     bad = outcomes["other"] + outcomes["invalid"] + outcomes["hang"]
     return {"kind": kind, "cases": count, "seed": seed, "outcomes": dict(outcomes),
             "non_holdpose_exceptions": outcomes["other"], "invalid_accepted": outcomes["invalid"],

@@ -43,7 +43,7 @@ def test_version(capsys):
     (("edit",), "(default 0)"),
     (("refine",), "with --fill: longest gap to fill, in frames (default 5)"),
     (("demo",), "score how well the result holds the pose"),
-    (("evaluate",), "[--prompt PROMPT] [--allow-pickle] VIDEO"),
+    (("evaluate",), "[--fid64] [--allow-pickle] VIDEO"),
     (("evaluate-detector",), "pose detector to evaluate (default mediapipe)"),
     (("evaluate-detector",), "(default: both)"),
     (("animate",), "--seed SEED seed (default 0)"),
