@@ -385,7 +385,10 @@ def _run(argv: list[str] | None) -> int:
     from holdpose.quiet import native_noise_filtered
 
     with native_noise_filtered():
-        return _run_command(args)
+        code, message = _run_command(args)
+    if message:  # after the filter is gone: the one line a user must see goes straight to stderr
+        print(message, file=sys.stderr)
+    return code
 
 
 def _configure_logging(args) -> None:
@@ -402,22 +405,20 @@ def _configure_logging(args) -> None:
                         format="holdpose: %(levelname)s: %(message)s")
 
 
-def _run_command(args) -> int:
+def _run_command(args) -> tuple[int, str | None]:
+    """Run the subcommand: ``(exit code, the one line to print on stderr, or None)``."""
     try:
         args.func(args)
     except HoldposeError as err:
-        print(f"holdpose: error: {err}", file=sys.stderr)
-        return 2
+        return 2, f"holdpose: error: {err}"
     except OSError as err:  # outputs on a full, read-only or special file system; anything the OS refuses
-        print(f"holdpose: error: {describe_os_error(err)}", file=sys.stderr)
-        return 2
+        return 2, f"holdpose: error: {describe_os_error(err)}"
     except KeyboardInterrupt as err:
         # A subcommand whose work survives an interruption says where (args.on_interrupt).
         terminated = isinstance(err, Terminated)
-        print(f"holdpose: {'terminated' if terminated else 'interrupted'}; "
-              f"{getattr(args, 'on_interrupt', 'no partial output was kept')}", file=sys.stderr)
-        return 143 if terminated else 130
-    return 0
+        return (143 if terminated else 130), (f"holdpose: {'terminated' if terminated else 'interrupted'}; "
+                                              f"{getattr(args, 'on_interrupt', 'no partial output was kept')}")
+    return 0, None
 
 
 if __name__ == "__main__":
