@@ -258,14 +258,7 @@ class AnimateDiffAnimator(DiffusionAnimator):
         for chunk_start in range(start_frame // chunk * chunk, num_frames, chunk):
             with torch.no_grad():
                 images = decode_latents(pipe.vae, latents[0, :, chunk_start: chunk_start + chunk].permute(1, 0, 2, 3))
-            for offset, image in enumerate(images):
-                index = chunk_start + offset
-                if index < start_frame:
-                    continue
-                frame = resize(image, poses.size)
-                if callback is not None:
-                    callback(index, frame)
-                yield frame
+            yield from self.emit(images, chunk_start, start_frame, poses.size, callback)
         pipe.maybe_free_model_hooks()
 
     def predict_noise(self, scheduler, latents, t, embeds, added, control_images: list[np.ndarray],

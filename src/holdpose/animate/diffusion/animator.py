@@ -168,6 +168,22 @@ class DiffusionAnimator(Animator):
             noise_pred = noise_uncond + guidance_scale * (noise_text - noise_uncond)
         return noise_pred
 
+    @staticmethod
+    def emit(images, first_index: int, start_frame: int, size: tuple[int, int], callback):
+        """Decoded frames ``first_index, first_index + 1, ...`` as a backend yields them: those
+        before ``start_frame`` (on disk already; made again only to keep a batch or chunk as an
+        uninterrupted run made it) are skipped, the rest resized to the canvas and passed to ``callback``."""
+        from holdpose.animate.diffusion.conditioning import resize
+
+        for offset, image in enumerate(images):
+            index = first_index + offset
+            if index < start_frame:
+                continue
+            frame = resize(image, size)
+            if callback is not None:
+                callback(index, frame)
+            yield frame
+
     def set_ip_adapter_scale(self, scale: float) -> None:
         if self.has_ip_adapter:
             self.pipe.set_ip_adapter_scale(scale)

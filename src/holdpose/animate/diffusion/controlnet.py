@@ -177,14 +177,7 @@ class ControlNetAnimator(DiffusionAnimator):
                                        opts, strength, do_cfg)
                 images = np.concatenate([decode_latents(pipe.vae, latents[c: c + opts.decode_chunk_size])
                                          for c in range(0, batch, opts.decode_chunk_size)])
-            for offset, image in enumerate(images):
-                index = batch_start + offset
-                if index < start_frame:
-                    continue  # made again only to keep the batch as it was; already on disk
-                frame = resize(image, poses.size)
-                if callback is not None:
-                    callback(index, frame)
-                yield frame
+            yield from self.emit(images, batch_start, start_frame, poses.size, callback)
         pipe.maybe_free_model_hooks()
 
     def denoise(self, scheduler, noise, cond, uncond, image_embeds, control_images: list[np.ndarray],
