@@ -511,10 +511,7 @@ def rig_reference(reference: np.ndarray, keypoints: np.ndarray | None = None, sc
     from holdpose.detect.mediapipe import MediaPipeDetector
 
     reference = check_reference(reference)
-    # The puppet needs every limb of the character, also one the photo cuts off (a raised hand above a
-    # portrait's edge): its layer is built from the part the photo shows, so the landmarks MediaPipe
-    # places outside the frame are kept here, unlike in driving poses, where they would invent motion.
-    with MediaPipeDetector(segmentation=True, keep_offscreen=True) as detector:
+    with MediaPipeDetector(segmentation=True) as detector:
         found = detector.detect_one(reference)
         mask, depth = detector.last_mask, detector.last_depth
     if keypoints is None:
