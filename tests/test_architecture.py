@@ -22,7 +22,7 @@ LAYERS = {
     "holdpose.evaluate": 6,
     "holdpose.demo": 7, "holdpose.batch": 7, "holdpose.studio": 7, "holdpose.cli": 7,
     # each stage's subcommands sit on top, wherever their module lives
-    "holdpose.animate.cli": 7, "holdpose.evaluate.cli": 7,
+    "holdpose.animate.cli": 7, "holdpose.animate.train_cli": 7, "holdpose.evaluate.cli": 7,
 }
 
 
