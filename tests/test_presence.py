@@ -79,3 +79,34 @@ def test_talking_head_has_no_invented_shoulders_or_elbows(talking_head_frames):
     present = scores > 0
     xy = keypoints[present]
     assert (xy >= 0).all() and (xy[:, 0] < width).all() and (xy[:, 1] < height).all()
+
+
+@pytest.mark.parametrize("size", [256, 384, 512])
+def test_a_reference_photo_keeps_its_dimly_seen_arm_so_the_demo_waves(astronaut, size):
+    """The rule is for driving poses. In a character's photo a limb MediaPipe sees dimly (the astronaut's
+    right forearm, visibility 0.2-0.35 depending on the photo's size) is where the detector puts it, and
+    the puppet must have it to move the arm: without it the demo's wave moved nothing."""
+    import cv2
+
+    from holdpose.animate.character import Character
+    from holdpose.animate.warp import WarpAnimator
+    from holdpose.refine.keyframes import load_builtin_motion
+    from holdpose.refine.timeline import resample
+
+    photo = cv2.resize(astronaut, (size, size), interpolation=cv2.INTER_AREA)
+    character = Character(photo)
+    rig = character.rig
+    assert rig.present[[6, 8, 10]].all()  # right shoulder, elbow, wrist
+    assert not rig.present[[13, 14, 15, 16]].any()  # knees and ankles below a waist-up photo stay missing
+    if size != 256:
+        return
+    wave = character.align(resample(load_builtin_motion("wave"), 3))
+    frames = list(WarpAnimator(rig)(photo, wave))
+    raised = int(np.argmin(wave.keypoints[:, 0, 10, 1]))  # the frame whose right wrist is highest
+    wrist = wave.keypoints[raised, 0, 10].round().astype(int)
+    x0, y0 = np.maximum(wrist - size // 16, 0)
+    patch = (slice(y0, wrist[1] + size // 16), slice(x0, wrist[0] + size // 16))
+    # the arm reaches there: the place differs from the resting first frame (18 grey levels; 4.7 when the
+    # rig lacked the forearm and only the fill around the shoulder moved)
+    changed = np.abs(frames[raised][patch].astype(int) - frames[0][patch].astype(int)).mean()
+    assert changed > 10, f"the raised hand's place barely changed ({changed:.1f} grey levels)"

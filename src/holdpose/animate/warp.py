@@ -45,12 +45,13 @@ from typing import Iterator
 import numpy as np
 
 from holdpose.animate.base import Animator, FrameCallback, check_poses, check_reference
+from holdpose.detect.base import REFERENCE_MIN_VISIBILITY
 from holdpose.errors import HoldposeError
 from holdpose.sequence import PoseSequence
 
 logger = logging.getLogger(__name__)
 
-MIN_SCORE = 0.3
+MIN_SCORE = 0.3  # a target point with a lower score is missing
 LEFT_HAND = slice(91, 112)
 RIGHT_HAND = slice(112, 133)
 FACE = slice(23, 91)
@@ -198,7 +199,7 @@ class PuppetRig:
         h, w = reference.shape[:2]
         self.size = (w, h)
         self.points = np.asarray(keypoints, np.float64)
-        self.present = np.asarray(scores) > MIN_SCORE
+        self.present = (np.asarray(scores) >= REFERENCE_MIN_VISIBILITY) & (np.asarray(scores) > 0)
         if not (self.present[[5, 6]].all() or self.present[[11, 12]].all()):
             raise HoldposeError("the reference pose needs both shoulders or both hips to rig the puppet")
         soft = np.asarray(mask, np.float32)
@@ -511,7 +512,7 @@ def rig_reference(reference: np.ndarray, keypoints: np.ndarray | None = None, sc
     from holdpose.detect.mediapipe import MediaPipeDetector
 
     reference = check_reference(reference)
-    with MediaPipeDetector(segmentation=True) as detector:
+    with MediaPipeDetector(segmentation=True, min_visibility=REFERENCE_MIN_VISIBILITY) as detector:
         found = detector.detect_one(reference)
         mask, depth = detector.last_mask, detector.last_depth
     if keypoints is None:

@@ -37,6 +37,13 @@ def expand_box(box, factor: float, size: tuple[int, int] | None = None, *, squar
     return out
 
 
+# A character's photo is not a driving pose: a limb it shows dimly (an arm behind a held helmet, a hand
+# at the photo's edge) is still where the detector puts it, and the puppet needs it to move that limb;
+# MediaPipe's visibility for such a wrist varies from 0.1 to 0.35 with the photo's size. Points outside
+# the photo stay missing (nothing of them can be moved).
+REFERENCE_MIN_VISIBILITY = 0.1
+
+
 def drop_unseen(keypoints: np.ndarray, scores: np.ndarray, size: tuple[int, int], *, min_score: float) -> np.ndarray:
     """Scores ``[..., K]`` with every point the image does not show set to 0 (missing).
 

@@ -130,9 +130,10 @@ def sequence_from_detections(detections: list[tuple], *, size: tuple[int, int], 
 def detect_reference_pose(image: np.ndarray, what: str = "the reference image") -> tuple[np.ndarray, np.ndarray]:
     """The pose of the person in one photo (the most salient one), with the default detector:
     ``keypoints [133, 2]`` in pixels and ``scores [133]``. Nobody found is a :class:`HoldposeError`."""
+    from holdpose.detect.base import REFERENCE_MIN_VISIBILITY
     from holdpose.detect.mediapipe import MediaPipeDetector
 
-    with MediaPipeDetector() as detector:
+    with MediaPipeDetector(min_visibility=REFERENCE_MIN_VISIBILITY) as detector:
         keypoints, scores = detector(image)
     if len(scores) == 0:
         raise HoldposeError(f"{what}: nobody found in it; use a photo where one person is clearly visible")

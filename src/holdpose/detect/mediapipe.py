@@ -76,6 +76,7 @@ class MediaPipeDetector(PoseDetector):
         keep_offscreen: keep landmarks that are outside the image or barely visible
             (MediaPipe's guesses) instead of returning them missing.
         min_visibility: a pose landmark with a lower visibility/presence is missing.
+            :data:`holdpose.detect.base.REFERENCE_MIN_VISIBILITY` is the setting for a character's photo.
     """
 
     def __init__(self, *, max_people: int = 1, video: bool = False, min_detection_confidence: float = 0.5,
