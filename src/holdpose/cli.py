@@ -323,6 +323,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_json_options(p)
     p.set_defaults(func=cmd_align)
 
+    from holdpose.animate.cli import add_generate_subcommand as add_generate
     from holdpose.animate.cli import add_subcommand as add_animate
     from holdpose.batch.cli import add_subcommand as add_batch
     from holdpose.render.people_cli import add_subcommand as add_people
@@ -332,6 +333,7 @@ def build_parser() -> argparse.ArgumentParser:
     from holdpose.train.cli import add_subcommand as add_convert_weights
 
     add_animate(sub, common)
+    add_generate(sub, common)
     add_convert_weights(sub, common)
     add_train(sub, common)
     add_batch(sub, common)

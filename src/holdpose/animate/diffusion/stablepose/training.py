@@ -115,30 +115,38 @@ def check_settings(settings: StablePoseTrainSettings, cell: int) -> None:
         raise HoldposeError(f"--mask-mode {settings.mask_mode!r}: choose clean or official")
 
 
-def build_model(components: dict, device):
-    """The frozen UNet with a fresh adapter, on ``device``; returns ``(model, vit config, cell)``."""
+def build_model(components: dict, device, seed: int = 0):
+    """The frozen UNet with a fresh adapter, on ``device``; returns ``(model, vit config, cell)``.
+    The new modules' initialisation is drawn from ``seed`` (a run is reproducible, and a resumed
+    run is identical to an uninterrupted one whatever else used torch's global generator)."""
+    torch = import_torch()
     unet = components["unet"]
     cell = 2 ** (len(components["vae"].config.block_out_channels) - 1)
     config = vit_config_for(unet)
-    adapter = StablePoseAdapter.from_unet(unet, config=config, downsample=cell)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        adapter = StablePoseAdapter.from_unet(unet, config=config, downsample=cell)
     return StablePoseModel(unet, adapter).to(device), config, cell
 
 
 def train_stablepose(images: str | os.PathLike, annotations: str | os.PathLike, output: str | os.PathLike,
                      settings: StablePoseTrainSettings = StablePoseTrainSettings(), *,
-                     prompts: str | os.PathLike | None = None, progress: bool = True, callback=None) -> TrainResult:
+                     prompts: str | os.PathLike | None = None, progress: bool = True, callback=None,
+                     components: dict | None = None) -> TrainResult:
     """Train an adapter on the images of folder ``images`` annotated in the COCO file
-    ``annotations`` (``prompts``: JSON ``{file_name: prompt}``); resumes from ``output``."""
+    ``annotations`` (``prompts``: JSON ``{file_name: prompt}``); resumes from ``output``.
+    ``components``: the SD parts already loaded (``load_base_components``), instead of ``settings.model``."""
     torch = import_torch()
     device = resolve_device(settings.device)
     examples = load_examples(images, annotations, prompts)
     if settings.held_out >= len(examples):
         raise HoldposeError(f"--held-out {settings.held_out}: {annotations} lists {len(examples)} images; keep at "
                             "least one for training")
-    components = load_base_components(settings.model, dtype=torch.float32, allow_pickle=settings.allow_pickle)
+    if components is None:
+        components = load_base_components(settings.model, dtype=torch.float32, allow_pickle=settings.allow_pickle)
     for part in ("vae", "text_encoder"):
         components[part].to(device).requires_grad_(False)
-    model, config, cell = build_model(components, device)
+    model, config, cell = build_model(components, device, settings.seed)
     check_settings(settings, cell)
     train_examples = examples[:len(examples) - settings.held_out]
     eval_examples = examples[len(examples) - settings.held_out:] or train_examples
