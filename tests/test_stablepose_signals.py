@@ -158,3 +158,25 @@ def test_a_broken_coco_file_is_one_line(tmp_path):
     (tmp_path / "bad.json").write_text('{"images": []}')
     with pytest.raises(HoldposeError, match="not a COCO keypoint file"):
         read_coco_keypoints(tmp_path / "bad.json")
+
+
+@pytest.mark.skipif(not (FIXTURES / "images" / "annotations.json").exists(), reason="fixtures absent")
+def test_extract_coco_export_puts_points_in_each_images_own_pixels(tmp_path, capsys):
+    import shutil
+
+    from holdpose.cli import main
+    from holdpose.io.video import write_image
+
+    # an empty 800x600 first image sets the canvas: the 640x425 skier is letterboxed (x1.25, 34 px down) into it
+    write_image(tmp_path / "0_empty.png", np.zeros((600, 800, 3), np.uint8))
+    shutil.copy(FIXTURES / "images" / "coco_000000000785.jpg", tmp_path / "1_skier.jpg")
+    assert main(["-q", "extract", str(tmp_path), "--coco", "-o", str(tmp_path / "coco.json"), "--workers", "1"]) == 0
+    empty, skier = read_coco_keypoints(tmp_path / "coco.json")
+    assert (empty.file_name, empty.size, len(empty.keypoints)) == ("0_empty.png", (800, 600), 0)
+    assert (skier.file_name, skier.size, len(skier.keypoints)) == ("1_skier.jpg", (640, 425), 1)
+    truth = read_coco_keypoints(FIXTURES / "images" / "annotations.json")[0]
+    both = (truth.scores[0, :17] > 0) & (skier.scores[0, :17] > 0)
+    errors = np.linalg.norm(truth.keypoints[0, :17][both] - skier.keypoints[0, :17][both], axis=1)
+    assert both.sum() >= 10 and np.median(errors) < 10, errors  # in the skier image's own pixels
+    assert main(["-q", "extract", str(tmp_path / "1_skier.jpg"), "--coco", "-o", str(tmp_path / "c.json")]) == 2
+    assert "give a folder of images" in capsys.readouterr().err

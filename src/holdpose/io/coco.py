@@ -149,3 +149,13 @@ def sequence_to_coco_images(seq, files: list, source_sizes: list[tuple[int, int]
         points = canvas_to_image(seq.keypoints[t, slots], size, seq.size).astype(np.float32)
         out.append(CocoImage(Path(file).name, tuple(size), points, seq.scores[t, slots], t + 1))
     return out
+
+
+def export_image_folder(seq, folder: str | os.PathLike, output: str | os.PathLike, *, threshold: float = 0.3) -> Path:
+    """Write the poses ``seq`` extracted from the image folder ``folder`` (one frame per image,
+    in name order) as a COCO keypoint file ``output``, in each image's own pixels."""
+    from holdpose.io.video import FrameSource, read_image
+
+    files = FrameSource(folder).files
+    sizes = [read_image(file).shape[1::-1] for file in files]  # as extraction read them (EXIF orientation applied)
+    return write_coco_keypoints(sequence_to_coco_images(seq, files, sizes), output, threshold=threshold)
