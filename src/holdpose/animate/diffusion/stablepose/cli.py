@@ -34,6 +34,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--checkpoint-every", type=argtypes.positive_int, default=100, help="default 100 steps")
     p.add_argument("--seed", type=argtypes.seed, default=0, help="default 0")
     p.add_argument("--device", help="cpu, cuda, cuda:N (default: cuda when there is a GPU)")
+    p.add_argument("--mixed-precision", choices=("no", "fp16", "bf16"), default="no",
+                   help="autocast on a GPU (the paper: fp16; default no)")
     p.add_argument("--allow-pickle", action="store_true", help="allow a pickled base model")
 
 
@@ -44,7 +46,7 @@ def run(args) -> None:
         model=args.model, steps=args.steps, resolution=args.resolution, learning_rate=args.lr,
         batch_size=args.batch_size, accumulate=args.accumulate, seed=args.seed, mask_mode=args.mask_mode,
         held_out=args.held_out, checkpoint_every=args.checkpoint_every, device=args.device,
-        allow_pickle=args.allow_pickle)
+        mixed_precision=args.mixed_precision, allow_pickle=args.allow_pickle)
     result = train_stablepose(args.images, args.annotations, args.output, settings, prompts=args.prompts,
                               progress=not args.quiet)
     first, last = result.eval_losses[0][1], result.eval_losses[-1][1]

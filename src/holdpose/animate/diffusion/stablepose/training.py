@@ -54,6 +54,7 @@ class StablePoseTrainSettings:
     checkpoint_every: int = 100
     eval_every: int = 10
     device: str | None = None
+    mixed_precision: str = "no"  # "fp16" or "bf16" on a GPU (the paper trained in fp16)
     allow_pickle: bool = False
 
 
@@ -161,7 +162,7 @@ def train_stablepose(images: str | os.PathLike, annotations: str | os.PathLike, 
                                          "held_out": [e.name for e in examples[len(train_examples):]]}, indent=1))
     loop_config = TrainConfig(steps=settings.steps, learning_rate=settings.learning_rate, accumulate=settings.accumulate,
                               seed=settings.seed, checkpoint_every=settings.checkpoint_every,
-                              eval_every=settings.eval_every)
+                              eval_every=settings.eval_every, mixed_precision=settings.mixed_precision)
     result = train(model, predict, batches.sample, output, loop_config, trainable=TRAINABLE,
                    eval_batch=batches.evaluation(eval_examples), callback=callback, progress=progress)
     logger.info("%s: trained %d adapter parameters for %d steps", output, result.trainable_parameters, result.steps)
