@@ -5,21 +5,24 @@ Measures on this CPU, once (the machine is shared: the load is recorded):
 - FLOPs (torch's FlopCounterMode on the meta device, so no memory and no time): one sampling
   step (adapter + UNet, batch 2 for classifier-free guidance) and one training step (forward and
   backward, batch 1) at 512 px;
-- seconds of one sampling step at 512 (batch 2) and of the VAE decode and encode at 512, hence the
-  seconds per image (50 DDIM steps + decode);
-- seconds of one training step at 512 px (forward and backward of adapter and frozen UNet, batch 1;
-  the AdamW update of 365 M parameters is left out, about 1 % of it), plus the VAE encode.
+- seconds of one sampling step at 512 (adapter + UNet, batch 1; guidance runs it twice) and of the VAE
+  decode and encode at 512, hence the seconds per image (50 DDIM steps with guidance + decode);
+- seconds of one training step at 256 px (forward and backward of adapter and frozen UNet, batch 1;
+  the AdamW update is left out), scaled to 512 by the FLOP ratio: at 512 the step needs more memory
+  than this shared machine had free (a first run was killed by the OOM killer at 8.1 GB).
+Results are written after each measurement, so a killed run keeps what it measured.
 
 GPU figures are *estimates*: FLOPs divided by an assumed sustained throughput (A100 bf16 at 35 %
 of its 312 TFLOP/s peak), beside the paper's 145 h (Human-Art) and 70 h (LAION-Human) of training
 on 2 A100s. Writes bench/results/stablepose.json.
 
-    .venv/bin/python bench/bench_stablepose.py            # ~10 min on 2 busy cores, ~10 GB of memory
+    .venv/bin/python bench/bench_stablepose.py            # ~15 min on 2 busy cores, ~7 GB of memory
 """
 
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import sys
 import time
@@ -77,7 +80,7 @@ def flops(model, batch: int, size: int, backward: bool) -> float:
     model.unet.requires_grad_(False)
     with FlopCounterMode(display=False) as counter:
         if backward:
-            model(*args).square().mean().backward()
+            model(*args).square().mean().backward()  # the UNet is frozen: gradients flow through it only
         else:
             with torch.no_grad():
                 model(*args)
@@ -85,7 +88,7 @@ def flops(model, batch: int, size: int, backward: bool) -> float:
     return float(counter.get_total_flops())
 
 
-def seconds(function, repeats: int = 2) -> float:
+def seconds(function, repeats: int = 1) -> float:
     times = []
     for _ in range(repeats):
         start = time.perf_counter()
@@ -97,7 +100,7 @@ def seconds(function, repeats: int = 2) -> float:
 def measure_sampling(model, size: int) -> float:
     import torch
 
-    args = inputs(2, size, "cpu")
+    args = inputs(1, size, "cpu")
     with torch.no_grad():
         return seconds(lambda: model(*args))
 
@@ -110,7 +113,7 @@ def measure_training(model, size: int) -> float:
         model(*args).square().mean().backward()
         model.zero_grad(set_to_none=True)
 
-    return seconds(step, 1)
+    return seconds(step)
 
 
 def measure_vae(size: int) -> dict:
@@ -122,8 +125,13 @@ def measure_vae(size: int) -> dict:
     image = torch.rand(1, 3, size, size) * 2 - 1
     latents = torch.randn(1, 4, size // 8, size // 8)
     with torch.no_grad():
-        return {"encode": seconds(lambda: vae.encode(image).latent_dist.mode(), 1),
-                "decode": seconds(lambda: vae.decode(latents).sample, 1)}
+        return {"encode": seconds(lambda: vae.encode(image).latent_dist.mode()),
+                "decode": seconds(lambda: vae.decode(latents).sample)}
+
+
+def save(result: dict, path: str) -> None:
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    Path(path).write_text(json.dumps(result, indent=1))
 
 
 def gpu_seconds(flop: float) -> float:
@@ -143,22 +151,11 @@ def main() -> None:
     meta = build("meta")
     result["parameters"] = parameter_counts(meta)
     flop = {"sampling step 512 (batch 2, CFG)": flops(meta, 2, 512, False),
-            "training step 512 (batch 1, fwd+bwd)": flops(meta, 1, 512, True)}
+            "training step 512 (batch 1, fwd+bwd)": flops(meta, 1, 512, True),
+            "training step 256 (batch 1, fwd+bwd)": flops(meta, 1, 256, True)}
     result["tflop"] = {k: round(v / 1e12, 3) for k, v in flop.items()}
     del meta
 
-    model = build("cpu")
-    sample = measure_sampling(model, 512)
-    train = measure_training(model, 512)
-    del model
-    vae = measure_vae(512)
-    result["cpu_seconds"] = {
-        "sampling step 512 (adapter + UNet, batch 2)": round(sample, 2),
-        "VAE decode 512": round(vae["decode"], 2), "VAE encode 512": round(vae["encode"], 2),
-        "per image (50 DDIM steps + decode)": round(STEPS * sample + vae["decode"], 1),
-        "training step 512 (adapter + UNet fwd+bwd, batch 1)": round(train, 1),
-        "training step 512 with the VAE encode": round(train + vae["encode"], 1),
-    }
     result["gpu_estimate_seconds"] = {
         "assumption": f"A100 bf16, {ASSUMED_UTILISATION:.0%} of {A100_BF16_PEAK / 1e12:.0f} TFLOP/s sustained; "
                       "an estimate, not a measurement",
@@ -166,10 +163,27 @@ def main() -> None:
         "per training image (fwd+bwd)": round(gpu_seconds(flop["training step 512 (batch 1, fwd+bwd)"]), 3),
     }
     result["paper"] = PAPER
+    save(result, args.output)
+
+    cpu = result["cpu_seconds"] = {}
+    model = build("cpu")
+    sample = measure_sampling(model, 512)
+    cpu["sampling step 512 (adapter + UNet, batch 1)"] = round(sample, 2)
+    save(result, args.output)
+    train = measure_training(model, 256)
+    scale = flop["training step 512 (batch 1, fwd+bwd)"] / flop["training step 256 (batch 1, fwd+bwd)"]
+    cpu["training step 256 (fwd+bwd, measured)"] = round(train, 1)
+    cpu[f"training step 512 (256 scaled by FLOPs x{scale:.2f})"] = round(train * scale, 1)
+    del model
+    gc.collect()
+    save(result, args.output)
+    vae = measure_vae(512)
+    cpu.update({"VAE decode 512": round(vae["decode"], 2), "VAE encode 512": round(vae["encode"], 2),
+                "per image (50 DDIM steps x 2 for guidance + decode)": round(2 * STEPS * sample + vae["decode"], 1),
+                "training step 512 with the VAE encode (scaled)": round(train * scale + vae["encode"], 1)})
     result["peak_rss_mb"] = round(peak_rss_mb())
     result["load_after"] = load()
-    Path(args.output).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.output).write_text(json.dumps(result, indent=1))
+    save(result, args.output)
     print(json.dumps(result, indent=1))
 
 
