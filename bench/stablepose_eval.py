@@ -96,7 +96,8 @@ def main() -> None:
         sys.exit(f"stablepose_eval: error: {err}")
     print(table(evaluation.metrics))
     for name, why in evaluation.skipped.items():
-        print(f"  {name}: not computed ({why})")
+        if name in ("fid", "fid64", "clip"):  # the paper's metrics; the video ones do not apply to images
+            print(f"  {name}: not computed ({why})")
     if args.output:
         args.output.write_text(json.dumps({"metrics": evaluation.metrics, "skipped": evaluation.skipped,
                                            "notes": evaluation.notes, "paper": PAPER}, indent=1, default=float))
