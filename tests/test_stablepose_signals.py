@@ -180,3 +180,27 @@ def test_extract_coco_export_puts_points_in_each_images_own_pixels(tmp_path, cap
     assert both.sum() >= 10 and np.median(errors) < 10, errors  # in the skier image's own pixels
     assert main(["-q", "extract", str(tmp_path / "1_skier.jpg"), "--coco", "-o", str(tmp_path / "c.json")]) == 2
     assert "give a folder of images" in capsys.readouterr().err
+
+
+def test_the_evaluation_script_reads_the_target_poses_in_file_name_order_and_prints_the_paper(tmp_path):
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
+    from stablepose_eval import table, target_sequence
+
+    rng = np.random.default_rng(4)
+    images = [CocoImage(name, (64, 48), rng.uniform(0, 40, (people, 133, 2)).astype(np.float32),
+                        np.ones((people, 133), np.float32)) for name, people in (("b.png", 2), ("a.png", 1))]
+    write_coco_keypoints(images, tmp_path / "ann.json")
+    (tmp_path / "gen").mkdir()
+    with pytest.raises(HoldposeError, match="2 annotated images missing"):
+        target_sequence(tmp_path / "ann.json", tmp_path / "gen")
+    for name in ("a.png", "b.png"):
+        (tmp_path / "gen" / name).write_bytes(b"")
+    seq = target_sequence(tmp_path / "ann.json", tmp_path / "gen")
+    assert seq.size == (64, 48) and seq.num_frames == 2
+    assert list((seq.track_ids >= 0).sum(1)) == [1, 2]  # a.png first, as an image folder is read
+    assert np.allclose(seq.keypoints[1, :2], images[0].keypoints, atol=0.006)
+    text = table({"oks_ap": 0.5, "cap": 0.7, "pce": 0.25})
+    assert "50.00" in text and "48.87" in text and "71.04" in text and "57.41" in text and "68.06" in text

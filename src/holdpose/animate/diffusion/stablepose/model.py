@@ -121,16 +121,16 @@ class PMSAViT(nn.Module):
         super().__init__()
         self.config = config
         reduced, patch = config.reduced_channels, config.patch
+        # the official ViT maps tokens back with a reshape only: dim must equal reduced·patch²
+        if config.dim != reduced * patch * patch:
+            raise ValueError(f"PMSA dim {config.dim} must equal reduced_channels·patch² = {reduced * patch * patch}")
         self.patch_conv = nn.Conv2d(channels, reduced, 3, padding=1)
         self.patch_norm = nn.LayerNorm(reduced * patch * patch)
         self.patch_linear = nn.Linear(reduced * patch * patch, config.dim)
         self.token_norm = nn.LayerNorm(config.dim)
         self.layers = nn.ModuleList(PMSALayer(config.dim, config.heads, channels // config.heads, config.mlp_dim,
                                               config.batch_min) for _ in range(config.depth))
-        # the official ViT maps tokens back with a reshape only: dim must equal reduced·patch²
         self.out_conv = nn.Conv2d(reduced, channels, 3, padding=1)
-        if config.dim != reduced * patch * patch:
-            raise ValueError(f"PMSA dim {config.dim} must equal reduced_channels·patch² = {reduced * patch * patch}")
 
     def forward(self, x, masks=None):
         """``x`` ``[B, C, h, w]``; ``masks`` ``[B, depth, h, w]`` (1 on pose cells) or None (no mask)."""
