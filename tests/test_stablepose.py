@@ -301,6 +301,18 @@ def test_sampling_is_deterministic_resumable_and_follows_the_pose(trained):
     assert animator.config()["extra"]["mask_mode"] == "clean" and animator.pose_style == "humansd"
 
 
+def test_an_ip_adapter_carries_the_reference_into_the_frames(trained):
+    from holdpose.animate.diffusion.stablepose.animator import StablePoseAnimator
+
+    paths = tiny_models()
+    animator = StablePoseAnimator(model=str(paths["model"]), adapter=trained, ip_adapter=paths["ip_adapter"],
+                                  ip_adapter_weight="models/ip-adapter.safetensors")
+    options = dict(prompt="a person", resolution=64, num_inference_steps=2)
+    runs = [next(iter(animator(reference_image(seed=s), walking_poses(1), seed=3, ip_adapter_scale=1.0, **options)))
+            for s in (0, 1)]
+    assert not np.array_equal(*runs)  # same pose, noise and prompt: only the reference differs
+
+
 def test_unconditional_half_gets_all_ones_masks_and_the_same_pose_image(trained):
     from holdpose.animate.diffusion.stablepose.animator import StablePoseAnimator
     from holdpose.render.humansd import draw_humansd
