@@ -5,8 +5,10 @@ pose AP (COCO OKS), CAP (the same AP with cosine similarity of the keypoints), P
 error), FID on 64-d Inception features and KID against the real images, and the CLIP score
 (text-image). This script runs the same metrics through ``holdpose.evaluate.evaluate_video``:
 
-- the detector is holdpose's own (MediaPipe, or DWPose with ``--pose-model``); HigherHRNet is not
-  packaged here, so AP/CAP are comparable with the paper's only in trend (say which detector you used);
+- the detector is holdpose's own (MediaPipe, or DWPose with ``--pose-model``), or yours: give its
+  detections as a COCO results file (``--predictions``: ``image_id``, ``keypoints`` as 17 ``[x, y, s]``,
+  ``score``), e.g. the paper's HigherHRNet run through MMPose; with holdpose's detectors AP/CAP are
+  comparable with the paper's only in trend (say which detector you used);
 - FID-64 needs pytorch-fid's Inception weights (``--fid64``), KID a feature extractor
   (``--fid-features``, see ``holdpose evaluate --help``), the CLIP score a local CLIP folder
   (``--clip-model``) and one prompt (``--prompt``; per-image prompts are not supported).
@@ -59,6 +61,27 @@ def target_sequence(annotations: Path, generated: Path):
     return seq
 
 
+def scores_from_predictions(predictions: Path, annotations: Path) -> dict:
+    """AP, CAP and PCE of a detector's COCO results file against the annotations."""
+    from holdpose.evaluate.adherence import cap_similarity
+    from holdpose.evaluate.keypoints import coco_keypoint_ap
+
+    truth = json.loads(annotations.read_text())
+    results = json.loads(predictions.read_text())
+    records = [{"image_id": r["image_id"], "keypoints": np.asarray(r["keypoints"], np.float64).reshape(-1, 3)[:17, :2],
+                "score": float(r.get("score", 1.0))} for r in results]
+    people = {image["id"]: 0 for image in truth["images"]}
+    for annotation in truth["annotations"]:
+        if not annotation.get("iscrowd", 0):
+            people[annotation["image_id"]] += 1
+    found = {image_id: 0 for image_id in people}
+    for record in records:
+        found[record["image_id"]] = found.get(record["image_id"], 0) + 1
+    return {"oks_ap": coco_keypoint_ap(records, truth).ap,
+            "cap": coco_keypoint_ap(records, truth, similarity=cap_similarity).ap,
+            "pce": float(np.mean([abs(found[i] - people[i]) for i in people]))}
+
+
 def table(metrics: dict) -> str:
     lines = [f"{'metric':<11}{'ours':>10}" + "".join(f"{name:>14}" for name in PAPER)]
     for label, key, scale in ROWS:
@@ -75,6 +98,8 @@ def main() -> None:
     parser.add_argument("--annotations", required=True, type=Path, help="COCO keypoints of the target poses")
     parser.add_argument("--real", type=Path, help="folder of the real images (FID-64, KID)")
     parser.add_argument("--detector", default="auto", help="auto, mediapipe or dwpose")
+    parser.add_argument("--predictions", type=Path, help="your detector's COCO keypoint results on the generated "
+                        "images: AP, CAP and PCE come from them instead of holdpose's detector")
     parser.add_argument("--pose-model", help="DWPose .onnx")
     parser.add_argument("--det-model", help="YOLOX .onnx for DWPose")
     parser.add_argument("--fid64", action="store_true", help="FID on 64-d Inception features (pytorch-fid weights)")
@@ -89,17 +114,21 @@ def main() -> None:
 
     try:
         evaluation = evaluate_video(args.generated, target=target_sequence(args.annotations, args.generated),
-                                    ground_truth=args.real, detector=args.detector, pose_model=args.pose_model,
+                                    ground_truth=args.real, detector=None if args.predictions else args.detector,
+                                    pose_model=args.pose_model,
                                     det_model=args.det_model, fid64=args.fid64, fid_features=args.fid_features,
                                     clip_model=args.clip_model, prompt=args.prompt)
     except HoldposeError as err:
         sys.exit(f"stablepose_eval: error: {err}")
-    print(table(evaluation.metrics))
+    metrics = dict(evaluation.metrics)
+    if args.predictions:
+        metrics.update(scores_from_predictions(args.predictions, args.annotations))
+    print(table(metrics))
     for name, why in evaluation.skipped.items():
         if name in ("fid", "fid64", "clip"):  # the paper's metrics; the video ones do not apply to images
             print(f"  {name}: not computed ({why})")
     if args.output:
-        args.output.write_text(json.dumps({"metrics": evaluation.metrics, "skipped": evaluation.skipped,
+        args.output.write_text(json.dumps({"metrics": metrics, "skipped": evaluation.skipped,
                                            "notes": evaluation.notes, "paper": PAPER}, indent=1, default=float))
 
 

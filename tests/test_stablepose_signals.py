@@ -204,3 +204,22 @@ def test_the_evaluation_script_reads_the_target_poses_in_file_name_order_and_pri
     assert np.allclose(seq.keypoints[1, :2], images[0].keypoints, atol=0.006)
     text = table({"oks_ap": 0.5, "cap": 0.7, "pce": 0.25})
     assert "50.00" in text and "48.87" in text and "71.04" in text and "57.41" in text and "68.06" in text
+
+
+@pytest.mark.skipif(not (FIXTURES / "images" / "annotations.json").exists(), reason="fixtures absent")
+def test_the_evaluation_script_scores_a_users_detections(tmp_path):
+    import json
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
+    from stablepose_eval import scores_from_predictions
+
+    truth = FIXTURES / "images" / "annotations.json"
+    annotations = json.loads(truth.read_text())["annotations"]
+    perfect = [{"image_id": a["image_id"], "keypoints": a["keypoints"], "score": 1.0} for a in annotations]
+    (tmp_path / "perfect.json").write_text(json.dumps(perfect))
+    assert scores_from_predictions(tmp_path / "perfect.json", truth) == {"oks_ap": 1.0, "cap": 1.0, "pce": 0.0}
+    (tmp_path / "one.json").write_text(json.dumps(perfect[:1]))  # image 785 right, the 5 skiers missed
+    scores = scores_from_predictions(tmp_path / "one.json", truth)
+    assert scores["pce"] == 2.5 and 0 < scores["oks_ap"] < 1
