@@ -70,25 +70,27 @@ def test_every_option_of_every_backend_has_one_flag():
     what only the API can pass (arrays, animators)."""
     import dataclasses
 
+    from holdpose.animate.cli import backend_fields
     from holdpose.animate.options import flag_name
     from holdpose.animate.registry import backend_names, get_backend
 
     parser = build_parser()
     animate = parser._subparsers._group_actions[0].choices["animate"]
     flags = {flag for action in animate._actions for flag in action.option_strings}
+    offered = backend_fields()
     for name in backend_names():
         cls = get_backend(name)
         for field in dataclasses.fields(cls.model_options_class) + dataclasses.fields(cls.options_class):
             if field.metadata.get("cli", True):
-                assert flag_name(field) in flags, (name, field.name)
-            else:
-                assert flag_name(field) not in flags, (name, field.name)
+                assert flag_name(field) in flags and name in offered[field.name][1], (name, field.name)
+            else:  # API only for this backend (another backend may offer the same flag)
+                assert field.name not in offered or name not in offered[field.name][1], (name, field.name)
 
 
 @pytest.mark.parametrize("argv, message", [
     (["--backend", "controlnet", "--window", "8"], "--window is for animatediff, not the controlnet backend"),
-    (["--backend", "animatediff", "--batch-size", "2"], "--batch-size is for controlnet, not the animatediff"),
-    (["--prompt", "x"], "--prompt is for controlnet, animatediff, not the warp backend"),
+    (["--backend", "animatediff", "--batch-size", "2"], "--batch-size is for controlnet, stablepose, not the animatediff"),
+    (["--prompt", "x"], "--prompt is for controlnet, animatediff, stablepose, not the warp backend"),
     # checked before any model is loaded: the default model id is not even looked up
     (["--backend", "controlnet", "--strength", "0.5"], "needs init frames"),
     (["--backend", "controlnet", "--guidance", "nan"], "argument --guidance: value must be a finite number"),

@@ -34,13 +34,23 @@ def cmd_extract(args) -> None:
     from holdpose.detect.extract import extract_poses
     from holdpose.io.posefile import save_poses
 
-    check_output(args.output, inputs=[args.input], suffixes=POSE_SUFFIXES, what="pose file")
+    if args.coco:
+        check_output(args.output, inputs=[args.input], suffixes=(".json",), what="COCO keypoint file (--coco)")
+        if not Path(args.input).is_dir():
+            raise HoldposeError(f"{args.input}: --coco exports an image folder's annotations; give a folder of images")
+    else:
+        check_output(args.output, inputs=[args.input], suffixes=POSE_SUFFIXES, what="pose file")
     options = {"keep_offscreen": args.keep_offscreen}
     if args.detector == "dwpose":
         options.update(pose_model=args.pose_model, det_model=args.det_model)
     seq = extract_poses(args.input, detector=args.detector, max_people=args.max_people, short_side=args.short_side,
                         fps=args.fps, workers=args.workers, progress=not args.quiet, **options)
-    save_poses(seq, args.output, **_json_options(args))
+    if args.coco:
+        from holdpose.io.coco import export_image_folder
+
+        export_image_folder(seq, args.input, args.output, threshold=args.threshold)
+    else:
+        save_poses(seq, args.output, **_json_options(args))
     found = int((seq.track_ids >= 0).any(-1).sum())
     print(f"{args.output}: {seq.num_frames} frames ({found} with people), {seq.size[0]}x{seq.size[1]}, {seq.fps:g} fps")
 
@@ -236,6 +246,10 @@ def build_parser() -> argparse.ArgumentParser:
                    "pixels (default: full resolution; 512 is faster and as accurate for one person)")
     p.add_argument("--fps", type=argtypes.fps, help="frame rate of an image folder (default 30)")
     p.add_argument("--workers", type=argtypes.positive_int, help="processes to use (default: one per core)")
+    p.add_argument("--coco", action="store_true", help="write OUTPUT (.json) as COCO keypoint annotations of an image "
+                   "folder, in each image's own pixels (training data for `holdpose train stablepose`)")
+    p.add_argument("--threshold", type=argtypes.fraction, default=0.3, help="with --coco: points scoring above this "
+                   "are labelled (default 0.3)")
     _add_json_options(p)
     p.set_defaults(func=cmd_extract)
 
@@ -323,6 +337,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_json_options(p)
     p.set_defaults(func=cmd_align)
 
+    from holdpose.animate.cli import add_generate_subcommand as add_generate
     from holdpose.animate.cli import add_subcommand as add_animate
     from holdpose.batch.cli import add_subcommand as add_batch
     from holdpose.render.people_cli import add_subcommand as add_people
@@ -332,6 +347,7 @@ def build_parser() -> argparse.ArgumentParser:
     from holdpose.train.cli import add_subcommand as add_convert_weights
 
     add_animate(sub, common)
+    add_generate(sub, common)
     add_convert_weights(sub, common)
     add_train(sub, common)
     add_batch(sub, common)

@@ -144,6 +144,52 @@ def animate(reference: str | os.PathLike | np.ndarray | "Character", poses: str 
                          verdicts_path=verdicts_path)
 
 
+def single_image_backends() -> list[str]:
+    """The backends that make one image from a pose and a prompt (``holdpose generate``)."""
+    from holdpose.animate.registry import backend_names, get_backend
+
+    return [name for name in backend_names() if get_backend(name).single_image]
+
+
+def generate_image(poses: str | os.PathLike | PoseSequence, output: str | os.PathLike, *, backend: str = "stablepose",
+                   frame: int = 0, reference: str | os.PathLike | np.ndarray | None = None,
+                   person: int | str | None = None, seed: int = 0, **options) -> np.ndarray:
+    """Make one image of frame ``frame`` of ``poses`` (on the poses' canvas, not aligned to
+    anyone) with a backend that can (:func:`single_image_backends`) and write it to ``output``
+    (``.png`` or ``.jpg``). ``reference`` (resized to the canvas) is the image prompt when the
+    backend loads an IP-Adapter; without one the canvas is black. ``options`` as for :func:`animate`.
+    Returns the image, ``uint8 [H, W, 3]``."""
+    from holdpose.animate.character import Character
+    from holdpose.animate.diffusion.conditioning import resize
+    from holdpose.animate.registry import get_backend
+    from holdpose.io.outputs import check_output
+    from holdpose.io.video import write_image
+
+    # 1. Check inputs before anything loads
+    cls = get_backend(backend)
+    if not cls.single_image:
+        raise HoldposeError(f"the {backend} backend does not make single images; choose one of "
+                            f"{', '.join(single_image_backends())}")
+    model_options, call_options = split_options(cls, options)
+    cls.check_options(model_options, call_options)
+    inputs = [p for p in (reference, poses) if isinstance(p, (str, os.PathLike))]
+    output = check_output(output, inputs=inputs, suffixes=(".png", ".jpg"), what="image")
+    seed = check_seed(seed)
+    seq = choose_people(_read_poses(poses), person)
+    if isinstance(frame, bool) or not isinstance(frame, (int, np.integer)) or not 0 <= frame < seq.num_frames:
+        raise HoldposeError(f"frame {frame!r}: the poses have frames 0..{seq.num_frames - 1}")
+    seq = seq[int(frame): int(frame) + 1]
+
+    # 2. The canvas (and image prompt), the backend, the image
+    width, height = seq.size
+    image = np.zeros((height, width, 3), np.uint8) if reference is None else resize(_read_reference(reference),
+                                                                                       (width, height))
+    animator, call_options = cls.from_options(Character(image), model_options, call_options)
+    result = next(iter(animator(image, seq, seed=seed, **call_options)))
+    write_image(output, result)
+    return result
+
+
 def _check_outputs(output: Path, reference, poses, side_by_side, contact_sheet) -> None:
     """Everything about the outputs that can fail, checked before any work: paths, suffixes,
     an earlier run's manifest."""

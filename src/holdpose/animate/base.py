@@ -52,6 +52,8 @@ class Animator:
         can_regenerate: True when :meth:`regenerate` can make a frame again differently
             (``verify=True`` retries the frames that drift; a deterministic backend only
             records its verdicts).
+        single_image: True when one pose and a prompt make an image without a reference
+            photo (``holdpose generate``; the reference then only sets the canvas).
     """
 
     name: str = "base"
@@ -61,6 +63,7 @@ class Animator:
     resumable: bool = False
     keep_frames: bool = False
     can_regenerate: bool = False
+    single_image: bool = False
 
     def __call__(self, reference: np.ndarray, poses: PoseSequence, *, seed: int = 0,
                  callback: FrameCallback | None = None, **options) -> Iterator[np.ndarray]:

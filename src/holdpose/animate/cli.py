@@ -20,13 +20,13 @@ from holdpose.people import add_person_option, person_choice
 GENERAL_FLAGS = ("seed", "overwrite")  # animate()'s own keywords that have flags
 
 
-def backend_fields() -> dict[str, tuple[dataclasses.Field, list[str], dict[str, object]]]:
+def backend_fields(names: list[str] | None = None) -> dict[str, tuple[dataclasses.Field, list[str], dict[str, object]]]:
     """Option name -> (its field, the backends that take it, each one's default), for every
-    option a flag offers, in declaration order."""
+    option a flag offers, in declaration order; of the backends ``names`` (default: all)."""
     from holdpose.animate.registry import backend_names, get_backend
 
     out: dict[str, tuple[dataclasses.Field, list[str], dict[str, object]]] = {}
-    for name in backend_names():
+    for name in backend_names() if names is None else names:
         cls = get_backend(name)
         for options_class in (cls.model_options_class, cls.options_class):
             for field in dataclasses.fields(options_class):
@@ -81,6 +81,39 @@ def add_subcommand(subparsers, common: argparse.ArgumentParser) -> None:
     p.set_defaults(func=cmd_animate)
 
 
+def add_generate_subcommand(subparsers, common: argparse.ArgumentParser) -> None:
+    """Add ``generate`` (one image from one pose and a prompt) to ``subparsers``."""
+    from holdpose.animate.api import single_image_backends
+
+    names = single_image_backends()
+    default = "stablepose" if "stablepose" in names else names[0]
+    p = subparsers.add_parser(
+        "generate", parents=[common], help="make one image from a pose and a prompt",
+        description="Generate OUTPUT (.png or .jpg) showing the pose of one frame of POSES on its canvas, from a "
+        f"text prompt, with a diffusion backend ({', '.join(names)}; needs `pip install 'holdpose[diffusion]'` and "
+        "model weights, docs/diffusion.md and docs/stable-pose.md).")
+    p.add_argument("poses", help="pose file (.json, .npz or folder of OpenPose .json)")
+    p.add_argument("-o", "--output", required=True, help="the image (.png or .jpg)")
+    p.add_argument("--backend", choices=names, default=default, help=f"default {default}")
+    p.add_argument("--frame", type=int, default=0, help="which frame of POSES (default 0)")
+    p.add_argument("--reference", help="image prompt for an --ip-adapter (resized to the canvas)")
+    add_person_option(p, "draw")
+    p.add_argument("--seed", type=argtypes.seed, default=0, help="seed (default 0)")
+    group = p.add_argument_group("backend options (each names the backends that take it)")
+    for name, (field, backends, defaults) in backend_fields(names).items():
+        group.add_argument(flag_name(field), dest=name, default=None, **argparse_kwargs(field, backends, defaults))
+    p.set_defaults(func=cmd_generate, single_image_backends=names)
+
+
+def cmd_generate(args) -> None:
+    from holdpose.animate.api import generate_image
+
+    options = backend_options(args, args.single_image_backends)
+    image = generate_image(args.poses, args.output, backend=args.backend, frame=args.frame, reference=args.reference,
+                           person=args.person, seed=args.seed, **options)
+    print(f"{args.output}: {image.shape[1]}x{image.shape[0]} ({args.backend}, frame {args.frame}, seed {args.seed})")
+
+
 def retry_count(text: str) -> int:
     value = int(text) if text.isdigit() else -1
     if not 0 <= value <= 20:
@@ -110,15 +143,16 @@ def argparse_kwargs(field: dataclasses.Field, backends: list[str], defaults: dic
     return kwargs
 
 
-def backend_options(args) -> dict:
+def backend_options(args, names: list[str] | None = None) -> dict:
     """The backend options given on the command line, as :func:`~holdpose.animate.animate`
-    keywords; a flag of another backend is an error naming the backends that take it."""
+    keywords; a flag of another backend is an error naming the backends that take it.
+    ``names``: the backends the command offers flags for (default: all)."""
     from holdpose.animate.registry import get_backend
 
     cls = get_backend(args.backend)
     taken = set(cls.model_options_class.names()) | set(cls.options_class.names())
     options, wrong = {}, []
-    for name, (field, backends, _) in backend_fields().items():
+    for name, (field, backends, _) in backend_fields(names).items():
         value = getattr(args, name, None)
         if value in (None, False):
             continue

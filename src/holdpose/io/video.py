@@ -118,6 +118,11 @@ class FrameSource:
         stop = total if stop is None else min(stop, total)
         self.num_frames = max(0, stop - start)
 
+    @property
+    def files(self) -> list[Path]:
+        """The image files in frame order (an image folder or one image; empty for a video)."""
+        return list(getattr(self, "_files", []))
+
     def _probe_video(self) -> int:
         av = _import_av()
         if self.path.stat().st_size == 0:

@@ -232,9 +232,16 @@ def render_pose_maps(seq: PoseSequence, style: str | PoseMapStyle = "openpose_fu
     """Yield one pose map per frame of ``seq`` (``uint8 [H, W, 3]``).
 
     ``size`` draws on another canvas, scaling the keypoints to it; by default the
-    sequence's own canvas. Empty person slots are skipped.
+    sequence's own canvas. Empty person slots are skipped. A style with its own threshold
+    (``humansd``) ignores ``threshold``.
     """
     size = tuple(size or seq.size)
+    style = get_style(style)
+    if style.drawing == "humansd":  # HumanSD's own drawing, at its own score threshold
+        from holdpose.render.humansd import render_humansd_maps
+
+        yield from render_humansd_maps(seq, size, threshold=style.threshold)
+        return
     renderer = PoseMapRenderer(size, style, threshold)
     scale = np.array(size, np.float32) / np.array(seq.size, np.float32)
     for start in range(0, seq.num_frames, PLAN_CHUNK):

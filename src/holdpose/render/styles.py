@@ -17,6 +17,10 @@ class PoseMapStyle:
         channel_order: "RGB" as in ControlNet's maps, or "BGR" (red and blue swapped).
         confidence_weighted: scale each limb's colour by the product of its endpoint
             scores and each joint's by its score (MimicMotion).
+        drawing: "openpose" (ControlNet's ellipses and joints, :mod:`holdpose.render.openpose`)
+            or "humansd" (HumanSD's COCO-17 lines, :mod:`holdpose.render.humansd`).
+        threshold: draw points with a score above this, when the style fixes it (HumanSD: 0.02);
+            None: the caller's threshold.
     """
 
     name: str
@@ -25,6 +29,8 @@ class PoseMapStyle:
     face: bool = False
     channel_order: str = "RGB"
     confidence_weighted: bool = False
+    drawing: str = "openpose"
+    threshold: float | None = None
 
 
 STYLES = {
@@ -36,6 +42,7 @@ STYLES = {
         PoseMapStyle("openpose_full", hands=True, face=True),
         PoseMapStyle("openpose_full_bgr", hands=True, face=True, channel_order="BGR"),  # MusePose, DisPose
         PoseMapStyle("mimicmotion", hands=True, face=True, channel_order="BGR", confidence_weighted=True),
+        PoseMapStyle("humansd", drawing="humansd", threshold=0.02),  # HumanSD, Stable-Pose: COCO-17 body lines
     )
 }
 

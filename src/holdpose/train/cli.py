@@ -21,7 +21,7 @@ def add_subcommand(subparsers, common: argparse.ArgumentParser) -> None:
     p.add_argument("output", help="the converted file (.safetensors)")
     p.add_argument("--format", choices=sorted(FORMATS), default="plain",
                    help="key layout of the input: plain (keep names; DisPose, MimicMotion), ldm-controlnet "
-                   "(original ControlNet layout, e.g. Stable-Pose's adapter). Default: plain")
+                   "(original ControlNet layout), ldm-stablepose (Stable-Pose's final.pth). Default: plain")
     p.add_argument("--table", help="JSON list of [old prefix, new prefix] renaming rows, applied before --format's")
     p.add_argument("--strip-prefix", help="remove this prefix from every key first (e.g. 'model.')")
     p.add_argument("--drop-unmatched", action="store_true", help="drop keys no renaming row matches")

@@ -17,8 +17,10 @@ Built-in formats:
   (DisPose's ``DisPose.pth`` and MimicMotion's checkpoints already use diffusers' names);
 - ``ldm-controlnet``: a ControlNet or ControlNet-like adapter in the original ``ldm`` layout
   (``control_model.input_blocks.*``, ``zero_convs.*``, ``middle_block_out``, ``input_hint_block``)
-  to ``ControlNetModel`` / :class:`~holdpose.train.side.SideNetwork` names (Stable-Pose's
-  released adapter is of this kind, plus its own modules).
+  to ``ControlNetModel`` / :class:`~holdpose.train.side.SideNetwork` names;
+- ``ldm-stablepose``: Stable-Pose's released checkpoint (``stable_pose_adapter.*`` only; the
+  frozen SD weights in the same file are left out): the ldm-controlnet rows plus its pose
+  extractor and PMSA ViT (``StablePoseAdapter`` names).
 """
 
 from __future__ import annotations
@@ -83,13 +85,46 @@ def ldm_encoder_table_for(keys) -> list[tuple[str, str]]:
                              hint_blocks=(max(hints) - 2) // 2 if hints else 6)
 
 
+# Stable-Pose's own modules in its ldm adapter (cldm/stable_pose_cldm.py, ldm/modules/pmsa_vit.py) ->
+# holdpose's StablePoseAdapter; the pose extractor's convolutions sit at Sequential indices 0, 2, 4, 6, 8
+STABLEPOSE_ROWS = (
+    [(f"feature_extractor.pre_extractor.{2 * i}.", f"pose_encoder.convs.{i}.") for i in range(5)]
+    + [("feature_extractor.extractors.0.0.", "pose_encoder.convs.5."),
+       ("feature_extractor.zero_convs.0.", "pose_encoder.zero_conv."),
+       ("input_blocks.1.0.cond_conv.", "down_blocks.0.resnets.0.cond_conv."),
+       ("input_blocks.1.0.attn_layer.to_patch_embedding.0.", "down_blocks.0.resnets.0.pmsa.patch_conv."),
+       ("input_blocks.1.0.attn_layer.to_patch_embedding.2.", "down_blocks.0.resnets.0.pmsa.patch_norm."),
+       ("input_blocks.1.0.attn_layer.to_patch_embedding.3.", "down_blocks.0.resnets.0.pmsa.patch_linear."),
+       ("input_blocks.1.0.attn_layer.to_patch_embedding.4.", "down_blocks.0.resnets.0.pmsa.token_norm."),
+       ("input_blocks.1.0.attn_layer.to_out.1.", "down_blocks.0.resnets.0.pmsa.out_conv.")])
+STABLEPOSE_LAYER_LEAVES = (("0.norm.", "attn_norm."), ("0.to_qkv.", "to_qkv."), ("0.to_out.", "to_out."),
+                           ("1.net.0.", "ff_norm."), ("1.net.1.", "ff_in."), ("1.net.3.", "ff_out."))
+
+
+def ldm_stablepose_table_for(keys) -> list[tuple[str, str]]:
+    """Stable-Pose's released adapter (``stable_pose_adapter.*``, an ldm ControlNet-like encoder
+    whose input block 1 is an AttnResBlock with a PMSA ViT) to holdpose's names: its own modules
+    first, then the ldm encoder rows (:func:`ldm_encoder_table_for`) for the rest."""
+    import re
+
+    layer = re.compile(r"attn_layer\.transformer\.layers\.(\d+)\.")
+    layers = sorted({int(m.group(1)) for k in keys if (m := layer.search(k))})
+    rows = list(STABLEPOSE_ROWS)
+    rows += [(f"input_blocks.1.0.attn_layer.transformer.layers.{i}.{old}",
+              f"down_blocks.0.resnets.0.pmsa.layers.{i}.{new}") for i in layers for old, new in STABLEPOSE_LAYER_LEAVES]
+    return rows + ldm_encoder_table_for(keys)
+
+
 # format -> function of the source keys (prefixes stripped) returning the renaming table
 FORMATS = {
     "plain": lambda keys: [],
     "ldm-controlnet": ldm_encoder_table_for,
+    "ldm-stablepose": ldm_stablepose_table_for,
 }
 # prefixes stripped before the table applies, per format
-SOURCE_PREFIXES = {"ldm-controlnet": ("control_model.",)}
+SOURCE_PREFIXES = {"ldm-controlnet": ("control_model.",), "ldm-stablepose": ("stable_pose_adapter.",)}
+# formats whose checkpoints hold a whole model: only the keys under their prefix are converted
+SUBMODEL_FORMATS = {"ldm-stablepose"}
 
 
 def read_table(path: str | os.PathLike) -> list[tuple[str, str]]:
@@ -206,6 +241,9 @@ def convert_weights(source: str | os.PathLike, output: str | os.PathLike, *, for
     if output.exists() and not overwrite:
         raise HoldposeError(f"{output} exists; pass --overwrite to replace it")
     state = load_state_dict(source, allow_pickle=allow_pickle)
+    if format in SUBMODEL_FORMATS:  # e.g. Stable-Pose's final.pth also holds the frozen UNet, VAE, text encoder
+        ours = {k: v for k, v in state.items() if any(k.startswith(p) for p in SOURCE_PREFIXES[format])}
+        state = ours or state
     prefixes = ((strip_prefix,) if strip_prefix else ()) + SOURCE_PREFIXES.get(format, ())
     state = rename(state, [], strip_prefixes=prefixes)
     table = (read_table(table_file) if table_file else []) + FORMATS[format](list(state))

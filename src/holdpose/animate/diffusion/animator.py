@@ -68,9 +68,8 @@ class DiffusionAnimator(Animator):
 
         components = load_base_components(opts.model, dtype=self.dtype, allow_pickle=opts.allow_pickle,
                                           model_config=opts.model_config)
-        nets = [load_model("ControlNetModel", ref, f"ControlNet (--controlnet) #{n + 1}", dtype=self.dtype,
-                           allow_pickle=opts.allow_pickle) for n, ref in enumerate(controlnets)]
-        self.pipe = self.build_pipeline(components, combine_controlnets(nets))
+        control, num_controls = self.load_control(opts, components)
+        self.pipe = self.build_pipeline(components, control)
         if opts.ip_adapter is not None:
             load_ip_adapter(self.pipe, str(opts.ip_adapter), weight=opts.ip_adapter_weight,
                             image_encoder=opts.ip_adapter_image_encoder, dtype=self.dtype,
@@ -86,7 +85,7 @@ class DiffusionAnimator(Animator):
         else:
             self.pipe.to(self.device)
         self.pipe.set_progress_bar_config(disable=True)
-        self.num_controlnets = len(nets)
+        self.num_controlnets = num_controls
         self.has_ip_adapter = opts.ip_adapter is not None
         self.model_config = ModelConfig(
             model=str(opts.model), controlnet=[str(c) for c in controlnets],
@@ -94,6 +93,14 @@ class DiffusionAnimator(Animator):
             ip_adapter_weight=opts.ip_adapter_weight if opts.ip_adapter is not None else None,
             device=str(self.device), dtype=str(self.dtype).replace("torch.", ""), vae_tiling=bool(opts.vae_tiling),
             pose_style=self.pose_style)
+
+    def load_control(self, opts, components: dict):
+        """``(control module, number of control inputs)``: the ControlNets of ``opts`` (one
+        ``MultiControlNetModel`` for several). Backends with another control module (an adapter
+        built from ``components["unet"]``) override this."""
+        nets = [load_model("ControlNetModel", ref, f"ControlNet (--controlnet) #{n + 1}", dtype=self.dtype,
+                           allow_pickle=opts.allow_pickle) for n, ref in enumerate(opts.controlnets)]
+        return combine_controlnets(nets), len(nets)
 
     # Subclasses: wrap the loaded parts into their diffusers pipeline (self.model_options says what else to load).
     def build_pipeline(self, components: dict, controlnet):
@@ -163,10 +170,15 @@ class DiffusionAnimator(Animator):
         noise_pred = pipe.unet(unet_input, t, encoder_hidden_states=text, added_cond_kwargs=added,
                                down_block_additional_residuals=down, mid_block_additional_residual=mid,
                                return_dict=False)[0]
-        if do_cfg:
-            noise_uncond, noise_text = noise_pred.chunk(2)
-            noise_pred = noise_uncond + guidance_scale * (noise_text - noise_uncond)
-        return noise_pred
+        return self.apply_guidance(noise_pred, guidance_scale, do_cfg)
+
+    @staticmethod
+    def apply_guidance(noise_pred, guidance_scale: float, do_cfg: bool):
+        """Classifier-free guidance over the ``[unconditional, conditional]`` halves (as is without)."""
+        if not do_cfg:
+            return noise_pred
+        noise_uncond, noise_text = noise_pred.chunk(2)
+        return noise_uncond + guidance_scale * (noise_text - noise_uncond)
 
     @staticmethod
     def emit(images, first_index: int, start_frame: int, size: tuple[int, int], callback):

@@ -93,6 +93,8 @@ class ControlNetAnimator(DiffusionAnimator):
     options_class = ControlNetOptions
     default_scheduler = "unipc"
     can_regenerate = True
+    single_image = True  # text-to-image from one pose (`holdpose generate`)
+    size_multiple = 8  # generated width and height are multiples of this (the VAE's factor)
 
     def __init__(self, model: str | os.PathLike = DEFAULT_MODEL,
                  controlnet: str | os.PathLike | list = DEFAULT_CONTROLNET, **kwargs):
@@ -144,7 +146,7 @@ class ControlNetAnimator(DiffusionAnimator):
 
         # 2. Define call parameters
         device = self.execution_device
-        width, height = generation_size(poses.size, opts.resolution, 8)
+        width, height = generation_size(poses.size, opts.resolution, self.size_multiple)
         do_cfg = opts.guidance_scale > 1.0
         strength = opts.strength if opts.init is not None else 1.0
         scheduler = self.scheduler_for(opts.scheduler)
