@@ -25,7 +25,7 @@ the backend's model was trained on, so callers render the right maps for it.
 
 from __future__ import annotations
 
-from typing import Callable, Iterator
+from typing import TYPE_CHECKING, Callable, Iterator
 
 import numpy as np
 
@@ -33,6 +33,9 @@ from holdpose.animate.options import Options
 from holdpose.errors import HoldposeError
 from holdpose.io.video import check_rgb_image
 from holdpose.sequence import PoseSequence
+
+if TYPE_CHECKING:
+    from holdpose.animate.character import Character
 
 FrameCallback = Callable[[int, np.ndarray], None]
 
@@ -52,6 +55,8 @@ class Animator:
         can_regenerate: True when :meth:`regenerate` can make a frame again differently
             (``verify=True`` retries the frames that drift; a deterministic backend only
             records its verdicts).
+        reference_help: what the backend's reference argument is, for ``--help`` (a photo
+            unless :meth:`load_character` says otherwise).
     """
 
     name: str = "base"
@@ -61,6 +66,17 @@ class Animator:
     resumable: bool = False
     keep_frames: bool = False
     can_regenerate: bool = False
+    reference_help: str = "the character's photo"
+
+    @classmethod
+    def load_character(cls, reference) -> "Character":
+        """The :class:`~holdpose.animate.character.Character` that :func:`holdpose.animate.animate`'s
+        ``reference`` names for this backend. The default reads a photo (a path or ``uint8
+        [H, W, 3]``; a Character is taken as it is); a backend whose reference is something
+        else (PoseCrafter: a tuned folder) overrides this and returns its own Character."""
+        from holdpose.animate.character import Character
+
+        return Character.load(reference)
 
     def __call__(self, reference: np.ndarray, poses: PoseSequence, *, seed: int = 0,
                  callback: FrameCallback | None = None, **options) -> Iterator[np.ndarray]:
