@@ -209,7 +209,7 @@ def test_user_errors_are_one_line(tuned, tmp_path, capsys):
 
 @pytest.mark.slow
 def test_tuning_on_the_fixture_clip_lowers_the_held_out_loss(tmp_path):
-    """The issue's CPU figure: 8 frames of a real talking-head clip at 64x64, poses extracted and
+    """The issue's CPU figure: 8 frames of a real dance clip at 64 px (64x112), poses extracted and
     refined by holdpose (MediaPipe), the held-out loss (frames between the training frames)
     falls, and generation writes every frame."""
     from conftest import FIXTURES
@@ -217,7 +217,7 @@ def test_tuning_on_the_fixture_clip_lowers_the_held_out_loss(tmp_path):
     from holdpose.animate import animate
     from holdpose.animate.diffusion.posecrafter.tuning import tune
 
-    video = FIXTURES / "videos" / "talk_animateanyone_talkinghead_3.mp4"
+    video = FIXTURES / "videos" / "dance_musepose_dance.mp4"
     if not video.is_file():
         pytest.skip("fixture clip not available")
     with single_torch_thread():
@@ -233,4 +233,4 @@ def test_tuning_on_the_fixture_clip_lowers_the_held_out_loss(tmp_path):
         save_poses(training[::-1], target)
         run = animate(tmp_path / "tuned", target, tmp_path / "out.mp4", backend="posecrafter",
                       num_inference_steps=10, progress=False)
-    assert run.num_frames == 8 and run.size == (64, 64)
+    assert run.num_frames == 8 and run.size == (64, 112)

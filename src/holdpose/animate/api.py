@@ -102,6 +102,7 @@ def animate(reference: str | os.PathLike | np.ndarray | "Character", poses: str 
         :class:`AnimateResult`. Raises :class:`HoldposeError` for anything the user can fix,
         before any model loads where it can be known then.
     """
+    from holdpose.animate.character import Character
     from holdpose.animate.registry import get_backend
     from holdpose.animate.resume import VERDICTS_NAME, run_animation
 
@@ -117,7 +118,7 @@ def animate(reference: str | os.PathLike | np.ndarray | "Character", poses: str 
 
     # 2. Read the poses and the character
     poses = choose_people(_read_poses(poses), person)
-    character = cls.load_character(reference)
+    character = cls.load_character(reference) or Character.load(reference)
 
     # 3. Build the backend (this loads its models)
     animator, call_options = cls.from_options(character, model_options, call_options)

@@ -25,7 +25,7 @@ the backend's model was trained on, so callers render the right maps for it.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Callable, Iterator
+from typing import Callable, Iterator
 
 import numpy as np
 
@@ -33,9 +33,6 @@ from holdpose.animate.options import Options
 from holdpose.errors import HoldposeError
 from holdpose.io.video import check_rgb_image
 from holdpose.sequence import PoseSequence
-
-if TYPE_CHECKING:
-    from holdpose.animate.character import Character
 
 FrameCallback = Callable[[int, np.ndarray], None]
 
@@ -69,14 +66,12 @@ class Animator:
     reference_help: str = "the character's photo"
 
     @classmethod
-    def load_character(cls, reference) -> "Character":
+    def load_character(cls, reference):
         """The :class:`~holdpose.animate.character.Character` that :func:`holdpose.animate.animate`'s
-        ``reference`` names for this backend. The default reads a photo (a path or ``uint8
-        [H, W, 3]``; a Character is taken as it is); a backend whose reference is something
-        else (PoseCrafter: a tuned folder) overrides this and returns its own Character."""
-        from holdpose.animate.character import Character
-
-        return Character.load(reference)
+        ``reference`` names for this backend, or None (the default) for a photo, which
+        ``animate`` reads itself (a path or ``uint8 [H, W, 3]``; a Character as it is). A backend
+        whose reference is something else (PoseCrafter: a tuned folder) returns its own Character."""
+        return None
 
     def __call__(self, reference: np.ndarray, poses: PoseSequence, *, seed: int = 0,
                  callback: FrameCallback | None = None, **options) -> Iterator[np.ndarray]:

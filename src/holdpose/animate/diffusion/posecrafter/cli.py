@@ -19,7 +19,7 @@ DESCRIPTION = (
 def add_arguments(p: argparse.ArgumentParser) -> None:
     """The flags of ``holdpose tune`` (:func:`~holdpose.animate.diffusion.posecrafter.tuning.tune`'s keywords)."""
     from holdpose.animate.diffusion.loading import DEFAULT_CONTROLNET, DEFAULT_MODEL
-    from holdpose.animate.diffusion.posecrafter.tuning import (
+    from holdpose.animate.diffusion.posecrafter.config import (
         CLIP_FRAMES, DEFAULT_LEARNING_RATE, DEFAULT_PROMPT, DEFAULT_RESOLUTION, DEFAULT_TRAINABLE, TRAINABLE_SETS)
 
     p.add_argument("video", metavar="VIDEO", help="the person's video (or image folder)")

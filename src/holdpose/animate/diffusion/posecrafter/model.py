@@ -29,7 +29,7 @@ import contextlib
 import copy
 from dataclasses import dataclass
 
-from holdpose.animate.diffusion.posecrafter.tuning import DEFAULT_TRAINABLE, TRAINABLE_SETS
+from holdpose.animate.diffusion.posecrafter.config import DEFAULT_TRAINABLE, TRAINABLE_SETS
 from holdpose.errors import require
 from holdpose.train.inject import inject_processors, zero_conv
 

@@ -39,7 +39,7 @@ def encode_set(pipe, images: np.ndarray, poses: PoseSequence, device, dtype) -> 
     """A frame set as the model reads it: ``latents`` ``[T, 4, h, w]`` (the VAE posterior's
     mode, scaled) and ``control`` pose maps ``[T, 3, H, W]`` in [0, 1]."""
     from holdpose.animate.diffusion.conditioning import control_tensor
-    from holdpose.animate.diffusion.posecrafter.tuning import POSE_STYLE
+    from holdpose.animate.diffusion.posecrafter.config import POSE_STYLE
     from holdpose.animate.diffusion.vae import encode_frames
     from holdpose.render.openpose import render_pose_maps
 
