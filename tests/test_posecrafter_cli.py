@@ -148,6 +148,12 @@ def test_the_cli_tunes_and_animates(tuned, tmp_path, capsys):
     assert manifest["backend"] == "posecrafter" and manifest["size"] == [SIZE, SIZE]
     assert manifest["animator"]["extra"]["tuned"] == str(folder.resolve())
     assert manifest["options"]["edit_parts"] == "face" and manifest["options"]["ref_metric"] == "paper"
+    # PoseCrafter's metric set, against the clip as a ground truth
+    assert main(["evaluate", str(out), "--ground-truth", str(video), "--detector", "none", "--metric-set",
+                 "posecrafter", "-o", str(tmp_path / "report"), "-q"]) == 0
+    summary = capsys.readouterr().out.strip().splitlines()[-1]
+    assert summary.startswith("ssim ") and " psnr " in summary and "lpips – (needs --lpips)" in summary
+    assert "clip_temporal – (needs --clip-model)" in summary
 
 
 def test_an_interrupted_generation_resumes_to_the_same_frames(tuned, tmp_path):
