@@ -32,7 +32,8 @@ import numpy as np
 
 from holdpose.animate.character import Character
 from holdpose.animate.diffusion.animator import DiffusionAnimator
-from holdpose.animate.diffusion.conditioning import POSE, generation_size
+from holdpose.animate.diffusion.conditioning import POSE, control_tensor, encode_prompt, generation_size, resize
+from holdpose.animate.diffusion.loading import import_diffusers, import_torch
 from holdpose.animate.diffusion.options import DiffusionModelOptions, DiffusionOptions
 from holdpose.animate.options import check_int, option
 from holdpose.argtypes import finite_float, nonnegative_int, positive_int
@@ -122,9 +123,9 @@ class PoseCrafterOptions(DiffusionOptions):
         from holdpose.animate.diffusion.posecrafter.editing import WARP_MODES
         from holdpose.refine.align import REFERENCE_METRICS
 
-        prompt = self.prompt
+        # None means "the tuned folder's" for these two: the shared checks see a valid stand-in
+        prompt, resolution = self.prompt, self.resolution
         self.prompt = "" if prompt is None else prompt
-        resolution = self.resolution
         self.resolution = 8 if resolution is None else resolution
         super().check(num_controlnets, has_ip_adapter)
         self.prompt, self.resolution = prompt, resolution
@@ -210,16 +211,10 @@ class PoseCrafterAnimator(DiffusionAnimator):
         return cls(character.folder, **model_options), dict(options)
 
     def build_pipeline(self, components: dict, controlnet):
-        diffusers = self._diffusers()
+        diffusers = import_diffusers()
         return diffusers.StableDiffusionControlNetPipeline(
             **components, controlnet=controlnet, safety_checker=None, feature_extractor=None, image_encoder=None,
             requires_safety_checker=False)
-
-    @staticmethod
-    def _diffusers():
-        from holdpose.animate.diffusion.loading import import_diffusers
-
-        return import_diffusers()
 
     def _load_tuned_weights(self) -> None:
         """Inflate the UNet and ControlNet and load the tuned tensors into them, strictly."""
@@ -235,7 +230,7 @@ class PoseCrafterAnimator(DiffusionAnimator):
 
     def __call__(self, reference: np.ndarray, poses: PoseSequence, *, seed: int = 0, callback=None,
                  start_frame: int = 0, **options) -> Iterator[np.ndarray]:
-        torch = self._torch()
+        torch = import_torch()
         from holdpose.animate.diffusion.vae import decode_latents, encode_frames
         from holdpose.train.inversion import ddim_invert, ddim_sample
 
@@ -256,14 +251,10 @@ class PoseCrafterAnimator(DiffusionAnimator):
         index = self.select_reference(training_poses, targets, opts)
 
         # 3. Encode the prompt once
-        from holdpose.animate.diffusion.conditioning import encode_prompt
-
         with torch.no_grad():
             cond, uncond = encode_prompt(pipe, prompt, opts.negative_prompt, device, do_cfg)
 
         # 4. Invert the reference frame once (guidance 1, its pose on the ControlNet)
-        from holdpose.animate.diffusion.conditioning import resize
-
         with torch.no_grad():
             z0 = encode_frames(pipe.vae, resize(self.training_frames[index], (width, height))[None], device, dtype)
         reference_control = self.pose_controls(training_poses[index], (width, height))
@@ -295,12 +286,6 @@ class PoseCrafterAnimator(DiffusionAnimator):
             yield from self.emit(images, chunk_start, start_frame, poses.size, callback)
         pipe.maybe_free_model_hooks()
 
-    @staticmethod
-    def _torch():
-        from holdpose.animate.diffusion.loading import import_torch
-
-        return import_torch()
-
     def select_reference(self, training: PoseSequence, targets: PoseSequence, opts: PoseCrafterOptions) -> int:
         """Training frame ``i*``: the one given, or the nearest to the targets by ``opts.ref_metric``."""
         from holdpose.refine.align import select_reference_frame
@@ -316,7 +301,6 @@ class PoseCrafterAnimator(DiffusionAnimator):
 
     def pose_controls(self, poses: PoseSequence, size: tuple[int, int]):
         """Pose maps of ``poses`` at ``size`` as the ControlNet takes them, ``[F, 3, H, W]``."""
-        from holdpose.animate.diffusion.conditioning import control_tensor
         from holdpose.render.openpose import render_pose_maps
 
         maps = np.stack(list(render_pose_maps(poses, self.pose_style, size=size)))
@@ -325,7 +309,7 @@ class PoseCrafterAnimator(DiffusionAnimator):
     def video_eps(self, cond, uncond, controls, opts: PoseCrafterOptions, *, num_frames: int):
         """``predict_eps(x, t)`` of the inflated model on a ``num_frames``-frame clip, with
         classifier-free guidance when ``uncond`` is given (the two halves are two videos)."""
-        torch = self._torch()
+        torch = import_torch()
         scale = opts.controlnet_scale[0]
 
         def predict(x, t):
@@ -343,7 +327,7 @@ class PoseCrafterAnimator(DiffusionAnimator):
                      parts: list[str], mode: str):
         """Frames ``first..`` of ``latents`` (``[F, C, h, w]``, all ``z_T``) with face and hand
         boxes replaced by ``z_T`` warped from the reference pose onto each target pose."""
-        torch = self._torch()
+        torch = import_torch()
         from holdpose.animate.diffusion.posecrafter.editing import edit_latent
 
         z_ref = latents[0].detach().float().cpu().numpy()
