@@ -118,11 +118,17 @@ def run_video(video: Path, out: Path, args, models: dict) -> dict:
                                 detector=None if args.detector_eval == "none" else args.detector_eval,
                                 lpips=args.lpips, fid_features=args.fid_features, fvd_model=args.fvd_model,
                                 clip_model=args.clip_model, progress=False)
-    return {"video": video.name, "training_frames": list(train)[:1] + list(train)[-1:], "targets": len(target),
+    return {"video": video.name, "training_range": [train.start, train.stop], "targets": len(target),
             "tune_steps": tuned.steps, "trainable_parameters": tuned.trainable_parameters,
             "held_out_loss": [tuned.eval_losses[0][1], tuned.eval_losses[-1][1]] if tuned.eval_losses else None,
             "frames_written": result.num_frames, "tune_seconds": tune_seconds, "generate_seconds": generate_seconds,
             "metrics": {m: evaluation.metrics.get(m) for m in METRICS}}
+
+
+def mean_of(values: list) -> float | None:
+    """Mean of the values measured (None: measured for no video, e.g. without its weights)."""
+    finite = [float(v) for v in values if v is not None and np.isfinite(v)]
+    return float(np.mean(finite)) if finite else None
 
 
 def main() -> None:
@@ -155,7 +161,8 @@ def main() -> None:
     if args.tiny:
         from diffusion_fixtures import build_tiny_models, single_torch_thread
 
-        models = {k: str(v) for k, v in build_tiny_models(args.out / "tiny-models").items()}
+        tiny = build_tiny_models(args.out / "tiny-models")
+        models = {k: str(tiny[k]) for k in ("model", "controlnet")}
         args.device = args.device or "cpu"
         threads = single_torch_thread()
     else:
@@ -170,15 +177,14 @@ def main() -> None:
             log(f"{video.name}: {args.protocol} protocol")
             results["videos"].append(run_video(video, args.out / f"{args.protocol}-{video.stem}", args, models))
     results["load_after"] = load()
-    ours = {m: float(np.nanmean([v["metrics"][m] if v["metrics"][m] is not None else np.nan
-                                 for v in results["videos"]])) for m in METRICS}
+    ours = {m: mean_of([v["metrics"][m] for v in results["videos"]]) for m in METRICS}
     results["mean"] = ours
     name = "posecrafter_protocol_tiny.json" if args.tiny else "posecrafter_protocol.json"
     path = REPO / "bench" / "results" / name
     path.write_text(json.dumps(results, indent=1))
     print(f"{'metric':<14}{'paper (' + args.protocol + ', N=8)':>22}{'ours':>12}")
     for m in METRICS:
-        print(f"{m:<14}{PAPER[args.protocol][m]:>22g}{ours[m]:>12.4g}")
+        print(f"{m:<14}{PAPER[args.protocol][m]:>22g}{'–' if ours[m] is None else format(ours[m], '.4g'):>12}")
     for v in results["videos"]:
         loss = v["held_out_loss"]
         print(f"{v['video']}: {v['frames_written']} frames written; held-out loss "
