@@ -79,6 +79,8 @@ def test_tuning_writes_the_folder_generation_reads(tuned):
     assert len(list((folder / "training" / "frames").glob("*.png"))) == 8
     assert (folder / "trainable.safetensors").is_file() and (folder / "loss.png").is_file()
     assert result.steps == STEPS and [s for s, _ in result.eval_losses] == [0, 1, 2, 3]
+    losses = [v for _, v in result.eval_losses]
+    assert losses[-1] < losses[0]  # on the frames between the training frames, never trained on
 
 
 def test_only_the_chosen_tensors_train(tuned):
