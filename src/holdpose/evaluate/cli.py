@@ -63,6 +63,9 @@ def add_subcommands(subparsers, parents: list[argparse.ArgumentParser] = ()) -> 
                    help="OpenCV optical flow for the warping error (default dis)")
     p.add_argument("--workers", type=positive_int, help="processes to use (default: one per core)")
     p.add_argument("--worst-frames", type=nonnegative_int, default=4, help="worst frames shown in the report (default 4)")
+    p.add_argument("--metric-set", choices=["default", "posecrafter"], default="default",
+                   help="metrics of the summary line: holdpose's, or PoseCrafter's (SSIM, PSNR, LPIPS, MSE-P "
+                   "normalised, FID, CLIP-I, FVD, CLIP-T between frames; needs --ground-truth)")
     learned = p.add_argument_group("learned metrics (need torch and weights you have locally; nothing is downloaded)")
     learned.add_argument("--lpips", action="store_true", help="LPIPS (pip install lpips; AlexNet weights in torch's "
                          "hub cache)")
@@ -78,9 +81,6 @@ def add_subcommands(subparsers, parents: list[argparse.ArgumentParser] = ()) -> 
                          "(as Stable-Pose reports it; pytorch-fid's weights in torch's hub cache)")
     learned.add_argument("--allow-pickle", action="store_true", help="allow TorchScript .pt models for "
                          "--fid-features / --fvd-model: they run code from the file, so only for files you trust")
-    p.add_argument("--metric-set", choices=["default", "posecrafter"], default="default",
-                   help="metrics of the summary line: holdpose's, or PoseCrafter's (SSIM, PSNR, LPIPS, MSE-P "
-                   "normalised, FID, CLIP-I, FVD, CLIP-T between frames; needs --ground-truth)")
     p.set_defaults(func=cmd_evaluate)
 
     p = subparsers.add_parser(
