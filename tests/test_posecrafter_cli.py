@@ -208,6 +208,11 @@ def test_user_errors_are_one_line(tuned, tmp_path, capsys):
         assert main(argv) == 2, argv
         err = capsys.readouterr().err.strip()
         assert message in err and "\n" not in err and "Traceback" not in err, err
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "notes.txt").write_text("keep me")
+    assert main(["tune", str(tuned["video"]), "-o", str(tmp_path / "mine"), "--overwrite"]) == 2
+    assert "was not written by `holdpose tune`" in capsys.readouterr().err
+    assert (tmp_path / "mine" / "notes.txt").read_text() == "keep me"
     unfinished = tmp_path / "unfinished"
     unfinished.mkdir()
     (unfinished / "posecrafter.json").write_text((folder / "posecrafter.json").read_text())

@@ -168,17 +168,15 @@ def _poses_record(poses) -> str | None:
 
 def _prepare_folder(output: Path, description: dict, overwrite: bool) -> bool:
     """True when ``output`` holds the prepared data of the same tuning (a rerun continues it);
-    False for a new run (an earlier one with other settings is refused, or with ``overwrite``
-    removed)."""
+    False for a new run (an earlier tuning with other settings is refused, or with ``overwrite``
+    removed; a non-empty folder `holdpose tune` did not write is always refused)."""
     import shutil
 
     path = output / TUNED_NAME
     if not path.is_file():
-        if output.is_dir() and any(output.iterdir()):
-            if not overwrite:
-                raise HoldposeError(f"{output}: folder is not empty and was not written by `holdpose tune`; "
-                                    "choose another folder or pass --overwrite")
-            shutil.rmtree(output)
+        if output.is_dir() and any(output.iterdir()):  # never removed, even with --overwrite: not ours
+            raise HoldposeError(f"{output}: folder is not empty and was not written by `holdpose tune`; choose "
+                                "another folder")
         return False
     old = read_tuned(output)
     changed = sorted(k for k in set(old) | set(description) if k != "complete" and old.get(k) != description.get(k))
