@@ -135,7 +135,7 @@ def test_the_cli_tunes_and_animates(tuned, tmp_path, capsys):
     with single_torch_thread():
         assert main(["tune", str(video), "-o", str(folder), "--steps", "1", "--poses", str(poses), "--model",
                      str(models["model"]), "--controlnet", str(models["controlnet"]), "--resolution", str(SIZE),
-                     "--device", "cpu", "-q"]) == 0
+                     "--device", "cpu", "--gradient-checkpointing", "-q"]) == 0
         line = capsys.readouterr().out.strip()
         assert line.startswith(f"{folder}: tuned ") and "on 8 frames in 1 steps" in line
         target = tmp_path / "target.json"

@@ -51,6 +51,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", help="cpu, cuda, cuda:N or mps (default: cuda when there is a GPU)")
     p.add_argument("--mixed-precision", choices=["no", "fp16", "bf16"], default="no",
                    help="autocast on a GPU (default no)")
+    p.add_argument("--gradient-checkpointing", action="store_true",
+                   help="recompute activations in the backward pass: less GPU memory, slower, same weights")
     p.add_argument("--checkpoint-every", type=argtypes.positive_int, default=50,
                    help="steps between checkpoints (default 50)")
     p.add_argument("--allow-pickle", action="store_true", help="allow pickled checkpoints (.ckpt/.bin): trusted ones")
@@ -70,7 +72,8 @@ def run(args) -> None:
                   prompt=args.prompt, model=args.model, controlnet=args.controlnet, model_config=args.model_config,
                   resolution=args.resolution, trainable=args.trainable, clip_frames=args.clip_frames,
                   poses=args.poses, detector=args.detector, seed=args.seed, device=args.device,
-                  mixed_precision=args.mixed_precision, checkpoint_every=args.checkpoint_every,
+                  mixed_precision=args.mixed_precision, gradient_checkpointing=args.gradient_checkpointing,
+                  checkpoint_every=args.checkpoint_every,
                   allow_pickle=args.allow_pickle, overwrite=args.overwrite, progress=not getattr(args, "quiet", False))
     losses = result.eval_losses
     held = f"; held-out loss {losses[0][1]:.4f} -> {losses[-1][1]:.4f}" if len(losses) > 1 else ""

@@ -2,7 +2,7 @@
 
 A video is a batch of frames ``[B·F, C, h, w]`` (``B`` videos of ``F`` frames, frame axis
 inner); the number of frames ``F`` and the key frame ``k`` live in one :class:`FrameLayout`
-shared by every injected processor, set with :meth:`PoseCrafterModel.video` (diffusers drops
+shared by every injected processor, set by each :class:`PoseCrafterModel` call (diffusers drops
 ``cross_attention_kwargs`` that an ``nn.Module`` processor's signature does not name, so
 they cannot carry ``F``).
 
@@ -25,7 +25,6 @@ This module imports torch when imported; the light modules import it inside func
 
 from __future__ import annotations
 
-import contextlib
 import copy
 from dataclasses import dataclass
 
@@ -162,17 +161,13 @@ class PoseCrafterModel(torch.nn.Module):
         self.unet, self.controlnet = unet, controlnet
         self.layout = inflate(unet, controlnet)
 
-    @contextlib.contextmanager
-    def video(self, num_frames: int, key_frame: int = 0):
-        """Inside the block, calls take batches of ``num_frames``-frame videos with key frame ``key_frame``."""
+    def set_video(self, num_frames: int, key_frame: int = 0) -> None:
+        """Calls from now on take batches of ``num_frames``-frame videos with key frame ``key_frame``.
+        Set, not restored afterwards: gradient checkpointing recomputes the forward pass during
+        the backward pass, which must see the same layout."""
         if not 0 <= key_frame < num_frames:
             raise ValueError(f"key frame {key_frame} is not one of {num_frames} frames")
-        previous = (self.layout.num_frames, self.layout.key_frame)
         self.layout.num_frames, self.layout.key_frame = num_frames, key_frame
-        try:
-            yield self
-        finally:
-            self.layout.num_frames, self.layout.key_frame = previous
 
     def residuals(self, latents, t, text, control, conditioning_scale: float = 1.0):
         """The ControlNet's ``(down, mid)`` residuals for ``latents`` ``[B·F, C, h, w]`` and
@@ -184,10 +179,10 @@ class PoseCrafterModel(torch.nn.Module):
                 conditioning_scale: float = 1.0):
         """ε ``[B·F, C, h, w]``; ``text`` is broadcast to the batch when it holds one row."""
         text = text.expand(latents.shape[0], -1, -1) if text.shape[0] == 1 else text
-        with self.video(num_frames, key_frame):
-            down, mid = self.residuals(latents, t, text, control, conditioning_scale)
-            return self.unet(latents, t, encoder_hidden_states=text, down_block_additional_residuals=down,
-                             mid_block_additional_residual=mid, return_dict=False)[0]
+        self.set_video(num_frames, key_frame)
+        down, mid = self.residuals(latents, t, text, control, conditioning_scale)
+        return self.unet(latents, t, encoder_hidden_states=text, down_block_additional_residuals=down,
+                         mid_block_additional_residual=mid, return_dict=False)[0]
 
 
 def trainable_patterns(name: str) -> tuple[str, ...]:

@@ -67,9 +67,12 @@ def predict_video(model, noisy, timesteps, batch):
 
 def train_posecrafter(output: Path, description: dict, training: tuple[np.ndarray, PoseSequence],
                       heldout: tuple[np.ndarray, PoseSequence] | None, *, device=None, mixed_precision: str = "no",
-                      allow_pickle: bool = False, checkpoint_every: int = 50, progress: bool = True, callback=None):
+                      gradient_checkpointing: bool = False, allow_pickle: bool = False, checkpoint_every: int = 50,
+                      progress: bool = True, callback=None):
     """Run the tuning that ``description`` (``posecrafter.json``) describes on the training
-    set, held-out loss on ``heldout``; returns :class:`holdpose.train.loop.TrainResult`."""
+    set, held-out loss on ``heldout``; returns :class:`holdpose.train.loop.TrainResult`.
+    ``gradient_checkpointing`` recomputes activations in the backward pass (less GPU memory,
+    the same weights)."""
     from holdpose.animate.diffusion.loading import resolve_device
     from holdpose.animate.diffusion.posecrafter.model import PoseCrafterModel, trainable_patterns
     from holdpose.train.loop import TrainConfig, train
@@ -79,6 +82,9 @@ def train_posecrafter(output: Path, description: dict, training: tuple[np.ndarra
     pipe = load_components(description["model"], description["controlnet"], device=device, dtype=dtype,
                            allow_pickle=allow_pickle, model_config=description.get("model_config"))
     model = PoseCrafterModel(pipe.unet, pipe.controlnet)
+    if gradient_checkpointing:
+        pipe.unet.enable_gradient_checkpointing()
+        pipe.controlnet.enable_gradient_checkpointing()
     text = prompt_embedding(pipe, description["prompt"], device)
     data = encode_set(pipe, *training, device, dtype)
     clip = description["clip_frames"]

@@ -93,9 +93,9 @@ def tune(video: str | os.PathLike, output: str | os.PathLike, *, frames: int = 8
          model: str | os.PathLike = DEFAULT_MODEL, controlnet: str | os.PathLike = DEFAULT_CONTROLNET,
          resolution: int = DEFAULT_RESOLUTION, trainable: str = DEFAULT_TRAINABLE, clip_frames: int = CLIP_FRAMES,
          poses: str | os.PathLike | PoseSequence | None = None, seed: int = 0, device: str | None = None,
-         mixed_precision: str = "no", allow_pickle: bool = False, model_config: str | None = None,
-         checkpoint_every: int = 50, detector: str = "mediapipe", overwrite: bool = False, progress: bool = True,
-         callback=None) -> TuneResult:
+         mixed_precision: str = "no", gradient_checkpointing: bool = False, allow_pickle: bool = False,
+         model_config: str | None = None, checkpoint_every: int = 50, detector: str = "mediapipe",
+         overwrite: bool = False, progress: bool = True, callback=None) -> TuneResult:
     """Tune PoseCrafter on ``frames`` frames of ``video``; write the tuned folder ``output``.
 
     Args:
@@ -107,6 +107,7 @@ def tune(video: str | os.PathLike, output: str | os.PathLike, *, frames: int = 8
             happens at the same size.
         trainable: a name of :data:`~holdpose.animate.diffusion.posecrafter.model.TRAINABLE_SETS`.
         clip_frames: frames per training step (at most N).
+        mixed_precision, gradient_checkpointing: GPU memory and speed (the same tuning otherwise).
         callback: ``callback(step, loss)`` after every step (tests stop a run with it).
     """
     from holdpose.animate.diffusion.conditioning import generation_size
@@ -151,7 +152,8 @@ def tune(video: str | os.PathLike, output: str | os.PathLike, *, frames: int = 8
     from holdpose.animate.diffusion.posecrafter.training import train_posecrafter
 
     result = train_posecrafter(output, description, training, heldout, device=device,
-                               mixed_precision=mixed_precision, allow_pickle=allow_pickle,
+                               mixed_precision=mixed_precision, gradient_checkpointing=gradient_checkpointing,
+                               allow_pickle=allow_pickle,
                                checkpoint_every=checkpoint_every, progress=progress, callback=callback)
     return TuneResult(output, len(indices), steps, result.trainable_parameters, result.eval_losses,
                       result.resumed_from, time.perf_counter() - started)
