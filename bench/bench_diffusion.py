@@ -50,20 +50,14 @@ sys.path.insert(0, str(REPO / "tests"))  # the tokenizer writer the tests use (d
 sys.path.insert(0, str(REPO / "bench"))
 from _common import git_state  # noqa: E402
 
+from diffusion_fixtures import SD15_UNET  # noqa: E402
+
 DEFAULT_CACHE = REPO / "bench" / "out" / "diffusion-models"
 RESULTS = REPO / "bench" / "results" / "diffusion.json"
 TARGET_SPEEDUP = 1.5
 TARGET_RSS_GROWTH = 0.10
 TARGET_MAX_DIFF = 2
 
-# stable-diffusion-v1-5/stable-diffusion-v1-5, unet/config.json (diffusers layout)
-SD15_UNET = dict(
-    sample_size=64, in_channels=4, out_channels=4, center_input_sample=False, flip_sin_to_cos=True, freq_shift=0,
-    down_block_types=("CrossAttnDownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D", "DownBlock2D"),
-    up_block_types=("UpBlock2D", "CrossAttnUpBlock2D", "CrossAttnUpBlock2D", "CrossAttnUpBlock2D"),
-    block_out_channels=(320, 640, 1280, 1280), layers_per_block=2, downsample_padding=1, mid_block_scale_factor=1,
-    act_fn="silu", norm_num_groups=32, norm_eps=1e-5, cross_attention_dim=768, attention_head_dim=8,
-)
 # The smaller UNet of the AnimateDiff memory runs: SD 1.5's layout, narrower.
 SMALL_UNET = {**SD15_UNET, "block_out_channels": (64, 128, 256, 256)}
 SMALL_VAE = dict(in_channels=3, out_channels=3, latent_channels=4, block_out_channels=(32, 32, 64, 64),

@@ -20,6 +20,15 @@ import pytest
 
 from holdpose.sequence import PoseSequence
 
+# stable-diffusion-v1-5/stable-diffusion-v1-5, unet/config.json (diffusers layout)
+SD15_UNET = dict(
+    sample_size=64, in_channels=4, out_channels=4, center_input_sample=False, flip_sin_to_cos=True, freq_shift=0,
+    down_block_types=("CrossAttnDownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D", "DownBlock2D"),
+    up_block_types=("UpBlock2D", "CrossAttnUpBlock2D", "CrossAttnUpBlock2D", "CrossAttnUpBlock2D"),
+    block_out_channels=(320, 640, 1280, 1280), layers_per_block=2, downsample_padding=1, mid_block_scale_factor=1,
+    act_fn="silu", norm_num_groups=32, norm_eps=1e-5, cross_attention_dim=768, attention_head_dim=8,
+)
+
 SIZE = 64  # pixels; the VAE has 2 blocks (scale factor 2), so latents are 32x32
 CROSS_ATTENTION = 32
 

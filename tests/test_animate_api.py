@@ -145,3 +145,40 @@ def test_a_new_backend_is_one_class_and_one_registry_line(tmp_path, small_astron
         animate(small_astronaut, wave, tmp_path / "bad.mp4", backend="tint", level=300, progress=False)
     with pytest.raises(HoldposeError, match="unknown option 'lvl' for the tint backend; it takes: level"):
         animate(small_astronaut, wave, tmp_path / "bad.mp4", backend="tint", lvl=3, progress=False)
+
+
+def test_a_backend_can_say_what_its_reference_is(tmp_path, small_astronaut, wave, monkeypatch):
+    """``Animator.load_character``: a backend whose reference is not a photo (PoseCrafter's tuned
+    folder) returns its own Character; animate() then aligns to that character's pose and uses its
+    image as the canvas. Photos still go the default way."""
+    import sys
+    import types
+
+    from holdpose.animate.character import Character
+    from holdpose.io.video import write_image
+
+    folder = tmp_path / "character"
+    write_image(folder / "look.png", small_astronaut)
+    seen = []
+
+    class FolderAnimator(Animator):
+        name = "folder"
+        reference_help = "a folder holding look.png"
+
+        @classmethod
+        def load_character(cls, reference):
+            seen.append(reference)
+            return Character.load(tmp_path / reference / "look.png")
+
+        def __call__(self, reference, poses, *, seed=0, callback=None):
+            for _ in range(poses.num_frames):
+                yield reference
+
+    module = types.ModuleType("folder_backend")
+    module.FolderAnimator = FolderAnimator
+    monkeypatch.setitem(sys.modules, "folder_backend", module)
+    monkeypatch.setitem(BACKENDS, "folder", "folder_backend:FolderAnimator")
+    monkeypatch.chdir(tmp_path)
+    result = animate("character", wave, tmp_path / "f.mp4", backend="folder", progress=False)
+    assert seen == ["character"] and result.size == (256, 256) and result.num_frames == 12
+    assert Animator.load_character(small_astronaut) is None  # the default: animate() reads the photo itself

@@ -345,11 +345,13 @@ def build_parser() -> argparse.ArgumentParser:
     from holdpose.studio.cli import add_subcommand as add_studio
     from holdpose.animate.train_cli import add_subcommand as add_train
     from holdpose.train.cli import add_subcommand as add_convert_weights
+    from holdpose.animate.diffusion.posecrafter.cli import add_subcommand as add_tune
 
     add_animate(sub, common)
     add_generate(sub, common)
     add_convert_weights(sub, common)
     add_train(sub, common)
+    add_tune(sub, common)
     add_batch(sub, common)
     add_evaluate(sub, [common])
     add_studio(sub, common)

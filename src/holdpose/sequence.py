@@ -144,6 +144,17 @@ class PoseSequence:
                        track_ids=self.track_ids.copy(), interpolated=self.interpolated.copy(),
                        neck=self.neck.copy())
 
+    def scaled_to(self, size: tuple[int, int]) -> "PoseSequence":
+        """The same poses on a ``size`` = ``(width, height)`` canvas: every x scaled by the
+        ratio of the widths, every y by that of the heights (a resized video's poses)."""
+        scale = np.array(size, np.float32) / np.array(self.size, np.float32)
+        neck = self.neck.copy()
+        for xy in (slice(0, 2), slice(3, 5), slice(5, 7)):  # the file neck and the two shoulders it was read with
+            neck[..., xy] *= scale
+        return replace(self, keypoints=self.keypoints * scale, scores=self.scores.copy(),
+                       track_ids=self.track_ids.copy(), interpolated=self.interpolated.copy(), neck=neck,
+                       size=tuple(int(v) for v in size))
+
     @property
     def present(self) -> np.ndarray:
         """bool ``[T, P, K]``: the point was detected."""

@@ -72,8 +72,11 @@ def animate(reference: str | os.PathLike | np.ndarray | "Character", poses: str 
     """Make the character in ``reference`` follow ``poses``; write ``output`` (an ``.mp4``).
 
     Args:
-        reference: the character's photo: a path, ``uint8 [H, W, 3]`` RGB, or a
-            :class:`~holdpose.animate.character.Character` (to reuse its rig or pose).
+        reference: the character: what the backend's
+            :meth:`~holdpose.animate.base.Animator.load_character` takes. For most backends its
+            photo: a path, ``uint8 [H, W, 3]`` RGB, or a
+            :class:`~holdpose.animate.character.Character` (to reuse its rig or pose); for
+            ``posecrafter`` the folder ``holdpose tune`` wrote.
         poses: a pose file (OpenPose JSON, NPZ, folder) or a :class:`PoseSequence`.
         output: the video to write (``.mp4``).
         backend: a name of :data:`holdpose.animate.registry.BACKENDS`.
@@ -115,7 +118,7 @@ def animate(reference: str | os.PathLike | np.ndarray | "Character", poses: str 
 
     # 2. Read the poses and the character
     poses = choose_people(_read_poses(poses), person)
-    character = reference if isinstance(reference, Character) else Character(_read_reference(reference))
+    character = cls.load_character(reference) or Character.load(reference)
 
     # 3. Build the backend (this loads its models)
     animator, call_options = cls.from_options(character, model_options, call_options)
@@ -218,14 +221,6 @@ def split_options(cls, options: dict) -> tuple[dict, dict]:
                             f"the {cls.name} backend; it takes: {takes}")
     return ({k: v for k, v in options.items() if k in model_names},
             {k: v for k, v in options.items() if k in call_names})
-
-
-def _read_reference(reference) -> np.ndarray:
-    if isinstance(reference, (str, os.PathLike)):
-        from holdpose.io.video import read_image
-
-        return read_image(reference)
-    return reference
 
 
 def _read_poses(poses) -> PoseSequence:

@@ -54,6 +54,8 @@ class Animator:
             records its verdicts).
         single_image: True when one pose and a prompt make an image without a reference
             photo (``holdpose generate``; the reference then only sets the canvas).
+        reference_help: what the backend's reference argument is, for ``--help`` (a photo
+            unless :meth:`load_character` says otherwise).
     """
 
     name: str = "base"
@@ -64,6 +66,15 @@ class Animator:
     keep_frames: bool = False
     can_regenerate: bool = False
     single_image: bool = False
+    reference_help: str = "the character's photo"
+
+    @classmethod
+    def load_character(cls, reference):
+        """The :class:`~holdpose.animate.character.Character` that :func:`holdpose.animate.animate`'s
+        ``reference`` names for this backend, or None (the default) for a photo, which
+        ``animate`` reads itself (a path or ``uint8 [H, W, 3]``; a Character as it is). A backend
+        whose reference is something else (PoseCrafter: a tuned folder) returns its own Character."""
+        return None
 
     def __call__(self, reference: np.ndarray, poses: PoseSequence, *, seed: int = 0,
                  callback: FrameCallback | None = None, **options) -> Iterator[np.ndarray]:

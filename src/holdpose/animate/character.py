@@ -8,6 +8,8 @@ that rigs and aligns detects the person once.
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 
 from holdpose.animate.base import check_reference
@@ -21,6 +23,17 @@ class Character:
         self.image = check_reference(image)
         self._rig = None
         self._pose: tuple[np.ndarray, np.ndarray] | None = None
+
+    @classmethod
+    def load(cls, reference) -> "Character":
+        """A Character from a photo's path, a ``uint8 [H, W, 3]`` RGB array, or a Character (as is)."""
+        if isinstance(reference, Character):
+            return reference
+        if isinstance(reference, (str, os.PathLike)):
+            from holdpose.io.video import read_image
+
+            reference = read_image(reference)
+        return cls(reference)
 
     @property
     def size(self) -> tuple[int, int]:

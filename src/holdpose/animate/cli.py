@@ -42,7 +42,8 @@ def backend_fields(names: list[str] | None = None) -> dict[str, tuple[dataclasse
 
 def add_subcommand(subparsers, common: argparse.ArgumentParser) -> None:
     """Add ``animate`` to ``subparsers`` (what ``add_subparsers`` returns)."""
-    from holdpose.animate.registry import DEFAULT_BACKEND, backend_names
+    from holdpose.animate.base import Animator
+    from holdpose.animate.registry import DEFAULT_BACKEND, backend_names, get_backend
 
     names = backend_names()
     p = subparsers.add_parser(
@@ -53,7 +54,9 @@ def add_subcommand(subparsers, common: argparse.ArgumentParser) -> None:
         "poses are first aligned to the character in the reference (its bone lengths, size and placement) "
         f"unless --no-align. Backends: {', '.join(names)}; warp is the embedded CPU puppet (no weights), the "
         "others need `pip install 'holdpose[diffusion]'` and model weights (docs/diffusion.md).")
-    p.add_argument("reference", help="the character's photo")
+    others = "; ".join(f"{name}: {get_backend(name).reference_help}" for name in names
+                       if get_backend(name).reference_help != Animator.reference_help)
+    p.add_argument("reference", help=f"{Animator.reference_help}" + (f" ({others})" if others else ""))
     p.add_argument("poses", help="pose file (.json, .npz or folder of OpenPose .json)")
     p.add_argument("-o", "--output", required=True, help="output video (.mp4)")
     p.add_argument("--backend", choices=names, default=DEFAULT_BACKEND, help=f"default {DEFAULT_BACKEND}")

@@ -17,6 +17,7 @@ BACKENDS: dict[str, str] = {
     "warp": "holdpose.animate.warp:WarpAnimator",
     "controlnet": "holdpose.animate.diffusion.controlnet:ControlNetAnimator",
     "animatediff": "holdpose.animate.diffusion.animatediff:AnimateDiffAnimator",
+    "posecrafter": "holdpose.animate.diffusion.posecrafter.animator:PoseCrafterAnimator",
     "stablepose": "holdpose.animate.diffusion.stablepose.animator:StablePoseAnimator",
 }
 DEFAULT_BACKEND = "warp"

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 # name -> module with add_arguments(parser) and run(args); each also has a one-line HELP string
 TRAINERS: dict[str, str] = {
+    "posecrafter": "holdpose.animate.diffusion.posecrafter.cli",
     "stablepose": "holdpose.animate.diffusion.stablepose.cli",
 }
 

@@ -21,6 +21,11 @@ logger = logging.getLogger(__name__)
 
 SUMMARY = ["oks_ap", "cap", "pck@0.1", "pce", "mse_p", "ssim", "psnr", "l1", "flicker", "flicker_score", "warp_error",
            "keypoint_jitter", "lpips", "fid", "kid", "fvd", "clip_i", "clip_t"]
+# PoseCrafter's Table 1 (ECCV 2024): metric -> what it needs when missing. CLIP-T there is the CLIP
+# similarity between consecutive frames (holdpose's clip_temporal), MSE-P on normalised coordinates.
+POSECRAFTER_SET = {"ssim": "--ground-truth", "psnr": "--ground-truth", "lpips": "--lpips", "mse_p_norm": "--target and a detector",
+                   "fid": "--fid-features", "clip_i": "--clip-model and --reference", "fvd": "--fvd-model",
+                   "clip_temporal": "--clip-model"}
 
 
 def _detector_options(p: argparse.ArgumentParser, *, choices=("auto", "mediapipe", "dwpose", "none"),
@@ -58,6 +63,9 @@ def add_subcommands(subparsers, parents: list[argparse.ArgumentParser] = ()) -> 
                    help="OpenCV optical flow for the warping error (default dis)")
     p.add_argument("--workers", type=positive_int, help="processes to use (default: one per core)")
     p.add_argument("--worst-frames", type=nonnegative_int, default=4, help="worst frames shown in the report (default 4)")
+    p.add_argument("--metric-set", choices=["default", "posecrafter"], default="default",
+                   help="metrics of the summary line: holdpose's, or PoseCrafter's (SSIM, PSNR, LPIPS, MSE-P "
+                   "normalised, FID, CLIP-I, FVD, CLIP-T between frames; needs --ground-truth)")
     learned = p.add_argument_group("learned metrics (need torch and weights you have locally; nothing is downloaded)")
     learned.add_argument("--lpips", action="store_true", help="LPIPS (pip install lpips; AlexNet weights in torch's "
                          "hub cache)")
@@ -128,9 +136,13 @@ def _progress(args) -> bool:
     return not getattr(args, "quiet", False)
 
 
-def _summary(metrics: dict) -> str:
+def _summary(metrics: dict, metric_set: str = "default") -> str:
     from holdpose.evaluate.report import format_value
 
+    if metric_set == "posecrafter":
+        return "  ".join(f"{n} {format_value(metrics.get(n))}" + ("" if metrics.get(n) is not None else
+                                                                   f" (needs {need})")
+                         for n, need in POSECRAFTER_SET.items())
     names = [n for n in SUMMARY if n in metrics]
     return "  ".join(f"{n} {format_value(metrics[n])}" for n in names)
 
@@ -143,6 +155,8 @@ def cmd_evaluate(args) -> None:
                  what="report folder")
     needs_gt = [flag for flag, wanted in (("--lpips", args.lpips), ("--fid-features", args.fid_features),
                                           ("--fvd-model", args.fvd_model)) if wanted]
+    if args.metric_set == "posecrafter":
+        needs_gt.append("--metric-set posecrafter")
     if needs_gt and not args.ground_truth:
         raise HoldposeError(f"{', '.join(needs_gt)} compare{'s' if len(needs_gt) == 1 else ''} the video with a "
                             "ground truth; pass --ground-truth VIDEO")
@@ -175,7 +189,7 @@ def cmd_evaluate(args) -> None:
     _hint_at_the_aligned_target(evaluation.metrics, args.target, beside)
     against = f" against {target}" if target else " (no target poses: no adherence metrics)"
     print(f"{files['html']}: {evaluation.frames.get('output')} frames evaluated{against}")
-    print(_summary(evaluation.metrics))
+    print(_summary(evaluation.metrics, args.metric_set))
 
 
 def cmd_correct(args) -> None:

@@ -316,19 +316,40 @@ def pose_distances(training: PoseSequence, target: PoseSequence, person: int = 0
     return np.where(count >= 3, mean, np.inf)
 
 
-def select_reference_frame(training: PoseSequence, target: PoseSequence, person: int = 0) -> tuple[int, np.ndarray]:
-    """PoseCrafter's reference-frame choice: the training frame whose normalised pose has the
-    smallest mean L2 distance to the target poses over the whole target sequence.
+REFERENCE_METRICS = ("paper", "normalized")
 
-    Returns the frame index and the per-training-frame mean distance ``[T_train]``."""
-    dist = pose_distances(training, target, person)
+
+def paper_pose_distances(training: PoseSequence, target: PoseSequence, person: int = 0) -> np.ndarray:
+    """``[T_train, T_target]`` Euclidean norm ``‖p_i − p̂_j‖₂`` of the whole keypoint vectors in
+    pixels, over the keypoints present in both poses (PoseCrafter Eq. 5); inf where none is."""
+    a, b = training.keypoints[:, person].astype(np.float64), target.keypoints[:, person].astype(np.float64)
+    shared = (training.scores[:, person] > 0)[:, None] & (target.scores[:, person] > 0)[None]  # [Ta, Tb, K]
+    squared = ((a[:, None] - b[None]) ** 2).sum(-1)  # [Ta, Tb, K]
+    dist = np.sqrt(np.where(shared, squared, 0.0).sum(-1))
+    return np.where(shared.any(-1), dist, np.inf)
+
+
+def select_reference_frame(training: PoseSequence, target: PoseSequence, person: int = 0, *,
+                           metric: str = "normalized") -> tuple[int, np.ndarray]:
+    """PoseCrafter's reference-frame choice: the training frame whose pose is nearest the target
+    poses over the whole target sequence; ties go to the lowest index.
+
+    ``metric="paper"``: Eq. 5, ``argmin_i Σ_j ‖p_i − p̂_j‖₂`` on raw pixel coordinates of all the
+    keypoints present in both (:func:`paper_pose_distances`). ``"normalized"``: the mean L2
+    distance between position- and size-normalised body poses (:func:`pose_distances`), which
+    does not prefer training frames merely for standing where the targets stand.
+
+    Returns the frame index and the per-training-frame score ``[T_train]`` (inf: not comparable)."""
+    if metric not in REFERENCE_METRICS:
+        raise HoldposeError(f"reference metric {metric!r} is unknown; choose one of {', '.join(REFERENCE_METRICS)}")
+    dist = (paper_pose_distances if metric == "paper" else pose_distances)(training, target, person)
     finite = np.where(np.isfinite(dist), dist, np.nan)
     with np.errstate(all="ignore"):
-        mean = np.nanmean(finite, axis=1)
-    mean = np.where(np.isfinite(mean), mean, np.inf)
-    if not np.isfinite(mean).any():
-        raise HoldposeError("no training frame shares enough body points with the target poses")
-    return int(np.argmin(mean)), mean
+        score = np.nansum(finite, axis=1) if metric == "paper" else np.nanmean(finite, axis=1)
+    score = np.where(np.isfinite(finite).any(1), score, np.inf)
+    if not np.isfinite(score).any():
+        raise HoldposeError("no training frame shares enough keypoints with the target poses")
+    return int(np.argmin(score)), score
 
 
 def video_sim(training: PoseSequence, target: PoseSequence, person: int = 0) -> float:
