@@ -117,3 +117,16 @@ def test_frame_chunks_cover_every_frame_once():
             assert len(chunks) == max(1, min(workers, num_frames // MIN_FRAMES_PER_WORKER))
             sizes = [b - a for a, b in chunks]
             assert max(sizes) - min(sizes) <= 1
+
+
+def test_a_header_that_counts_one_frame_too_many_is_not_a_truncated_video():
+    """The talking-head fixture's MP4 header says 142 frames and 141 decode, as many encoders write
+    them: extraction returns the 141 frames (a file cut short, lacking far more, is still an error:
+    tests/test_cli.py)."""
+    from holdpose.detect.extract import extract_poses
+    from holdpose.io.video import FrameSource
+
+    path = fixture_path("videos", "talk_animateanyone_talkinghead_3.mp4")
+    assert FrameSource(path).num_frames == 142
+    seq = extract_poses(path, short_side=128, workers=2, progress=False)
+    assert len(seq.keypoints) == 141 and (seq.scores[:, 0, :5] > 0).all(axis=1).mean() > 0.9

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from holdpose.errors import HoldposeError
-from holdpose.io.video import FrameSource
+from holdpose.io.video import FrameSource, header_slack
 from holdpose.parallel import frame_chunks, run_chunks
 from holdpose.progress import progress_bar
 from holdpose.sequence import PoseSequence
@@ -99,6 +99,9 @@ def extract_poses(path: str | os.PathLike, *, detector: str | DetectorConfig = "
         for start, results in run_chunks(_detect_chunk, jobs, bar):  # a worker's HoldposeError is raised here
             per_frame[start: start + len(results)] = results
 
+    undecoded = total - next((t + 1 for t in range(total - 1, -1, -1) if per_frame[t] is not None), 0)
+    if 0 < undecoded <= header_slack(total):  # the header counted frames that never decode
+        per_frame = per_frame[:total - undecoded]
     for t, result in enumerate(per_frame):
         if result is None:
             raise HoldposeError(f"{path}: frame {t} was not decoded; is the file damaged?")

@@ -192,8 +192,18 @@ class FrameSource:
         except av.error.FFmpegError as err:
             raise HoldposeError(f"{self.path}: video is damaged after frame {self.start + count} ({err.strerror or err})") from err
         expected = min(self._header_frames, self.stop or 10**9) - self.start
-        if self._header_frames and count < expected:
+        if self._header_frames and count < expected - header_slack(self._header_frames):
             raise HoldposeError(f"{self.path}: video is truncated: decoded {count} of {expected} frames")
+        if self._header_frames and count < expected:
+            logger.info("%s: the header counts %d frames, %d decode (a common off-by-one of MP4 headers)",
+                        self.path, self._header_frames, self._header_frames - (expected - count))
+
+
+def header_slack(header_frames: int) -> int:
+    """Frames a video may lack against its header's count before it counts as truncated: MP4
+    headers often count one frame more than decodes (edit lists, a dropped last frame); a cut file
+    lacks far more."""
+    return max(1, header_frames // 100)
 
 
 def _read_image(path: Path) -> np.ndarray:
