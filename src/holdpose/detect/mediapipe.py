@@ -79,7 +79,8 @@ class MediaPipeDetector(PoseDetector):
         keep_offscreen: keep landmarks that are outside the image or barely visible
             (MediaPipe's guesses) instead of returning them missing.
         min_visibility: a pose landmark with a lower visibility/presence is missing.
-        finder: how several people are found. "detector": MediaPipe's person detector once
+        finder: how several people are found (and one person too small for MediaPipe's
+            one-person graph, which shrinks the whole image to 224 px). "detector": MediaPipe's person detector once
             per image for every candidate, then holistic's landmark stages in each candidate's
             region (:mod:`holdpose.detect.candidates`; needs a TFLite interpreter, ``pip install
             ai-edge-litert``); "search": repeated paint-and-search with whole holistic calls;
@@ -111,16 +112,9 @@ class MediaPipeDetector(PoseDetector):
         self.settle_steps = 0 if video else 1  # a video settles from frame to frame
         self._carried = np.zeros((0, 4), np.float32)  # regions of the previous frame's people (video)
         self._carried_faces = np.zeros((0, 2), np.float32)  # their face centres, px
-        if max_people > 1 and finder != "search":
-            from holdpose.detect import candidates
-
-            if candidates.interpreter_available():
-                self._finder = candidates.PersonDetector()
-                self._regions = RegionLandmarker(hands_and_face=hands_and_face)
-            elif finder == "detector":
-                raise HoldposeError("finder 'detector' needs a TFLite interpreter; pip install ai-edge-litert")
-            else:
-                logger.info("no TFLite interpreter (pip install ai-edge-litert): finding people one at a time")
+        self._finder_choice, self._hands_and_face = finder, hands_and_face
+        if max_people > 1:
+            self._person_finder()
         self.last_mask = None  # person mask [H, W] in 0..1 of the last call, when segmentation is on
         self.last_depth = None  # [133] MediaPipe z of the body points (smaller is nearer), NaN elsewhere
 
@@ -128,6 +122,23 @@ class MediaPipeDetector(PoseDetector):
     def finder(self) -> str:
         """How several people are found: "detector" or "search"."""
         return "search" if self._finder is None else "detector"
+
+    def _person_finder(self) -> bool:
+        """Build the person detector and region landmarker unless "search" was asked for or
+        no TFLite interpreter is installed; whether they are there."""
+        if self._finder is not None or self._finder_choice == "search":
+            return self._finder is not None
+        from holdpose.detect import candidates
+
+        if not candidates.interpreter_available():
+            if self._finder_choice == "detector":
+                raise HoldposeError("finder 'detector' needs a TFLite interpreter; pip install ai-edge-litert")
+            logger.info("no TFLite interpreter (pip install ai-edge-litert): finding people one at a time")
+            self._finder_choice = "search"
+            return False
+        self._finder = candidates.PersonDetector()
+        self._regions = RegionLandmarker(hands_and_face=self._hands_and_face)
+        return True
 
     def _holistic(self):
         if self._model is None:
@@ -148,6 +159,11 @@ class MediaPipeDetector(PoseDetector):
         """The most salient person in ``image``: ``(keypoints [133, 2], scores [133])``, or None.
         Points ``image`` does not show are missing unless ``keep_offscreen``."""
         found = self._detect_raw(image)
+        if found is None and self._person_finder():
+            # MediaPipe's one-person graph looks at the whole image shrunk to 224 px and misses
+            # people much smaller than the frame; the person detector's windows find them.
+            people = self._find_by_detector(image, limit=1)
+            found = people[0] if people else None
         return None if found is None else (found[0], self._seen(*found, image))
 
     def _seen(self, keypoints: np.ndarray, scores: np.ndarray, image: np.ndarray) -> np.ndarray:
@@ -193,9 +209,9 @@ class MediaPipeDetector(PoseDetector):
         keypoints = np.stack([kp for kp, _ in people])
         return keypoints, self._seen(keypoints, np.stack([sc for _, sc in people]), image)
 
-    def _find_by_detector(self, image: np.ndarray) -> list[tuple[np.ndarray, np.ndarray]]:
-        """Landmarks in the region of every candidate, best first; a candidate whose landmarks
-        land on a person already found is dropped.
+    def _find_by_detector(self, image: np.ndarray, limit: int | None = None) -> list[tuple[np.ndarray, np.ndarray]]:
+        """Landmarks in the region of every candidate, best first, up to ``limit`` people (default
+        ``max_people``); a candidate whose landmarks land on a person already found is dropped.
 
         In a video, the people of the previous frame come first, in the regions their own
         landmarks give (how MediaPipe tracks one person), and the detector's candidates are
@@ -214,8 +230,9 @@ class MediaPipeDetector(PoseDetector):
         regions = np.concatenate([self._carried, candidates.rois()[fresh]])
         people, carried, faces = [], [], []
         h, w = image.shape[:2]
-        for roi in regions[: 2 * self.max_people]:  # duplicates are dropped; do not try forever
-            if len(people) == self.max_people:
+        limit = limit or self.max_people
+        for roi in regions[: 2 * limit]:  # duplicates are dropped; do not try forever
+            if len(people) == limit:
                 break
             result = self._regions(image, roi)
             for _ in range(self.settle_steps):
