@@ -101,3 +101,24 @@ def test_without_an_interpreter_people_are_searched_one_at_a_time(monkeypatch):
         assert detector.finder == "search"
     with pytest.raises(HoldposeError, match="pip install ai-edge-litert"):
         MediaPipeDetector(max_people=3, finder="detector")
+
+
+@needs_interpreter
+def test_one_small_person_is_found_where_the_one_person_graph_sees_nobody():
+    import cv2
+
+    from holdpose.detect.mediapipe import MediaPipeDetector
+    from holdpose.io.video import read_image
+
+    photo = read_image(fixture_path("reference", "ref_animateanyone_anyone-11.png"))
+    photo = cv2.resize(photo, (round(photo.shape[1] * 220 / photo.shape[0]), 220), interpolation=cv2.INTER_AREA)
+    canvas = np.full((720, 1280, 3), 128, np.uint8)
+    canvas[450:670, 900:900 + photo.shape[1]] = photo
+    with MediaPipeDetector(finder="search") as plain:
+        assert len(plain(canvas)[1]) == 0  # shrunk to 224 px, the person is ~40 px: nobody
+    with MediaPipeDetector() as detector:
+        keypoints, scores = detector(canvas)
+    assert len(scores) == 1
+    body = keypoints[0, :17][scores[0, :17] > 0]
+    assert len(body) >= 10
+    assert np.all((body[:, 0] > 890) & (body[:, 0] < 910 + photo.shape[1]) & (body[:, 1] > 440) & (body[:, 1] < 680))
