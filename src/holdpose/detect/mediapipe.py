@@ -109,7 +109,6 @@ class MediaPipeDetector(PoseDetector):
         self._model = None  # holistic, built on first use
         self._finder = self._regions = None
         self._video, self._frames_seen = video, 0
-        self.settle_steps = 0 if video else 1  # a video settles from frame to frame
         self._carried = np.zeros((0, 4), np.float32)  # regions of the previous frame's people (video)
         self._carried_faces = np.zeros((0, 2), np.float32)  # their face centres, px
         self._finder_choice, self._hands_and_face = finder, hands_and_face
@@ -235,16 +234,20 @@ class MediaPipeDetector(PoseDetector):
             if len(people) == limit:
                 break
             result = self._regions(image, roi)
-            for _ in range(self.settle_steps):
+            # In a still image, the detector's region (its mid-hip is pulled toward whoever stands
+            # behind) is redone once from the landmarks it gave, as MediaPipe's tracking does
+            # from frame to frame; in a video the next frame does that.
+            for _ in range(0 if self._video else 1):
                 if result.auxiliary_landmarks is None:
                     break
                 # Again in the region the landmarks give, as MediaPipe's tracking does frame to frame.
                 hip, top = _landmarks(result.auxiliary_landmarks, w, h)[:2]
                 result = self._regions(image, pose_regions(hip[None], top[None])[0])
             found = self._wholebody(result, image)
-            if found is None or any(_same_person(found, other) for other in people):
+            if found is None or any(_same_person(found, other) for other, _ in people):
                 continue
-            people.append(found)
+            people.append((found, result))
+        for _, result in people:
             if result.auxiliary_landmarks is not None:
                 hip, top = _landmarks(result.auxiliary_landmarks, w, h)[:2]
                 carried.append(pose_regions(hip[None], top[None])[0])
@@ -252,7 +255,7 @@ class MediaPipeDetector(PoseDetector):
         if self._video:
             self._carried = np.array(carried, np.float32).reshape(-1, 4)
             self._carried_faces = np.array(faces, np.float32).reshape(-1, 2)
-        return people
+        return [found for found, _ in people]
 
     def _find_by_search(self, image: np.ndarray) -> list[tuple[np.ndarray, np.ndarray]]:
         """Find the most salient person, paint them over, look again: in the whole image,
@@ -397,12 +400,13 @@ class RegionLandmarker:
         self._graph.close()
 
 
-def _claimed(candidates, regions: np.ndarray, faces: np.ndarray, tolerance: float = 0.1) -> np.ndarray:
+def _claimed(candidates, regions: np.ndarray, faces: np.ndarray, tolerance: float = 0.05) -> np.ndarray:
     """Which ``candidates`` are people already followed: ``regions [M, 4]`` with their ``faces
     [M, 2]`` px. A candidate is theirs when its region's centre (mid-hip) or its face box's
-    centre lies within ``tolerance`` x their region's side of theirs. Both are asked because
-    the detector, shown two people one behind the other, puts the front one's face right but
-    their hip between the two."""
+    centre lies within ``tolerance`` x their region's side of theirs (about 30 px for a person
+    400 px tall: someone standing beside them is tried). Both are asked because the detector,
+    shown two people one behind the other, puts the front one's face right but their hip
+    between the two."""
     claimed = np.zeros(len(candidates), bool)
     if not len(regions) or not len(candidates):
         return claimed
