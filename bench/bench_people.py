@@ -29,7 +29,9 @@ on this clip (2-3 people) and on ``bench/out/people_four.mp4`` (4 people side by
 2 s): frames/s, CPU seconds per frame (the whole process tree) and the load averages, since
 the machine is shared with other jobs and wall time alone says little; "frames/s from CPU" is
 frames / (CPU seconds / 2 cores), what the two cores would give with nobody else on them.
-The body-only variant (``hands_and_face=False``) is timed too.
+The body-only variant (``hands_and_face=False``) is timed too. Since whole runs one after the
+other meet different loads, the finders are also timed in this process on the same 50 frames of
+each clip in turn (:func:`interleaved_cpu`): the fairest comparison on a busy machine.
 
     .venv/bin/python bench/bench_people.py [--no-search]
 
@@ -183,6 +185,33 @@ def timed_extract(video: Path, **options) -> tuple:
                  "load_before": before, "load_after": load()}
 
 
+def interleaved_cpu(video: Path, frames: int = 50) -> dict:
+    """CPU ms per frame of each way of finding people (``max_people=4``, video mode), measured in
+    this process frame by frame in turn on the same frames, so that the load other jobs put on
+    the machine falls on all alike: mean and median over ``frames`` frames."""
+    from holdpose.detect.mediapipe import MediaPipeDetector
+    from holdpose.io.video import FrameSource
+
+    finders = {"detector": dict(), "detector, body only": dict(hands_and_face=False), "search (fallback)": dict(finder="search")}
+    detectors = {name: MediaPipeDetector(max_people=4, video=True, **options) for name, options in finders.items()}
+    cpu = {name: [] for name in finders}
+    found = {name: [] for name in finders}
+    try:
+        for t, frame in enumerate(FrameSource(video, stop=frames)):
+            names = list(finders)[t % len(finders):] + list(finders)[:t % len(finders)]  # rotate who goes first
+            for name in names:
+                start = time.process_time()
+                found[name].append(len(detectors[name](frame)[1]))
+                cpu[name].append(time.process_time() - start)
+    finally:
+        for detector in detectors.values():
+            detector.close()
+    return {name: {"cpu_ms_per_frame_mean": round(1000 * float(np.mean(cpu[name]))),
+                   "cpu_ms_per_frame_median": round(1000 * float(np.median(cpu[name]))),
+                   "frames_per_second_from_cpu": round(2 / float(np.mean(cpu[name])), 2),
+                   "people_per_frame": round(float(np.mean(found[name])), 2)} for name in finders}
+
+
 def match_by_pixels(seq, owners: np.ndarray, truth_boxes: np.ndarray) -> np.ndarray:
     """Track id matched to each true person per frame ``[T, 3]`` (-1: none).
 
@@ -282,6 +311,7 @@ def main() -> None:
     speed = {"crossing, detector": crossing_speed}
     speed["four, detector"] = timed_extract(four)[1]
     speed["four, detector, body only"] = timed_extract(four, hands_and_face=False)[1]
+    interleaved = {"crossing": interleaved_cpu(video), "four": interleaved_cpu(four)}
     if "--no-search" not in sys.argv:
         speed["four, search (fallback)"] = timed_extract(four, finder="search")[1]
         speed["crossing, search (fallback)"] = timed_extract(video, finder="search")[1]
@@ -293,7 +323,7 @@ def main() -> None:
         "benchmark": "people", "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "commit": git_state(), "cpus": os.cpu_count(),
         "input": rel(video), "frames": FRAMES, "size": list(SIZE), "fps": FPS,
-        "extraction_speed": speed,
+        "extraction_speed": speed, "interleaved_cpu": interleaved,
         "trackers": {
             "pose + motion, online (previous method)": score(online, owners, truth),
             "refine --track (no pixels)": score(merged, owners, truth),
@@ -315,6 +345,12 @@ def main() -> None:
     for name, r in speed.items():
         print(f"| {name} | {r['people_per_frame']} | {r['frames_per_second']} | {r['cpu_ms_per_frame']} | "
               f"{r['frames_per_second_from_cpu']} | {r['load_before'][0]}, {r['load_after'][0]} |")
+    print("\n| clip, finder (in-process, interleaved, 50 frames) | people/frame | CPU ms/frame mean (median) "
+          "| frames/s from CPU (2 cores) |\n|---|---|---|---|")
+    for clip, rows in interleaved.items():
+        for name, r in rows.items():
+            print(f"| {clip}, {name} | {r['people_per_frame']} | {r['cpu_ms_per_frame_mean']} "
+                  f"({r['cpu_ms_per_frame_median']}) | {r['frames_per_second_from_cpu']} |")
     print(f"wrote {rel(path)}")
 
 
