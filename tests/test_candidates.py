@@ -122,3 +122,19 @@ def test_one_small_person_is_found_where_the_one_person_graph_sees_nobody():
     body = keypoints[0, :17][scores[0, :17] > 0]
     assert len(body) >= 10
     assert np.all((body[:, 0] > 890) & (body[:, 0] < 910 + photo.shape[1]) & (body[:, 1] > 440) & (body[:, 1] < 680))
+
+
+@needs_interpreter
+def test_a_video_follows_its_people_from_frame_to_frame():
+    from holdpose.detect.mediapipe import MediaPipeDetector
+
+    image = _two_people()
+    shifted = np.roll(image, 12, axis=1)  # everyone 12 px to the right in the next frame
+    with MediaPipeDetector(max_people=4, video=True) as detector:
+        first, _ = detector(image)
+        assert len(detector._carried) == 2  # both followed into the next frame
+        second, scores = detector(shifted)
+    assert len(scores) == 2
+    order = np.argsort(first[:, 0, 0]), np.argsort(second[:, 0, 0])
+    moved = second[order[1], :17, 0] - first[order[0], :17, 0]
+    assert np.median(moved) == pytest.approx(12, abs=4)
