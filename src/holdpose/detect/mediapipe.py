@@ -218,18 +218,21 @@ class MediaPipeDetector(PoseDetector):
         windows (for small people) every ``WINDOW_EVERY`` frames, and only its candidates scoring
         ``VIDEO_MIN_SCORE`` or more are tried.
         """
-        from holdpose.detect.candidates import pose_regions
+        from holdpose.detect.candidates import Candidates, pose_regions
 
+        limit = limit or self.max_people
         windows = not self._video or self._frames_seen % WINDOW_EVERY == 0
         self._frames_seen += 1
-        candidates = self._finder(image, windows=windows)
+        # With as many people followed as asked for, the followed come first and fill the
+        # frame: new candidates would not be tried (but for the windows' sake now and then).
+        full = self._video and not windows and len(self._carried) >= limit
+        candidates = Candidates.concatenate([]) if full else self._finder(image, windows=windows)
         if self._video:  # people stay followed once found, so only clear candidates are worth a look
             candidates = candidates.take(candidates.scores >= VIDEO_MIN_SCORE)
         fresh = ~_claimed(candidates, self._carried, self._carried_faces)
         regions = np.concatenate([self._carried, candidates.rois()[fresh]])
         people, carried, faces = [], [], []
         h, w = image.shape[:2]
-        limit = limit or self.max_people
         for roi in regions[: 2 * limit]:  # duplicates are dropped; do not try forever
             if len(people) == limit:
                 break
