@@ -138,3 +138,17 @@ def test_a_video_follows_its_people_from_frame_to_frame():
     order = np.argsort(first[:, 0, 0]), np.argsort(second[:, 0, 0])
     moved = second[order[1], :17, 0] - first[order[0], :17, 0]
     assert np.median(moved) == pytest.approx(12, abs=4)
+
+
+@needs_interpreter
+def test_a_video_with_everyone_followed_skips_the_detector_until_the_next_window_frame():
+    from holdpose.detect.mediapipe import WINDOW_EVERY, MediaPipeDetector
+
+    image = _two_people()
+    with MediaPipeDetector(max_people=2, video=True) as detector:
+        calls = []
+        finder = detector._finder
+        detector._finder = lambda frame, **kw: calls.append(kw) or finder(frame, **kw)
+        for _ in range(WINDOW_EVERY + 1):
+            assert len(detector(image)[1]) == 2
+    assert calls == [{"windows": True}, {"windows": True}]  # frames 0 and WINDOW_EVERY only
