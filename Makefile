@@ -8,7 +8,7 @@ BIN := $(VENV)/bin
 $(BIN)/holdpose: pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e ".[onnx,diffusion,ray,test]"
+	$(BIN)/python -m pip install --quiet -e ".[onnx,diffusion,ray,test,people]"
 	touch $(BIN)/holdpose
 
 demo: $(BIN)/holdpose

@@ -63,10 +63,11 @@ FIXTURES = REPO.parent / "shared" / "fixtures"
 BODY = 17
 PCK_ALPHA = 0.2
 TARGET_RATIO = 1.3
-METHODS = ("top-down", "bottom-up", "baseline")
+METHODS = ("top-down", "bottom-up", "bottom-up search", "baseline")
 METHOD_CODE = {
     "top-down": "MediaPipeDetector().detect_in_boxes(image, gt_boxes_xyxy)",
-    "bottom-up": "MediaPipeDetector(max_people=8)(image)",
+    "bottom-up": "MediaPipeDetector(max_people=8)(image) (finder: the person detector when ai-edge-litert is installed)",
+    "bottom-up search": "MediaPipeDetector(max_people=8, finder='search')(image) (paint-and-search, the fallback)",
     "baseline": "mp.solutions.pose.Pose(static_image_mode=True, model_complexity=1), 33 -> COCO 17",
 }
 
@@ -101,6 +102,7 @@ def run_detectors(images: list[dict]) -> dict:
     from holdpose.io.video import read_image
 
     top_down, bottom_up, baseline = MediaPipeDetector(), MediaPipeDetector(max_people=8), Baseline()
+    search = MediaPipeDetector(max_people=8, finder="search")
     out = {m: {} for m in METHODS}
     try:
         for img in images:
@@ -108,6 +110,7 @@ def run_detectors(images: list[dict]) -> dict:
             calls = {
                 "top-down": lambda: top_down.detect_in_boxes(image, img["boxes"]),
                 "bottom-up": lambda: bottom_up(image),
+                "bottom-up search": lambda: search(image),
                 "baseline": lambda: baseline(image),
             }
             for method, call in calls.items():
@@ -117,7 +120,7 @@ def run_detectors(images: list[dict]) -> dict:
                 kp, sc = body(np.asarray(kp), np.asarray(sc))
                 out[method][img["id"]] = {"keypoints": kp, "scores": sc, "seconds": seconds}
     finally:
-        for det in (top_down, bottom_up, baseline):
+        for det in (top_down, bottom_up, search, baseline):
             det.close()
     return out
 

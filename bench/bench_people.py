@@ -17,16 +17,25 @@ another id than at their previous match; **fragments** are the distinct ids a pe
 matched to. Figures: switches per 100 matched person-frames (<= 1) and fragments
 per true person (<= 1.5).
 
-Trackers compared on the same detections (``holdpose extract --max-people 3``):
+Trackers compared on the same detections (``holdpose extract --max-people 4``):
 - "pose + motion, online" (the previous tracker's method): :func:`assign_track_ids` alone;
 - "refine --track" (no pixels): online pass + global tracklet merging;
 - "extract / refine --track --video" (the default of extract with several people): appearance
   + motion + pose, re-identification within 2 s, tracklet merging.
 
-Extraction speed (frames/s at 1280x720 with 3 people) is recorded too; the machine is shared
-with other jobs, so it is noisy (load averages recorded).
+Extraction speed at 1280x720 with ``--max-people 4``, both ways of finding people (the person
+detector once per frame, :mod:`holdpose.detect.candidates`, and the paint-and-search fallback),
+on this clip (2-3 people) and on ``bench/out/people_four.mp4`` (4 people side by side, swaying,
+2 s): frames/s, CPU seconds per frame (the whole process tree) and the load averages, since
+the machine is shared with other jobs and wall time alone says little; "frames/s from CPU" is
+frames / (CPU seconds / 2 cores), what the two cores would give with nobody else on them.
+The body-only variant (``hands_and_face=False``) is timed too. Since whole runs one after the
+other meet different loads, the finders are also timed in this process on the same 50 frames of
+each clip in turn (:func:`interleaved_cpu`): the fairest comparison on a busy machine.
 
-    .venv/bin/python bench/bench_people.py
+    .venv/bin/python bench/bench_people.py [--no-search]
+
+``--no-search`` skips timing the slow fallback (minutes under load).
 
 Writes bench/results/people.json. Skips (exit 0) when ../shared/fixtures is absent.
 """
@@ -35,6 +44,7 @@ from __future__ import annotations
 
 import datetime
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -137,6 +147,71 @@ def build_composite(path: Path) -> tuple[np.ndarray, np.ndarray]:
     return boxes, owners
 
 
+def build_four(path: Path, frames: int = 50) -> None:
+    """Four people side by side (the woman, the man, the man in green, the woman mirrored),
+    each swaying a little: the speed test's "up to 4 people"."""
+    from holdpose.io.video import VideoWriter
+
+    woman = cutout(FIXTURES / "reference" / "ref_animateanyone_anyone-3.png")
+    people = [woman, cutout(FIXTURES / "reference" / "ref_animateanyone_anyone-11.png"),
+              cutout(FIXTURES / "reference" / "ref_animateanyone_anyone-11.png", mirror=True, recolour=60),
+              (np.ascontiguousarray(woman[0][:, ::-1]), np.ascontiguousarray(woman[1][:, ::-1]))]
+    floor = np.full((SIZE[1], SIZE[0], 3), 135, np.uint8)
+    with VideoWriter(path, fps=FPS, size=SIZE) as writer:
+        for t in range(frames):
+            frame = floor.copy()
+            for who, (image, alpha) in enumerate(people):
+                x0 = 40 + 310 * who + int(round(25 * np.sin(t / 6 + who)))
+                y0 = 690 - HEIGHT
+                mask = alpha > 0
+                frame[y0:y0 + HEIGHT, x0:x0 + image.shape[1]][mask] = image[mask]
+            writer.write(frame)
+
+
+def timed_extract(video: Path, **options) -> tuple:
+    """``extract_poses(video, max_people=4, **options)`` with its wall and CPU time (this process
+    and its workers), people per frame and the load averages around it."""
+    from holdpose.detect.extract import extract_poses
+
+    before, times, start = load(), os.times(), time.perf_counter()
+    seq = extract_poses(video, max_people=4, progress=False, **options)
+    seconds, after = time.perf_counter() - start, os.times()
+    cpu = sum(getattr(after, f) - getattr(times, f) for f in ("user", "system", "children_user", "children_system"))
+    frames = seq.num_frames
+    return seq, {"options": options, "frames": frames, "seconds": round(seconds, 1),
+                 "frames_per_second": round(frames / seconds, 2), "cpu_seconds": round(cpu, 1),
+                 "cpu_ms_per_frame": round(1000 * cpu / frames), "frames_per_second_from_cpu": round(frames / (cpu / 2), 2),
+                 "people_per_frame": round(float((seq.scores.max(-1) > 0).sum() / frames), 2),
+                 "load_before": before, "load_after": load()}
+
+
+def interleaved_cpu(video: Path, frames: int = 50) -> dict:
+    """CPU ms per frame of each way of finding people (``max_people=4``, video mode), measured in
+    this process frame by frame in turn on the same frames, so that the load other jobs put on
+    the machine falls on all alike: mean and median over ``frames`` frames."""
+    from holdpose.detect.mediapipe import MediaPipeDetector
+    from holdpose.io.video import FrameSource
+
+    finders = {"detector": dict(), "detector, body only": dict(hands_and_face=False), "search (fallback)": dict(finder="search")}
+    detectors = {name: MediaPipeDetector(max_people=4, video=True, **options) for name, options in finders.items()}
+    cpu = {name: [] for name in finders}
+    found = {name: [] for name in finders}
+    try:
+        for t, frame in enumerate(FrameSource(video, stop=frames)):
+            names = list(finders)[t % len(finders):] + list(finders)[:t % len(finders)]  # rotate who goes first
+            for name in names:
+                start = time.process_time()
+                found[name].append(len(detectors[name](frame)[1]))
+                cpu[name].append(time.process_time() - start)
+    finally:
+        for detector in detectors.values():
+            detector.close()
+    return {name: {"cpu_ms_per_frame_mean": round(1000 * float(np.mean(cpu[name]))),
+                   "cpu_ms_per_frame_median": round(1000 * float(np.median(cpu[name]))),
+                   "frames_per_second_from_cpu": round(2 / float(np.mean(cpu[name])), 2),
+                   "people_per_frame": round(float(np.mean(found[name])), 2)} for name in finders}
+
+
 def match_by_pixels(seq, owners: np.ndarray, truth_boxes: np.ndarray) -> np.ndarray:
     """Track id matched to each true person per frame ``[T, 3]`` (-1: none).
 
@@ -229,24 +304,30 @@ def main() -> None:
     if "--score-only" in sys.argv:  # re-score the saved detections (tracker work, no extraction)
         return rescore(truth, owners, OUT / "people_crossing.npz", video)
 
-    load_before = load()
-    start = time.perf_counter()
-    extracted = extract_poses(video, max_people=3, progress=False)
-    seconds = time.perf_counter() - start
+    four = OUT / "people_four.mp4"
+    build_four(four)
+    extracted, crossing_speed = timed_extract(video)
     save_poses(extracted, OUT / "people_crossing.npz")
+    speed = {"crossing, detector": crossing_speed}
+    speed["four, detector"] = timed_extract(four)[1]
+    speed["four, detector, body only"] = timed_extract(four, hands_and_face=False)[1]
+    interleaved = {"crossing": interleaved_cpu(video), "four": interleaved_cpu(four)}
+    if "--no-search" not in sys.argv:
+        speed["four, search (fallback)"] = timed_extract(four, finder="search")[1]
+        speed["crossing, search (fallback)"] = timed_extract(video, finder="search")[1]
 
     online = assign_track_ids(extracted)
     merged = refine(extracted, track=True)
     with_video = refine(extracted, track=True, video=video)
     results = {
         "benchmark": "people", "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-        "commit": git_state(), "load_average": {"before": load_before, "after": load()},
+        "commit": git_state(), "cpus": os.cpu_count(),
         "input": rel(video), "frames": FRAMES, "size": list(SIZE), "fps": FPS,
-        "extract_seconds": round(seconds, 1), "extract_frames_per_second": round(FRAMES / seconds, 2),
+        "extraction_speed": speed, "interleaved_cpu": interleaved,
         "trackers": {
             "pose + motion, online (previous method)": score(online, owners, truth),
             "refine --track (no pixels)": score(merged, owners, truth),
-            "extract --max-people 3 (appearance at extraction)": score(extracted, owners, truth),
+            "extract --max-people 4 (appearance at extraction)": score(extracted, owners, truth),
             "refine --track --video": score(with_video, owners, truth),
         },
         "command": "python bench/bench_people.py",
@@ -259,7 +340,17 @@ def main() -> None:
         b = r["box_iou_matching"]
         print(f"| {name} | {r['ids']} | {r['switches_per_100']} ({r['id_switches']} in {r['person_frames_matched']}) "
               f"| {r['fragments_per_person']} {r['fragments']} | {b['switches_per_100']}, {b['fragments_per_person']} |")
-    print(f"extraction: {results['extract_frames_per_second']} frames/s at 1280x720, 3 people (load {load_before})")
+    print("\n| clip, finder | people/frame | frames/s | CPU ms/frame | frames/s from CPU (2 cores) | load before, after |"
+          "\n|---|---|---|---|---|---|")
+    for name, r in speed.items():
+        print(f"| {name} | {r['people_per_frame']} | {r['frames_per_second']} | {r['cpu_ms_per_frame']} | "
+              f"{r['frames_per_second_from_cpu']} | {r['load_before'][0]}, {r['load_after'][0]} |")
+    print("\n| clip, finder (in-process, interleaved, 50 frames) | people/frame | CPU ms/frame mean (median) "
+          "| frames/s from CPU (2 cores) |\n|---|---|---|---|")
+    for clip, rows in interleaved.items():
+        for name, r in rows.items():
+            print(f"| {clip}, {name} | {r['people_per_frame']} | {r['cpu_ms_per_frame_mean']} "
+                  f"({r['cpu_ms_per_frame_median']}) | {r['frames_per_second_from_cpu']} |")
     print(f"wrote {rel(path)}")
 
 
