@@ -163,3 +163,12 @@ def test_demo_animates_the_bundled_photo_and_reports_adherence(tmp_path, capsys)
     metrics = json.loads((tmp_path / "report" / "metrics.json").read_text())
     assert metrics["pck@0.1"] > 0.6  # 0.84 from a fresh clone; the raised forearm is the hard part
     assert (tmp_path / "report" / "index.html").is_file()
+
+
+def test_body_only_is_refused_where_it_would_change_nothing(tmp_path, capsys):
+    from holdpose.cli import main
+
+    for extra in ([], ["--detector", "dwpose", "--max-people", "2"]):
+        assert main(["extract", str(tmp_path / "v.mp4"), "-o", str(tmp_path / "p.json"), "--body-only", *extra]) == 2
+        err = capsys.readouterr().err.strip()
+        assert err == "holdpose: error: --body-only is for several people with the mediapipe detector (--max-people 2 or more)"

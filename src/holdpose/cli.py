@@ -41,6 +41,10 @@ def cmd_extract(args) -> None:
     else:
         check_output(args.output, inputs=[args.input], suffixes=POSE_SUFFIXES, what="pose file")
     options = {"keep_offscreen": args.keep_offscreen}
+    if args.body_only:
+        if args.detector != "mediapipe" or args.max_people < 2:
+            raise HoldposeError("--body-only is for several people with the mediapipe detector (--max-people 2 or more)")
+        options["hands_and_face"] = False
     if args.detector == "dwpose":
         options.update(pose_model=args.pose_model, det_model=args.det_model)
     seq = extract_poses(args.input, detector=args.detector, max_people=args.max_people, short_side=args.short_side,
@@ -239,6 +243,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--pose-model", help="dwpose: path to the DWPose/RTMPose .onnx file")
     p.add_argument("--det-model", help="dwpose: path to a YOLOX person detector .onnx file (optional)")
     p.add_argument("--max-people", type=argtypes.positive_int, default=1, help="most people per frame (default 1)")
+    p.add_argument("--body-only", action="store_true",
+                   help="with --max-people 2 or more: bodies only, no hands or face (about 3x faster per person)")
     p.add_argument("--keep-offscreen", action="store_true",
                    help="keep points the detector guesses outside the frame or with low visibility/score "
                    "(default: they are missing)")
