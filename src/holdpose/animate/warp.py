@@ -56,6 +56,9 @@ LEFT_HAND = slice(91, 112)
 RIGHT_HAND = slice(112, 133)
 FACE = slice(23, 91)
 HEAD_POINTS = np.r_[0:5, 23:91]
+# A gap the arms leave in the body at least this wide (times the body scale) is filled with the
+# garment's texture; a narrower one (a hand's width) with a smooth continuation of its border.
+EXEMPLAR_MIN_WIDTH = 0.25
 
 
 @dataclass(frozen=True)
@@ -194,6 +197,7 @@ class PuppetRig:
     def __init__(self, reference: np.ndarray, keypoints: np.ndarray, scores: np.ndarray, mask: np.ndarray,
                  depth: np.ndarray | None = None, grid_step: int | None = None, feather: int = 2):
         from holdpose.animate.puppet import fill, layers as cut
+        from holdpose.animate.puppet.exemplar import exemplar_fill
 
         self.reference = check_reference(reference)
         h, w = reference.shape[:2]
@@ -245,6 +249,13 @@ class PuppetRig:
         torso_sources = base_sources & (body | below_frame)
         base_texture = np.where(base_sources[..., None], self.reference.astype(np.float32), fill.pushpull_fill(
             self.reference, torso_sources if torso_sources.sum() >= 100 else base_sources))
+        # Where a moved arm uncovers the body, a wide gap takes the garment's own texture (patches of
+        # the torso's and legs' pixels below the neck, never the hair or face) instead of a smooth blob;
+        # only under the arms (and their feather): the rim around them shows in the reference pose.
+        uncovered = arms & _grow(self.base_mask, feather)
+        base_texture = exemplar_fill(base_texture, uncovered,
+                                     torso_sources & cut.below_shoulders(self.mask.shape, self.points, self.present),
+                                     min_width=EXEMPLAR_MIN_WIDTH * self.scale)
         # An arm's outermost pixels are part background (a white wall's rim around a hand): they take
         # the colour of the arm just inside, so the arm does not carry a rim of its old background.
         arm_core = arms & ~_grow(~arms, 1)

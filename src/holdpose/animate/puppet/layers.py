@@ -117,11 +117,11 @@ def keep_own_colours(lab: np.ndarray, layer: np.ndarray, core: np.ndarray, perso
     ring = (cv2.dilate(layer.astype(np.uint8), disc(reach)) > 0) & ~layer & person
     if core.sum() < 10 or ring.sum() < 10:
         return layer
-    own = _colour_clusters(lab[core], min_share=0.1)  # a few stray pixels of the core are not the part's colour
+    own = colour_clusters(lab[core], min_share=0.1)  # a few stray pixels of the core are not the part's colour
     if extra_core is not None and extra_core.sum() >= 10:
-        own = np.vstack([own, _colour_clusters(lab[extra_core], min_share=0.2)])
+        own = np.vstack([own, colour_clusters(lab[extra_core], min_share=0.2)])
         core = core | extra_core
-    around = _colour_clusters(lab[ring])
+    around = colour_clusters(lab[ring])
     distinct = np.linalg.norm(around[:, None] - own[None], axis=-1).min(1) > 15
     if not distinct.any():
         return layer
@@ -153,7 +153,7 @@ def _holes(mask: np.ndarray) -> np.ndarray:
     return enclosed[labels]
 
 
-def _colour_clusters(colours: np.ndarray, count: int = 3, min_share: float = 0.0) -> np.ndarray:
+def colour_clusters(colours: np.ndarray, count: int = 3, min_share: float = 0.0) -> np.ndarray:
     """The centres ``[k, 3]`` of ``count`` k-means clusters of ``colours [N, 3]``, without those
     holding less than ``min_share`` of the colours."""
     import cv2
@@ -289,6 +289,20 @@ def torso_below_frame(person: np.ndarray, points: np.ndarray, present: np.ndarra
     top = int(np.clip(points[[5, 6], 1].min() - 0.25 * scale, 0, h - 1))  # from the shoulders' tops
     region[top:, columns.min():columns.max() + 1] = True
     return region
+
+
+def below_shoulders(shape: tuple[int, int], points: np.ndarray, present: np.ndarray) -> np.ndarray:
+    """``bool [H, W]``: the side of the line through the shoulders that the hips are on (the body
+    below the neck: no hair, no face), everything when the shoulders are unknown."""
+    h, w = shape
+    if not present[[5, 6]].all():
+        return np.ones(shape, bool)
+    across = points[6] - points[5]
+    normal = np.array([-across[1], across[0]])
+    hips = points[[11, 12]].mean(0) if present[[11, 12]].all() else points[[5, 6]].mean(0) + [0, abs(across[0])]
+    side = np.sign((hips - points[5]) @ normal) or 1.0
+    ys, xs = np.mgrid[0:h, 0:w]
+    return side * ((xs - points[5][0]) * normal[0] + (ys - points[5][1]) * normal[1]) >= 0
 
 
 def _torso_corners(points: np.ndarray, present: np.ndarray, scale: float) -> np.ndarray | None:
