@@ -161,3 +161,26 @@ def test_feathered_edges_move_with_the_part():
     soft = (here > 0.05) & (here < 0.95)
     # soft only along the outside of the person's outline (and the slivers beside the arms left out)
     assert soft.any() and soft[mask].mean() < 0.01
+
+
+def test_hair_over_a_shoulder_stays_when_the_arm_rises(photo_rig, request):
+    """anyone-3's long hair falls over her right upper arm: it is taken off the arm's texture, drawn
+    in front of the arm, and stays where it was when both arms go up; anyone-11's short hair
+    touches no arm."""
+    import cv2
+
+    image, rig = photo_rig
+    hair = rig.hair_mask
+    if request.node.callspec.params["photo_rig"] == "anyone-11":
+        assert not hair.any()
+        return
+    assert hair.sum() > 500 and not (hair & ~(rig.layer_masks[1] | rig.layer_masks[2])).any()
+    target = rig.points.copy()
+    for layer, hand in HANDS.items():
+        shoulder = 5 if layer == 1 else 6
+        moving = [7 + (layer - 1), 9 + (layer - 1)] + list(range(133))[hand]
+        target[moving] = 2 * rig.points[shoulder] - rig.points[moving]  # point reflection: arm straight up
+    frame = rig.deform(target, rig.present.astype(np.float32))
+    inner = cv2.erode(hair.astype(np.uint8), np.ones((5, 5), np.uint8)) > 0  # off the feathered edge
+    error = np.abs(frame[inner].astype(int) - image[inner]).max(1)
+    assert inner.sum() > 100 and np.median(error) < 10  # the code before: the arm's skin, or background

@@ -332,3 +332,54 @@ def split_overlap(left: np.ndarray, right: np.ndarray, points: np.ndarray) -> tu
     left[ys[~near_left], xs[~near_left]] = False
     return left, right
 
+
+
+FACE_POINTS = slice(23, 91)
+HAIR_COLOUR = 30.0  # Lab distance within which a pixel has one of the hair's colours (lit strands vary)
+
+
+def hair_over_arms(image: np.ndarray, person: np.ndarray, arms: np.ndarray, points: np.ndarray,
+                   present: np.ndarray) -> np.ndarray:
+    """``bool [H, W]``: the pixels of the arm layers ``arms`` that are hair falling over them from the
+    head (long hair over a shoulder), which must stay with the head when the arm moves.
+
+    The hair's colours are k-means clusters of the person's pixels around the face (within 1.5
+    face sizes of its centre, outside the face's landmarks, above the mouth), without those
+    close to the face's skin. An arm pixel is hair when its colour is within
+    :data:`HAIR_COLOUR` of one of them and nearer them than the arm's own (the forearm's middle, where hair does not reach), and it joins
+    the head's hair through such pixels of the person. Empty without a face."""
+    import cv2
+
+    found = present[FACE_POINTS]
+    if found.sum() < 20 or not arms.any():
+        return np.zeros_like(arms)
+    face = points[FACE_POINTS][found]
+    centre, size = face.mean(0), float(np.ptp(face, axis=0).max())
+    lab = cv2.cvtColor(image, cv2.COLOR_RGB2LAB).astype(np.float32)
+    h, w = person.shape
+    ys, xs = np.mgrid[0:h, 0:w]
+    hull = np.zeros((h, w), np.uint8)
+    cv2.fillConvexPoly(hull, np.round(cv2.convexHull(face.astype(np.float32))).astype(np.int32), 1)
+    near_head = person & (np.hypot(xs - centre[0], ys - centre[1]) < 1.5 * size) & (ys < centre[1] + 0.2 * size)
+    around_face = near_head & ~(cv2.dilate(hull, disc(max(1, int(0.1 * size)))) > 0)
+    if around_face.sum() < 50 or not (hull > 0).any():
+        return np.zeros_like(arms)
+    skin = np.median(lab[hull > 0], axis=0)
+    hair = colour_clusters(lab[around_face], min_share=0.2)
+    hair = hair[np.linalg.norm(hair - skin, axis=1) > KINDRED]
+    own_pixels = np.zeros((h, w), bool)
+    for shoulder, elbow, wrist in ARM_JOINTS.values():
+        if present[[elbow, wrist]].all():
+            distance, t = segment_distance((h, w), points[elbow], points[wrist])
+            own_pixels |= (distance < 0.15 * np.linalg.norm(points[wrist] - points[elbow])) & (t > 0.3) & (t < 0.9)
+    own_pixels &= arms
+    if not len(hair) or own_pixels.sum() < 10:
+        return np.zeros_like(arms)
+    own = colour_clusters(lab[own_pixels], min_share=0.1)
+    to_hair = np.linalg.norm(lab[..., None, :] - hair, axis=-1).min(-1)
+    to_own = np.linalg.norm(lab[..., None, :] - own, axis=-1).min(-1)
+    hair_like = (to_hair < HAIR_COLOUR) & (to_hair < to_own)
+    head_hair = around_face & (to_hair < HAIR_COLOUR)
+    # the strands reach the arm over the shoulder and chest, which lie in the base layer
+    joined = _touching((hair_like & person) | head_hair, head_hair)
+    return joined & arms
