@@ -224,6 +224,12 @@ class PuppetRig:
                 for side in ("left", "right")]
         left, right = (m if m.sum() >= 20 else np.zeros_like(m) for m in arms)
         left, right = cut.split_overlap(left, right, self.points)
+        # Long hair falling over an arm stays with the head: it is cut out of the arm's texture (the
+        # arm goes on under it in the arm's own colours) and drawn in front of the arms, moving with
+        # the body. What the hair's colours let into the arm layer besides (the top's frill) leaves it.
+        self.hair_mask = cut.hair_over_arms(self.reference, self.mask, left | right, self.points, self.present)
+        left, right = (cut.without_what_hair_hid(self.reference, m, self.hair_mask, self.mask, self.points,
+                                                 self.present, self.scale) for m in (left, right))
         arms = left | right
         # Slivers the arm layers leave along their edges (a finger's rim against the background) would
         # stay behind as an outline of the arm: they go with the background.
@@ -260,9 +266,6 @@ class PuppetRig:
                                      min_width=EXEMPLAR_MIN_WIDTH * self.scale)
         # An arm's outermost pixels are part background (a white wall's rim around a hand): they take
         # the colour of the arm just inside, so the arm does not carry a rim of its old background.
-        # Long hair falling over an arm stays with the head: it leaves the arm's texture (the arm goes
-        # on under it in the arm's own colours) and is drawn in front of the arms, moving with the body.
-        self.hair_mask = cut.hair_over_arms(self.reference, self.mask, arms, self.points, self.present)
         arm_core = arms & ~_grow(~arms, 1) & ~self.hair_mask
         arm_texture = fill.pushpull_fill(self.reference, arm_core if arm_core.any() else arms)
         base_alpha, arm_alpha = _feathered(self.base_mask, feather), _feathered(arms, feather)

@@ -367,12 +367,7 @@ def hair_over_arms(image: np.ndarray, person: np.ndarray, arms: np.ndarray, poin
     skin = np.median(lab[hull > 0], axis=0)
     hair = colour_clusters(lab[around_face], min_share=0.2)
     hair = hair[np.linalg.norm(hair - skin, axis=1) > KINDRED]
-    own_pixels = np.zeros((h, w), bool)
-    for shoulder, elbow, wrist in ARM_JOINTS.values():
-        if present[[elbow, wrist]].all():
-            distance, t = segment_distance((h, w), points[elbow], points[wrist])
-            own_pixels |= (distance < 0.15 * np.linalg.norm(points[wrist] - points[elbow])) & (t > 0.3) & (t < 0.9)
-    own_pixels &= arms
+    own_pixels = forearm_middles((h, w), points, present) & arms
     if not len(hair) or own_pixels.sum() < 10:
         return np.zeros_like(arms)
     own = colour_clusters(lab[own_pixels], min_share=0.1)
@@ -381,5 +376,43 @@ def hair_over_arms(image: np.ndarray, person: np.ndarray, arms: np.ndarray, poin
     hair_like = (to_hair < HAIR_COLOUR) & (to_hair < to_own)
     head_hair = around_face & (to_hair < HAIR_COLOUR)
     # the strands reach the arm over the shoulder and chest, which lie in the base layer
-    joined = _touching((hair_like & person) | head_hair, head_hair)
-    return joined & arms
+    joined = _touching((hair_like & person) | head_hair, head_hair) & arms
+    # the thin gaps between lit strands are hair in shadow
+    closed = cv2.morphologyEx(joined.astype(np.uint8), cv2.MORPH_CLOSE, disc(max(1, round(0.03 * size))))
+    return (closed > 0) & arms
+
+
+def forearm_middles(shape: tuple[int, int], points: np.ndarray, present: np.ndarray) -> np.ndarray:
+    """``bool [H, W]``: a thin strip along the middle of each forearm's bone (the arm for sure,
+    where long hair does not reach)."""
+    middles = np.zeros(shape, bool)
+    for _, elbow, wrist in ARM_JOINTS.values():
+        if present[[elbow, wrist]].all():
+            distance, t = segment_distance(shape, points[elbow], points[wrist])
+            middles |= (distance < 0.15 * np.linalg.norm(points[wrist] - points[elbow])) & (t > 0.3) & (t < 0.9)
+    return middles
+
+
+def without_what_hair_hid(image: np.ndarray, arm: np.ndarray, hair: np.ndarray, person: np.ndarray,
+                          points: np.ndarray, present: np.ndarray, scale: float) -> np.ndarray:
+    """An arm layer ``arm`` under long hair ``hair``, without the pixels of neither (the top's frill
+    beside the upper arm): with the hair among the arm's own colours the colour cut
+    (:func:`keep_own_colours`) kept them. Cut again with the hair left out of the arm, the
+    forearm's middle as the arm for sure, the hands left as they were; the hair stays in the layer
+    (the arm goes on under it)."""
+    import cv2
+
+    core = forearm_middles(arm.shape, points, present) & arm & ~hair
+    if not (arm & hair).any() or core.sum() < 10:
+        return arm
+    lab = cv2.cvtColor(image, cv2.COLOR_RGB2LAB).astype(np.float32)
+    kept = keep_own_colours(lab, arm & ~hair, core, person, max(3, round(0.1 * scale)))
+    h, w = arm.shape
+    ys, xs = np.mgrid[0:h, 0:w]
+    hands = np.zeros((h, w), bool)  # the hands keep their cut: their own colours are not the forearm's
+    for _, elbow, wrist in ARM_JOINTS.values():
+        if present[[elbow, wrist]].all():
+            reach = 0.6 * np.linalg.norm(points[wrist] - points[elbow])
+            hands |= np.hypot(xs - points[wrist][0], ys - points[wrist][1]) < reach
+    cut = arm & ~(~kept & ~hair & ~hands)
+    return cut | (_holes(cut) & arm)  # what the arm and the hair enclose is the arm
