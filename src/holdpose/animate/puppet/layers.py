@@ -215,23 +215,33 @@ def arm_mask(image: np.ndarray, person: np.ndarray, loose_person: np.ndarray, bo
         hand_wrist = points[hand][0] if found[0] else points[wrist]
         candidate, fingers = hand_shape(shape, points[hand][found], hand_wrist)
         out |= candidate & loose_person
+        hand_area = cv2.dilate(candidate.astype(np.uint8), disc(max(1, round(0.25 * np.ptp(points[hand][found], 0).max()))))
+        hand_area = hand_area > 0
         hand_core = fingers & loose_person
     elif present[[elbow, wrist]].all():
         tip = points[wrist] + 0.45 * (points[wrist] - points[elbow])
         reach = 1.2 * radius.get("forearm", RADIUS_PRIOR["forearm"] * scale)
-        out |= capsule(shape, points[wrist], tip, reach) & loose_person
+        hand_area = capsule(shape, points[wrist], tip, reach)
+        out |= hand_area & loose_person
         hand_core = capsule(shape, points[wrist], tip, 0.4 * reach) & loose_person
     else:
-        hand_core = None
+        hand_core, hand_area = None, np.zeros(shape, bool)
     if not out.any():
         return out
     lab = cv2.cvtColor(image, cv2.COLOR_RGB2LAB).astype(np.float32)
     reach = max(3, round(0.1 * scale))
     if hand_core is not None:  # a glove or bare hand differs from the sleeve: its colours count as the arm's own
         out |= hand_core
+    shapes = out.copy()
     out = keep_own_colours(lab, out, core, person, reach, extra_core=hand_core)
     beyond = (cv2.dilate(out.astype(np.uint8), disc(reach)) > 0) & person & ~body & ~out
-    return keep_own_colours(lab, out | beyond, out, person, reach) if beyond.any() else out
+    if beyond.any():
+        out = keep_own_colours(lab, out | beyond, out, person, reach)
+    # Small notches the colour cut bites into the arm (a cuff's white stripes, which the jacket's hem
+    # also has) are the arm's: left in the base they would float where the arm was. Not at the hand,
+    # whose gaps between the fingers show the garment behind.
+    notches = cv2.morphologyEx(out.astype(np.uint8), cv2.MORPH_CLOSE, disc(max(2, round(0.04 * scale)))) > 0
+    return out | (notches & shapes & ~hand_area)
 
 
 def body_region(shape: tuple[int, int], points: np.ndarray, present: np.ndarray, scale: float,
