@@ -7,7 +7,9 @@ surroundings at every scale, with no streaks (Telea's method smears the hole's b
 inward along lines) and no copied blocks (OpenCV contrib's ``xphoto.inpaint`` FSR, which
 on a 622x913 photo takes 10 s, 2 s at half size, and leaves a blocky ghost of the body).
 Only the pixels marked as sources feed the fill, so the torso under an arm is filled
-from the torso alone, never from the background or the arm.
+from the torso alone, never from the background or the arm. A wide gap there is then filled
+with the garment's own texture (:mod:`holdpose.animate.puppet.exemplar`): push-pull alone
+leaves a smooth blob of the torso's average colours.
 """
 
 from __future__ import annotations

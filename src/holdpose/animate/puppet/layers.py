@@ -14,7 +14,12 @@ An arm layer is the union of three shapes, cut out of the person mask:
 The union is then cut to the arm's own colours (:func:`keep_own_colours`): a pixel leaves
 the layer when its colour is nearer the colours around the arm (the shorts a hand rests
 on, the torso a forearm lies over) than the arm's own (sampled along its bones and finger
-lines), so a raised hand does not take a strip of shorts along.
+lines), so a raised hand does not take a strip of shorts along. Small notches the cut bites
+into the arm away from the hand (a cuff's stripes that the jacket's hem shares) go back to it.
+
+Long hair falling over an arm (:func:`hair_over_arms`: the hair's colours, sampled around the
+face, joined to the head) is drawn in front of the arm and stays with the body; the arm goes on
+under it (:func:`without_what_hair_hid` cuts it again without the hair among its colours).
 
 :func:`body_region` says where the body continues under an arm (the torso's quadrilateral
 and the legs): there the base layer is filled with the body's texture when the arm is cut
