@@ -5,16 +5,19 @@ into a blob of averaged colours. Here the hole takes the texture of the garment 
 Wexler, Shechtman and Irani (2007), "Space-time completion of video", with the nearest-neighbour
 search of Barnes et al. (2009), "PatchMatch":
 
-1. coarse to fine over a Gaussian pyramid, each level starting from the finer upsampling of
-   the coarser level's answer (the coarsest from a push-pull fill);
-2. at each level, a few rounds of: for every patch touching the hole, find the most similar
-   patch lying wholly in the source pixels (PatchMatch: propagation from neighbours, random
-   search around the current match), then set every hole pixel to the mean of what the
-   patches covering it say it is (voting, weighted by how well each patch matched).
+1. coarse to fine over a Gaussian pyramid, each level starting from the coarser level's
+   matches, doubled (the coarsest from a push-pull fill);
+2. at each level up to :data:`SEARCH_EXTENT`, a few rounds of: for every patch touching the
+   hole, find the most similar patch lying wholly in the source pixels (PatchMatch:
+   propagation from neighbours, random search around the current match), then set every
+   hole pixel to the mean of what the patches covering it say it is (voting, weighted by how
+   well each patch matched). Finer levels copy with the doubled matches.
 
-The match cost adds a penalty on the distance between a patch and its source, so the hole
-takes the nearby garment (the suit's fabric beside the arm) before a distant detail that
-happens to fit (a badge on the chest). Everything is vectorised over the hole's pixels.
+Each separate piece of the hole is filled from the garment around it: patches centred on a
+colour its border does not have are not used (the hair, a badge elsewhere), the first guess
+leans to the border's commonest colour, and the match cost adds a penalty on the distance
+between a patch and its source, so the hole takes the nearby fabric before a distant detail
+that happens to fit. Everything is vectorised over the hole's pixels.
 """
 
 from __future__ import annotations
@@ -242,21 +245,21 @@ class _Search:
         distance2 = ((nnf - targets) ** 2).sum(1) / self.extent ** 2
         return colour + DISTANCE_COST * distance2
 
-    def improve(self, nnf, *, steps=(8, 4, 2, 1), radius=None):
-        """One round of propagation (from neighbours ``steps`` pixels away, each side) and random
-        search (around the current match, halving the radius from ``radius``, default the
-        level's size, and one uniform pick); returns ``(nnf, cost)``."""
+    def improve(self, nnf):
+        """One round of propagation (from the neighbours 8, 4, 2 and 1 pixels away on each side:
+        jump flooding, so a good match spreads across the hole in one round) and random search
+        (around the current match, halving the radius from the level's size, and one uniform
+        pick); returns ``(nnf, cost)``."""
         cost = self.cost(nnf)
-        for step in steps:
+        for step in (8, 4, 2, 1):
             for offset in ((step, 0), (-step, 0), (0, step), (0, -step)):
                 nnf, cost = self._propagate(nnf, cost, np.array(offset))
-        radius = max(self.shape) if radius is None else radius
+        radius = max(self.shape)
         while radius >= 1:
             jitter = self.rng.integers(-radius, radius + 1, nnf.shape)
             nnf, cost = self._try(nnf, cost, nnf + jitter)
             radius //= 2
-        if steps[0] > 1:
-            nnf, cost = self._try(nnf, cost, self.centres[self.rng.integers(0, len(self.centres), len(nnf))])
+        nnf, cost = self._try(nnf, cost, self.centres[self.rng.integers(0, len(self.centres), len(nnf))])
         return nnf, cost
 
     def _propagate(self, nnf, cost, offset):
