@@ -9,8 +9,10 @@ Rig (once per reference, :class:`PuppetRig`)
        arm's own colours so it takes no strip of the shorts or torso under it
        (:mod:`holdpose.animate.puppet.layers`). The base layer (torso, head, legs) keeps the
        rest; where the body goes on behind an arm (the torso and legs, within the body's own
-       outline) it keeps the arm's pixels, filled from the body's texture alone; elsewhere
-       they leave the base and a moved arm uncovers the background.
+       outline) it keeps the arm's pixels, filled with the garment's own texture (patches of
+       the torso around the gap, :mod:`holdpose.animate.puppet.exemplar`); elsewhere they
+       leave the base and a moved arm uncovers the background. Long hair falling over an arm
+       is a layer of its own, drawn in front of the arms and moving with the body.
     2. The background behind the person is filled by push-pull (Gortler et al., 1996) over
        the person's mask grown by the segmentation's halo (:mod:`holdpose.animate.puppet.fill`).
     3. Each layer gets a triangle mesh over its mask (grid points inside, Delaunay, triangles
@@ -26,7 +28,7 @@ Pose (per frame, :meth:`PuppetRig.deform`)
        all their points (face and hand landmarks included when present). A part the
        target lacks follows its parent.
     5. Vertices move by linear blend skinning, ``v' = sum_p w_p A_p v``.
-    6. Layers are drawn back to front (base, then the arms): triangles are rasterised into a
+    6. Layers are drawn back to front (base, the arms, hair over the arms): triangles are rasterised into a
        triangle-index buffer over the layer's box, each pixel is mapped back into the layer's
        texture and alpha through its triangle's affine map, and blended over the frame.
 
@@ -56,6 +58,9 @@ LEFT_HAND = slice(91, 112)
 RIGHT_HAND = slice(112, 133)
 FACE = slice(23, 91)
 HEAD_POINTS = np.r_[0:5, 23:91]
+# A gap the arms leave in the body at least this wide (times the body scale) is filled with the
+# garment's texture; a narrower one (a hand's width) with a smooth continuation of its border.
+EXEMPLAR_MIN_WIDTH = 0.25
 
 
 @dataclass(frozen=True)
@@ -176,7 +181,7 @@ class Layer:
     vertices: np.ndarray  # [V, 2] reference pixels
     triangles: np.ndarray  # [F, 3] vertex indices
     weights: np.ndarray  # [V, len(PARTS)], rows sum to 1, zero outside the layer's parts
-    texture: int  # which half of the atlas: 0 the base texture, 1 the arms' texture
+    texture: int  # which panel of the atlas: 0 the base texture, 1 the arms', 2 the hair in front of the arms
 
 
 class PuppetRig:
@@ -194,6 +199,7 @@ class PuppetRig:
     def __init__(self, reference: np.ndarray, keypoints: np.ndarray, scores: np.ndarray, mask: np.ndarray,
                  depth: np.ndarray | None = None, grid_step: int | None = None, feather: int = 2):
         from holdpose.animate.puppet import fill, layers as cut
+        from holdpose.animate.puppet.exemplar import exemplar_fill
 
         self.reference = check_reference(reference)
         h, w = reference.shape[:2]
@@ -218,6 +224,12 @@ class PuppetRig:
                 for side in ("left", "right")]
         left, right = (m if m.sum() >= 20 else np.zeros_like(m) for m in arms)
         left, right = cut.split_overlap(left, right, self.points)
+        # Long hair falling over an arm stays with the head: it is cut out of the arm's texture (the
+        # arm goes on under it in the arm's own colours) and drawn in front of the arms, moving with
+        # the body. What the hair's colours let into the arm layer besides (the top's frill) leaves it.
+        self.hair_mask = cut.hair_over_arms(self.reference, self.mask, left | right, self.points, self.present)
+        left, right = (cut.without_what_hair_hid(self.reference, m, self.hair_mask, self.mask, self.points,
+                                                 self.present, self.scale) for m in (left, right))
         arms = left | right
         # Slivers the arm layers leave along their edges (a finger's rim against the background) would
         # stay behind as an outline of the arm: they go with the background.
@@ -245,9 +257,16 @@ class PuppetRig:
         torso_sources = base_sources & (body | below_frame)
         base_texture = np.where(base_sources[..., None], self.reference.astype(np.float32), fill.pushpull_fill(
             self.reference, torso_sources if torso_sources.sum() >= 100 else base_sources))
+        # Where a moved arm uncovers the body, a wide gap takes the garment's own texture (patches of
+        # the torso's and legs' pixels below the neck, never the hair or face) instead of a smooth blob;
+        # only under the arms (and their feather): the rim around them shows in the reference pose.
+        uncovered = arms & _grow(self.base_mask, feather)
+        base_texture = exemplar_fill(base_texture, uncovered,
+                                     torso_sources & cut.below_shoulders(self.mask.shape, self.points, self.present),
+                                     min_width=EXEMPLAR_MIN_WIDTH * self.scale)
         # An arm's outermost pixels are part background (a white wall's rim around a hand): they take
         # the colour of the arm just inside, so the arm does not carry a rim of its old background.
-        arm_core = arms & ~_grow(~arms, 1)
+        arm_core = arms & ~_grow(~arms, 1) & ~self.hair_mask
         arm_texture = fill.pushpull_fill(self.reference, arm_core if arm_core.any() else arms)
         base_alpha, arm_alpha = _feathered(self.base_mask, feather), _feathered(arms, feather)
         # The person's outer edge keeps the segmentation's own soft matte, photo and all, in the layer
@@ -260,8 +279,12 @@ class PuppetRig:
         for texture, alpha, part in ((base_texture, base_alpha, base_edge), (arm_texture, arm_alpha, arm_edge)):
             texture[part] = self.reference[part]
             alpha[part] = np.maximum(alpha[part], soft[part])
-        self.atlas = np.concatenate([_to_uint8(base_texture), _to_uint8(arm_texture)], axis=1)
-        self.alpha = np.concatenate([base_alpha, arm_alpha], axis=1)  # 0..1
+        textures, alphas = [base_texture, arm_texture], [base_alpha, arm_alpha]
+        if self.hair_mask.any():
+            textures.append(fill.pushpull_fill(self.reference, self.hair_mask))
+            alphas.append(_feathered(self.hair_mask, feather))
+        self.atlas = np.concatenate([_to_uint8(texture) for texture in textures], axis=1)
+        self.alpha = np.concatenate(alphas, axis=1)  # 0..1
 
         # 3. meshes and skinning weights, over each layer's mask grown by its feather
         self.layers = [self._mesh(_grow(self.base_mask, feather) | base_edge,
@@ -279,6 +302,9 @@ class PuppetRig:
             # Both arms go in one mesh, the nearer one's triangles last: rasterised in order into
             # one index buffer they overlap as painted, at the cost of one pass instead of two.
             self.layers.append(_merge(arms_meshes))
+        if self.hair_mask.any():  # in front of the arms
+            self.layers.append(self._mesh(_grow(self.hair_mask, feather), texture=2,
+                                          parts=[i for i, p in enumerate(PARTS) if p.layer == 0]))
 
     def _body_scale(self) -> float:
         """A body length in pixels: shoulder width, or hip width, whichever is known (larger)."""

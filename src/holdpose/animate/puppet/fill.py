@@ -7,7 +7,9 @@ surroundings at every scale, with no streaks (Telea's method smears the hole's b
 inward along lines) and no copied blocks (OpenCV contrib's ``xphoto.inpaint`` FSR, which
 on a 622x913 photo takes 10 s, 2 s at half size, and leaves a blocky ghost of the body).
 Only the pixels marked as sources feed the fill, so the torso under an arm is filled
-from the torso alone, never from the background or the arm.
+from the torso alone, never from the background or the arm. A wide gap there is then filled
+with the garment's own texture (:mod:`holdpose.animate.puppet.exemplar`): push-pull alone
+leaves a smooth blob of the torso's average colours.
 """
 
 from __future__ import annotations
@@ -16,9 +18,10 @@ import numpy as np
 
 
 def pushpull_fill(image: np.ndarray, known: np.ndarray, *, min_weight: float = 0.05) -> np.ndarray:
-    """``image [H, W, C]`` (any dtype) with every pixel outside ``known [H, W]`` (bool) replaced
-    by the push-pull average of the known pixels around it. Returns ``float32 [H, W, C]``;
-    known pixels keep their values. All-unknown images come back as zeros."""
+    """``image [H, W, C]`` (any dtype) with every pixel outside ``known [H, W]`` (bool, or a weight
+    in 0..1 per pixel) replaced by the push-pull average of the known pixels around it. Returns
+    ``float32 [H, W, C]``; known pixels (weight > 0) keep their values. All-unknown images come
+    back as zeros."""
     import cv2
 
     weight = known.astype(np.float32)
@@ -39,7 +42,7 @@ def pushpull_fill(image: np.ndarray, known: np.ndarray, *, min_weight: float = 0
             trust = np.clip(weight / min_weight, 0, 1)[..., None]
             mean = trust * mean + (1 - trust) * up
         filled = mean
-    return np.where(known[..., None], image.astype(np.float32), filled)
+    return np.where(known[..., None] > 0, image.astype(np.float32), filled)
 
 
 def person_hole(soft_mask: np.ndarray, *, halo: int | None = None) -> np.ndarray:

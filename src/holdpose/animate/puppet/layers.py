@@ -14,7 +14,12 @@ An arm layer is the union of three shapes, cut out of the person mask:
 The union is then cut to the arm's own colours (:func:`keep_own_colours`): a pixel leaves
 the layer when its colour is nearer the colours around the arm (the shorts a hand rests
 on, the torso a forearm lies over) than the arm's own (sampled along its bones and finger
-lines), so a raised hand does not take a strip of shorts along.
+lines), so a raised hand does not take a strip of shorts along. Small notches the cut bites
+into the arm away from the hand (a cuff's stripes that the jacket's hem shares) go back to it.
+
+Long hair falling over an arm (:func:`hair_over_arms`: the hair's colours, sampled around the
+face, joined to the head) is drawn in front of the arm and stays with the body; the arm goes on
+under it (:func:`without_what_hair_hid` cuts it again without the hair among its colours).
 
 :func:`body_region` says where the body continues under an arm (the torso's quadrilateral
 and the legs): there the base layer is filled with the body's texture when the arm is cut
@@ -117,11 +122,11 @@ def keep_own_colours(lab: np.ndarray, layer: np.ndarray, core: np.ndarray, perso
     ring = (cv2.dilate(layer.astype(np.uint8), disc(reach)) > 0) & ~layer & person
     if core.sum() < 10 or ring.sum() < 10:
         return layer
-    own = _colour_clusters(lab[core], min_share=0.1)  # a few stray pixels of the core are not the part's colour
+    own = colour_clusters(lab[core], min_share=0.1)  # a few stray pixels of the core are not the part's colour
     if extra_core is not None and extra_core.sum() >= 10:
-        own = np.vstack([own, _colour_clusters(lab[extra_core], min_share=0.2)])
+        own = np.vstack([own, colour_clusters(lab[extra_core], min_share=0.2)])
         core = core | extra_core
-    around = _colour_clusters(lab[ring])
+    around = colour_clusters(lab[ring])
     distinct = np.linalg.norm(around[:, None] - own[None], axis=-1).min(1) > 15
     if not distinct.any():
         return layer
@@ -153,7 +158,7 @@ def _holes(mask: np.ndarray) -> np.ndarray:
     return enclosed[labels]
 
 
-def _colour_clusters(colours: np.ndarray, count: int = 3, min_share: float = 0.0) -> np.ndarray:
+def colour_clusters(colours: np.ndarray, count: int = 3, min_share: float = 0.0) -> np.ndarray:
     """The centres ``[k, 3]`` of ``count`` k-means clusters of ``colours [N, 3]``, without those
     holding less than ``min_share`` of the colours."""
     import cv2
@@ -215,23 +220,33 @@ def arm_mask(image: np.ndarray, person: np.ndarray, loose_person: np.ndarray, bo
         hand_wrist = points[hand][0] if found[0] else points[wrist]
         candidate, fingers = hand_shape(shape, points[hand][found], hand_wrist)
         out |= candidate & loose_person
+        hand_area = cv2.dilate(candidate.astype(np.uint8), disc(max(1, round(0.25 * np.ptp(points[hand][found], 0).max()))))
+        hand_area = hand_area > 0
         hand_core = fingers & loose_person
     elif present[[elbow, wrist]].all():
         tip = points[wrist] + 0.45 * (points[wrist] - points[elbow])
         reach = 1.2 * radius.get("forearm", RADIUS_PRIOR["forearm"] * scale)
-        out |= capsule(shape, points[wrist], tip, reach) & loose_person
+        hand_area = capsule(shape, points[wrist], tip, reach)
+        out |= hand_area & loose_person
         hand_core = capsule(shape, points[wrist], tip, 0.4 * reach) & loose_person
     else:
-        hand_core = None
+        hand_core, hand_area = None, np.zeros(shape, bool)
     if not out.any():
         return out
     lab = cv2.cvtColor(image, cv2.COLOR_RGB2LAB).astype(np.float32)
     reach = max(3, round(0.1 * scale))
     if hand_core is not None:  # a glove or bare hand differs from the sleeve: its colours count as the arm's own
         out |= hand_core
+    shapes = out.copy()
     out = keep_own_colours(lab, out, core, person, reach, extra_core=hand_core)
     beyond = (cv2.dilate(out.astype(np.uint8), disc(reach)) > 0) & person & ~body & ~out
-    return keep_own_colours(lab, out | beyond, out, person, reach) if beyond.any() else out
+    if beyond.any():
+        out = keep_own_colours(lab, out | beyond, out, person, reach)
+    # Small notches the colour cut bites into the arm (a cuff's white stripes, which the jacket's hem
+    # also has) are the arm's: left in the base they would float where the arm was. Not at the hand,
+    # whose gaps between the fingers show the garment behind.
+    notches = cv2.morphologyEx(out.astype(np.uint8), cv2.MORPH_CLOSE, disc(max(2, round(0.04 * scale)))) > 0
+    return out | (notches & shapes & ~hand_area)
 
 
 def body_region(shape: tuple[int, int], points: np.ndarray, present: np.ndarray, scale: float,
@@ -291,6 +306,20 @@ def torso_below_frame(person: np.ndarray, points: np.ndarray, present: np.ndarra
     return region
 
 
+def below_shoulders(shape: tuple[int, int], points: np.ndarray, present: np.ndarray) -> np.ndarray:
+    """``bool [H, W]``: the side of the line through the shoulders that the hips are on (the body
+    below the neck: no hair, no face), everything when the shoulders are unknown."""
+    h, w = shape
+    if not present[[5, 6]].all():
+        return np.ones(shape, bool)
+    across = points[6] - points[5]
+    normal = np.array([-across[1], across[0]])
+    hips = points[[11, 12]].mean(0) if present[[11, 12]].all() else points[[5, 6]].mean(0) + [0, abs(across[0])]
+    side = np.sign((hips - points[5]) @ normal) or 1.0
+    ys, xs = np.mgrid[0:h, 0:w]
+    return side * ((xs - points[5][0]) * normal[0] + (ys - points[5][1]) * normal[1]) >= 0
+
+
 def _torso_corners(points: np.ndarray, present: np.ndarray, scale: float) -> np.ndarray | None:
     """``[4, 2]``: the torso's corners, the shoulder joints raised by a quarter of the body scale
     (the shoulders' tops) and the hips; hips out of the photo (a portrait) are put 1.3 body
@@ -318,3 +347,87 @@ def split_overlap(left: np.ndarray, right: np.ndarray, points: np.ndarray) -> tu
     left[ys[~near_left], xs[~near_left]] = False
     return left, right
 
+
+
+FACE_POINTS = slice(23, 91)
+HAIR_COLOUR = 30.0  # Lab distance within which a pixel has one of the hair's colours (lit strands vary)
+
+
+def hair_over_arms(image: np.ndarray, person: np.ndarray, arms: np.ndarray, points: np.ndarray,
+                   present: np.ndarray) -> np.ndarray:
+    """``bool [H, W]``: the pixels of the arm layers ``arms`` that are hair falling over them from the
+    head (long hair over a shoulder), which must stay with the head when the arm moves.
+
+    The hair's colours are k-means clusters of the person's pixels around the face (within 1.5
+    face sizes of its centre, outside the face's landmarks, above the mouth), without those
+    close to the face's skin. An arm pixel is hair when its colour is within
+    :data:`HAIR_COLOUR` of one of them and nearer them than the arm's own (the forearm's middle, where hair does not reach), and it joins
+    the head's hair through such pixels of the person. Empty without a face."""
+    import cv2
+
+    found = present[FACE_POINTS]
+    if found.sum() < 20 or not arms.any():
+        return np.zeros_like(arms)
+    face = points[FACE_POINTS][found]
+    centre, size = face.mean(0), float(np.ptp(face, axis=0).max())
+    lab = cv2.cvtColor(image, cv2.COLOR_RGB2LAB).astype(np.float32)
+    h, w = person.shape
+    ys, xs = np.mgrid[0:h, 0:w]
+    hull = np.zeros((h, w), np.uint8)
+    cv2.fillConvexPoly(hull, np.round(cv2.convexHull(face.astype(np.float32))).astype(np.int32), 1)
+    near_head = person & (np.hypot(xs - centre[0], ys - centre[1]) < 1.5 * size) & (ys < centre[1] + 0.2 * size)
+    around_face = near_head & ~(cv2.dilate(hull, disc(max(1, int(0.1 * size)))) > 0)
+    if around_face.sum() < 50 or not (hull > 0).any():
+        return np.zeros_like(arms)
+    skin = np.median(lab[hull > 0], axis=0)
+    hair = colour_clusters(lab[around_face], min_share=0.2)
+    hair = hair[np.linalg.norm(hair - skin, axis=1) > KINDRED]
+    own_pixels = forearm_middles((h, w), points, present) & arms
+    if not len(hair) or own_pixels.sum() < 10:
+        return np.zeros_like(arms)
+    own = colour_clusters(lab[own_pixels], min_share=0.1)
+    to_hair = np.linalg.norm(lab[..., None, :] - hair, axis=-1).min(-1)
+    to_own = np.linalg.norm(lab[..., None, :] - own, axis=-1).min(-1)
+    hair_like = (to_hair < HAIR_COLOUR) & (to_hair < to_own)
+    head_hair = around_face & (to_hair < HAIR_COLOUR)
+    # the strands reach the arm over the shoulder and chest, which lie in the base layer
+    joined = _touching((hair_like & person) | head_hair, head_hair) & arms
+    # the thin gaps between lit strands are hair in shadow
+    closed = cv2.morphologyEx(joined.astype(np.uint8), cv2.MORPH_CLOSE, disc(max(1, round(0.03 * size))))
+    return (closed > 0) & arms
+
+
+def forearm_middles(shape: tuple[int, int], points: np.ndarray, present: np.ndarray) -> np.ndarray:
+    """``bool [H, W]``: a thin strip along the middle of each forearm's bone (the arm for sure,
+    where long hair does not reach)."""
+    middles = np.zeros(shape, bool)
+    for _, elbow, wrist in ARM_JOINTS.values():
+        if present[[elbow, wrist]].all():
+            distance, t = segment_distance(shape, points[elbow], points[wrist])
+            middles |= (distance < 0.15 * np.linalg.norm(points[wrist] - points[elbow])) & (t > 0.3) & (t < 0.9)
+    return middles
+
+
+def without_what_hair_hid(image: np.ndarray, arm: np.ndarray, hair: np.ndarray, person: np.ndarray,
+                          points: np.ndarray, present: np.ndarray, scale: float) -> np.ndarray:
+    """An arm layer ``arm`` under long hair ``hair``, without the pixels of neither (the top's frill
+    beside the upper arm): with the hair among the arm's own colours the colour cut
+    (:func:`keep_own_colours`) kept them. Cut again with the hair left out of the arm, the
+    forearm's middle as the arm for sure, the hands left as they were; the hair stays in the layer
+    (the arm goes on under it)."""
+    import cv2
+
+    core = forearm_middles(arm.shape, points, present) & arm & ~hair
+    if not (arm & hair).any() or core.sum() < 10:
+        return arm
+    lab = cv2.cvtColor(image, cv2.COLOR_RGB2LAB).astype(np.float32)
+    kept = keep_own_colours(lab, arm & ~hair, core, person, max(3, round(0.1 * scale)))
+    h, w = arm.shape
+    ys, xs = np.mgrid[0:h, 0:w]
+    hands = np.zeros((h, w), bool)  # the hands keep their cut: their own colours are not the forearm's
+    for _, elbow, wrist in ARM_JOINTS.values():
+        if present[[elbow, wrist]].all():
+            reach = 0.6 * np.linalg.norm(points[wrist] - points[elbow])
+            hands |= np.hypot(xs - points[wrist][0], ys - points[wrist][1]) < reach
+    cut = arm & ~(~kept & ~hair & ~hands)
+    return cut | (_holes(cut) & arm)  # what the arm and the hair enclose is the arm
