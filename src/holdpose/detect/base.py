@@ -14,7 +14,12 @@ Detectors are set up once (models loaded in ``__init__``) and called per frame;
 
 from __future__ import annotations
 
+import sys
+import types
+
 import numpy as np
+
+from holdpose.errors import require
 
 NUM_KEYPOINTS = 133
 
@@ -77,3 +82,39 @@ class PoseDetector:
     def __exit__(self, *exc):
         self.close()
         return False
+
+
+def import_mediapipe():
+    """Import mediapipe without the 0.8 s it spends importing matplotlib.pyplot.
+
+    ``mediapipe.python.solutions.drawing_utils`` imports pyplot at module level for a 3-D
+    plotting helper holdpose never calls; that is more than half of mediapipe's import
+    time, paid by every extraction worker. A placeholder module stands in for pyplot
+    while mediapipe loads and is removed afterwards, so a later ``import
+    matplotlib.pyplot`` (holdpose's own plots) loads the real one.
+    """
+    if "mediapipe" in sys.modules:
+        return sys.modules["mediapipe"]
+    placeholder = None
+    if "matplotlib.pyplot" not in sys.modules:
+        placeholder = types.ModuleType("matplotlib.pyplot")
+        placeholder.__doc__ = "placeholder: holdpose does not use mediapipe's plotting helpers"
+        sys.modules["matplotlib.pyplot"] = placeholder
+    try:
+        return require("mediapipe", package="mediapipe==0.10.21")
+    finally:
+        if placeholder is not None and sys.modules.get("matplotlib.pyplot") is placeholder:
+            del sys.modules["matplotlib.pyplot"]
+
+
+def square_windows(width: int, height: int, overlap: float = 0.5) -> list[tuple[int, int, int, int]]:
+    """Square windows with the image's short side, sliding along the long side with ``overlap``."""
+    side = min(width, height)
+    long_side = max(width, height)
+    if long_side <= side * 1.1:
+        return []
+    count = int(np.ceil((long_side - side) / (side * (1 - overlap)))) + 1
+    starts = np.linspace(0, long_side - side, count).round().astype(int)
+    if width >= height:
+        return [(int(s), 0, int(s) + side, height) for s in starts]
+    return [(0, int(s), width, int(s) + side) for s in starts]

@@ -52,7 +52,7 @@ def interpreter_available() -> bool:
 
 def model_path() -> Path:
     """``pose_detection.tflite`` inside the installed mediapipe wheel."""
-    from holdpose.detect.mediapipe import import_mediapipe
+    from holdpose.detect.base import import_mediapipe
 
     return Path(import_mediapipe().__path__[0]) / "modules" / "pose_detection" / "pose_detection.tflite"
 
@@ -175,7 +175,7 @@ class PersonDetector:
         ``windows`` (default: as constructed) is False, its windows."""
         import cv2
 
-        from holdpose.detect.mediapipe import square_windows
+        from holdpose.detect.base import square_windows
 
         h, w = image.shape[:2]
         windows = square_windows(w, h) if (self.windows if windows is None else windows) else []

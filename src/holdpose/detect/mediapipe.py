@@ -17,14 +17,14 @@ that falls outside the image, is returned missing (score 0); ``keep_offscreen=Tr
 from __future__ import annotations
 
 import logging
-import sys
 import types
 
 import numpy as np
 
 from holdpose.convert import mediapipe_to_wholebody
-from holdpose.detect.base import PoseDetector, drop_unseen, expand_box, no_people
-from holdpose.errors import HoldposeError, require
+from holdpose.detect.base import (PoseDetector, drop_unseen, expand_box, import_mediapipe,  # noqa: F401 (re-exported)
+                                  no_people, square_windows)
+from holdpose.errors import HoldposeError
 from holdpose.quiet import native_stderr_silenced
 from holdpose.skeleton import MEDIAPIPE_POSE_FOR_COCO_BODY
 
@@ -34,29 +34,6 @@ BODY = slice(0, 17)
 FACE_LANDMARKS = slice(0, 11)  # MediaPipe pose landmarks of the face (nose, eyes, ears, mouth)
 WINDOW_EVERY = 10
 VIDEO_MIN_SCORE = 0.5  # least person-detector score of a new candidate in a video  # frames between the person detector's looks into a video's windows
-
-
-def import_mediapipe():
-    """Import mediapipe without the 0.8 s it spends importing matplotlib.pyplot.
-
-    ``mediapipe.python.solutions.drawing_utils`` imports pyplot at module level for a 3-D
-    plotting helper holdpose never calls; that is more than half of mediapipe's import
-    time, paid by every extraction worker. A placeholder module stands in for pyplot
-    while mediapipe loads and is removed afterwards, so a later ``import
-    matplotlib.pyplot`` (holdpose's own plots) loads the real one.
-    """
-    if "mediapipe" in sys.modules:
-        return sys.modules["mediapipe"]
-    placeholder = None
-    if "matplotlib.pyplot" not in sys.modules:
-        placeholder = types.ModuleType("matplotlib.pyplot")
-        placeholder.__doc__ = "placeholder: holdpose does not use mediapipe's plotting helpers"
-        sys.modules["matplotlib.pyplot"] = placeholder
-    try:
-        return require("mediapipe", package="mediapipe==0.10.21")
-    finally:
-        if placeholder is not None and sys.modules.get("matplotlib.pyplot") is placeholder:
-            del sys.modules["matplotlib.pyplot"]
 
 
 def _landmarks(landmark_list, width: int, height: int) -> np.ndarray | None:
@@ -440,19 +417,6 @@ def _visibility(landmark) -> float:
     if landmark.HasField("presence"):
         return min(landmark.visibility, landmark.presence)
     return landmark.visibility
-
-
-def square_windows(width: int, height: int, overlap: float = 0.5) -> list[tuple[int, int, int, int]]:
-    """Square windows with the image's short side, sliding along the long side with ``overlap``."""
-    side = min(width, height)
-    long_side = max(width, height)
-    if long_side <= side * 1.1:
-        return []
-    count = int(np.ceil((long_side - side) / (side * (1 - overlap)))) + 1
-    starts = np.linspace(0, long_side - side, count).round().astype(int)
-    if width >= height:
-        return [(int(s), 0, int(s) + side, height) for s in starts]
-    return [(0, int(s), width, int(s) + side) for s in starts]
 
 
 def _body_box(keypoints: np.ndarray, scores: np.ndarray, min_score: float = 0.3) -> np.ndarray | None:
