@@ -33,9 +33,11 @@ The body-only variant (``hands_and_face=False``) is timed too. Since whole runs 
 other meet different loads, the finders are also timed in this process on the same 50 frames of
 each clip in turn (:func:`interleaved_cpu`): the fairest comparison on a busy machine.
 
-    .venv/bin/python bench/bench_people.py [--no-search]
+    .venv/bin/python bench/bench_people.py [--no-search | --tracking-only]
 
-``--no-search`` skips timing the slow fallback (minutes under load).
+``--no-search`` skips timing the slow fallback (minutes under load). ``--tracking-only``
+extracts the crossing clip once and scores the trackers; the other speed figures (and the
+interleaved timing) are kept from the last full run's bench/results/people.json.
 
 Writes bench/results/people.json. Skips (exit 0) when ../shared/fixtures is absent.
 """
@@ -304,15 +306,23 @@ def main() -> None:
     if "--score-only" in sys.argv:  # re-score the saved detections (tracker work, no extraction)
         return rescore(truth, owners, OUT / "people_crossing.npz", video)
 
-    four = OUT / "people_four.mp4"
-    build_four(four)
+    path = REPO / "bench" / "results" / "people.json"
     extracted, crossing_speed = timed_extract(video)
     save_poses(extracted, OUT / "people_crossing.npz")
     speed = {"crossing, detector": crossing_speed}
-    speed["four, detector"] = timed_extract(four)[1]
-    speed["four, detector, body only"] = timed_extract(four, hands_and_face=False)[1]
-    interleaved = {"crossing": interleaved_cpu(video), "four": interleaved_cpu(four)}
-    if "--no-search" not in sys.argv:
+    if "--tracking-only" in sys.argv:  # the other speed figures are kept from the last full run
+        previous = json.loads(path.read_text())
+        speed = {**previous["extraction_speed"], **speed}
+        interleaved = previous["interleaved_cpu"]
+        kept_from = previous.get("other_speed_figures_from", previous["commit"])
+    else:
+        kept_from = None
+        four = OUT / "people_four.mp4"
+        build_four(four)
+        speed["four, detector"] = timed_extract(four)[1]
+        speed["four, detector, body only"] = timed_extract(four, hands_and_face=False)[1]
+        interleaved = {"crossing": interleaved_cpu(video), "four": interleaved_cpu(four)}
+    if "--no-search" not in sys.argv and "--tracking-only" not in sys.argv:
         speed["four, search (fallback)"] = timed_extract(four, finder="search")[1]
         speed["crossing, search (fallback)"] = timed_extract(video, finder="search")[1]
 
@@ -324,15 +334,15 @@ def main() -> None:
         "commit": git_state(), "cpus": os.cpu_count(),
         "input": rel(video), "frames": FRAMES, "size": list(SIZE), "fps": FPS,
         "extraction_speed": speed, "interleaved_cpu": interleaved,
+        **({"other_speed_figures_from": kept_from} if kept_from else {}),
         "trackers": {
             "pose + motion, online (previous method)": score(online, owners, truth),
             "refine --track (no pixels)": score(merged, owners, truth),
             "extract --max-people 4 (appearance at extraction)": score(extracted, owners, truth),
             "refine --track --video": score(with_video, owners, truth),
         },
-        "command": "python bench/bench_people.py",
+        "command": "python bench/bench_people.py " + " ".join(sys.argv[1:]),
     }
-    path = REPO / "bench" / "results" / "people.json"
     path.write_text(json.dumps(results, indent=2) + "\n")
     print("| tracker | ids | ID switches / 100 person-frames | fragments / person | by box IoU: switches/100, "
           "fragments |\n|---|---|---|---|---|")

@@ -228,6 +228,10 @@ class MediaPipeDetector(PoseDetector):
             if found is None or any(_same_person(found, other) for other, _ in people):
                 continue
             people.append((found, result))
+        # Drop blends before following anyone into the next frame: a region that slid onto two
+        # people standing close gives a skeleton made of pieces of both, and following it
+        # would carry the blend on for many frames.
+        people = _without_blends(people)
         for _, result in people:
             if result.auxiliary_landmarks is not None:
                 hip, top = _landmarks(result.auxiliary_landmarks, w, h)[:2]
@@ -409,6 +413,38 @@ def _same_person(a: tuple[np.ndarray, np.ndarray], b: tuple[np.ndarray, np.ndarr
     pa, pb = a[0][BODY][both], b[0][BODY][both]
     size = max(np.ptp(pa, 0).max(), np.ptp(pb, 0).max(), 1.0)
     return float(np.linalg.norm(pa - pb, axis=1).mean()) < tolerance * size
+
+
+def _without_blends(people: list, reach: float = 0.1, least: int = 2) -> list:
+    """``people`` (``((keypoints [133, 2], scores [133]), result)`` pairs found in one image) less
+    the blends of two others: skeletons with at least ``least`` seen body points within ``reach``
+    x their size of the same point of one other person, and as many of a second one. Someone
+    standing beside another shares a point or so with them (a crossed wrist); a skeleton the
+    landmark model puts together from two people standing close shares several with each.
+    The clearest blend goes first, then the rest are judged again: a real person shares points
+    with a blend of them, which must not count once the blend is gone."""
+    people = list(people)
+    while len(people) >= 3:
+        second = [_shared_points([p[0] for p in people], index, reach)[-2] for index in range(len(people))]
+        worst = int(np.argmax(second))
+        if second[worst] < least:
+            break
+        del people[worst]
+    return people
+
+
+def _shared_points(found: list, index: int, reach: float) -> list[int]:
+    """How many seen body points of ``found[index]`` ``(keypoints [133, 2], scores [133])`` lie
+    within ``reach`` x its size of the same point of each other one, fewest first."""
+    keypoints, scores = found[index]
+    seen = scores[BODY] > 0.5
+    if seen.sum() < 3:
+        return [0, 0]
+    points = keypoints[BODY]
+    size = max(float(np.ptp(points[seen], 0).max()), 1.0)
+    return sorted(int((seen & (other[1][BODY] > 0.5)
+                       & (np.linalg.norm(points - other[0][BODY], axis=1) < reach * size)).sum())
+                  for number, other in enumerate(found) if number != index)
 
 
 def _visibility(landmark) -> float:
