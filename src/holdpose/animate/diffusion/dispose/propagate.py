@@ -1,0 +1,260 @@
+"""Dense motion fields over the reference: where every reference pixel goes in a target pose.
+
+DisPose (§3.2) propagates the sparse keypoint displacements over the reference image with CMP
+(Zhan et al. 2019), a network trained to do exactly that. A :class:`MotionPropagator` is set up
+once per reference and called per target pose; it returns ``float32 [2, H, W]`` (``u``, ``v`` in
+pixels of the reference canvas, zero where nothing moves).
+
+- :class:`RigPropagator` (``--motion-field rig``, **holdpose's own, not the paper's**): the warp
+  animator's puppet (segmentation, layers, mesh skinning) already maps every reference pixel to
+  its place in the target pose, which is a dense motion field over the person. No weights. The
+  field is then corrected by a small Gaussian RBF so each body keypoint lands exactly on its
+  target (skinning blends transforms near the joints, which moves a joint by a few pixels).
+- :class:`CMPPropagator` (``--motion-field cmp``, the paper's): a CMP network exported to
+  TorchScript (see docs/dispose.md), fed as DisPose feeds it: the reference at 384x384
+  normalised with CMP's mean and std, the reference-based sparse flow and its mask.
+- :class:`RBFPropagator`: Gaussian RBF interpolation of the body points' displacements inside
+  the person mask, a simple baseline for tests and comparisons.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from abc import ABC, abstractmethod
+
+import numpy as np
+
+from holdpose.convert import wholebody_to_openpose
+from holdpose.errors import HoldposeError
+from holdpose.render.motion import CMP_SIZE, reference_sparse_flow, resize_dense_flow
+
+logger = logging.getLogger(__name__)
+
+MOTION_FIELDS = ("rig", "cmp", "rbf")
+CMP_MEAN = (123.675, 116.28, 103.53)
+CMP_STD = (58.395, 57.12, 57.375)
+CMP_BINS, CMP_FMAX = 99, 50.0
+BODY_POINTS = slice(0, 17)  # COCO body points: the rig's corrections and the RBF's centres
+
+
+def body18(points: np.ndarray, scores: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """OpenPose-18 body points ``[18, 2]`` and presence ``[18]`` of one WholeBody pose."""
+    body, body_scores = wholebody_to_openpose(np.asarray(points, np.float64), np.asarray(scores))["body"]
+    return body, body_scores > 0
+
+
+class MotionPropagator(ABC):
+    """Set up once per reference; ``propagator(target_points [133, 2], target_scores [133])`` →
+    ``float32 [2, H, W]`` dense motion field over the reference (pixels)."""
+
+    name = "propagator"
+    origin = "holdpose"  # "paper" for the published method's own propagator
+
+    def __init__(self, reference: np.ndarray, keypoints: np.ndarray, scores: np.ndarray):
+        self.reference = reference
+        self.size = (reference.shape[1], reference.shape[0])
+        self.points = np.asarray(keypoints, np.float64)
+        self.scores = np.asarray(scores, np.float64)
+
+    @abstractmethod
+    def __call__(self, target_points: np.ndarray, target_scores: np.ndarray) -> np.ndarray:
+        ...
+
+
+def gaussian_rbf(centres: np.ndarray, values: np.ndarray, sigma: float, xs: np.ndarray, ys: np.ndarray,
+                 regularise: float = 1e-6, reach: float | None = None) -> np.ndarray:
+    """Gaussian RBF interpolant of ``values [N, 2]`` at ``centres [N, 2]`` evaluated on the
+    pixels ``xs, ys`` (``[M]`` each): exact at the centres. Returns ``[M, 2]``. With ``reach``
+    (in σ), each centre acts only on pixels within ``reach·σ`` of it on both axes, and centres
+    with a negligible coefficient not at all (a local correction costs a local amount)."""
+    out = np.zeros((len(xs), 2))
+    if len(centres) == 0:
+        return out
+    d2 = ((centres[:, None] - centres[None]) ** 2).sum(-1)
+    gram = np.exp(-d2 / (2 * sigma ** 2)) + regularise * np.eye(len(centres))
+    coefficients = np.linalg.solve(gram, values)
+    for centre, coefficient in zip(centres, coefficients):
+        if reach is not None and np.abs(coefficient).max() < 1e-4:
+            continue
+        near = slice(None) if reach is None else np.flatnonzero(
+            (np.abs(xs - centre[0]) < reach * sigma) & (np.abs(ys - centre[1]) < reach * sigma))
+        r2 = (xs[near] - centre[0]) ** 2 + (ys[near] - centre[1]) ** 2
+        out[near] += np.exp(-r2 / (2 * sigma ** 2))[:, None] * coefficient
+    return out
+
+
+class RigPropagator(MotionPropagator):
+    """The warp animator's mesh skinning as a dense motion field (holdpose's own).
+
+    Set-up: each layer's reference-space triangles are rasterised once into a triangle-index
+    buffer, front layers over back ones (an arm owns the pixels it covers in the reference). Per
+    target pose: each triangle's affine map from its reference corners to its skinned corners,
+    applied to every pixel it owns; pixels of the person mask left without a triangle take the
+    nearest owned pixel's triangle. Zero outside the person mask."""
+
+    name = "rig"
+
+    def __init__(self, rig, *, correct_keypoints: bool = True):
+        from holdpose.animate.warp import MIN_SCORE
+
+        super().__init__(rig.reference, rig.points, rig.present.astype(np.float64))
+        self.rig = rig
+        self.min_score = MIN_SCORE
+        self.correct_keypoints = correct_keypoints
+        self.mask = rig.mask
+        self.owner, self.offsets = self._rasterise()
+        self.ys, self.xs = np.nonzero(self.mask)
+        self.triangle = self.owner[self.ys, self.xs]
+
+    def _rasterise(self) -> tuple[np.ndarray, list[int]]:
+        """``owner [H, W]`` int32: the global index of the triangle owning each pixel (-1: none),
+        triangles numbered layer after layer; ``offsets``: each layer's first index."""
+        import cv2
+
+        width, height = self.size
+        owner = np.full((height, width), -1, np.int32)
+        offsets, start = [], 0
+        for vertices, triangles, _ in self.rig.posed_meshes(self.rig.points, self.rig.present.astype(np.float32)):
+            offsets.append(start)
+            fixed = np.round(vertices[triangles] * 16).astype(np.int32)  # 4 bits of subpixel precision
+            for k, corners in enumerate(fixed):
+                cv2.fillConvexPoly(owner, corners, start + k, cv2.LINE_8, 4)
+            start += len(triangles)
+        unowned = self.mask & (owner < 0)
+        if unowned.any() and (owner >= 0).any():  # slivers the meshes drop: the nearest owned pixel's triangle
+            _, labels = cv2.distanceTransformWithLabels((owner < 0).astype(np.uint8), cv2.DIST_L2, 5,
+                                                        labelType=cv2.DIST_LABEL_PIXEL)
+            owned_y, owned_x = np.nonzero(owner >= 0)
+            source = np.zeros(labels.max() + 1, np.int32)
+            source[labels[owned_y, owned_x]] = owner[owned_y, owned_x]
+            owner[unowned] = source[labels[unowned]]
+        return owner, offsets
+
+    def skinned(self, target_points: np.ndarray, target_scores: np.ndarray) -> np.ndarray:
+        """The field from mesh skinning alone, before the keypoint correction."""
+        from holdpose.animate.warp import triangle_maps
+
+        maps = [triangle_maps(vertices[triangles], moved[triangles])
+                for vertices, triangles, moved in self.rig.posed_meshes(target_points, target_scores)]
+        coefficients = np.concatenate(maps)[self.triangle]  # [M, 6] row-major 2x3 per owned pixel
+        x, y = self.xs.astype(np.float64), self.ys.astype(np.float64)
+        u = coefficients[:, 0] * x + coefficients[:, 1] * y + coefficients[:, 2] - x
+        v = coefficients[:, 3] * x + coefficients[:, 4] * y + coefficients[:, 5] - y
+        width, height = self.size
+        field = np.zeros((2, height, width), np.float32)
+        field[0, self.ys, self.xs] = u
+        field[1, self.ys, self.xs] = v
+        return field
+
+    def __call__(self, target_points: np.ndarray, target_scores: np.ndarray) -> np.ndarray:
+        target_points = np.asarray(target_points, np.float64)
+        field = self.skinned(target_points, target_scores)
+        if not self.correct_keypoints:
+            return field
+        present = (self.scores[BODY_POINTS] > self.min_score) & (np.asarray(target_scores)[BODY_POINTS] > self.min_score)
+        centres = self.points[BODY_POINTS][present]
+        cols = np.clip(centres[:, 0].astype(int), 0, self.size[0] - 1)
+        rows = np.clip(centres[:, 1].astype(int), 0, self.size[1] - 1)
+        inside = self.mask[rows, cols]
+        centres, cols, rows = centres[inside], cols[inside], rows[inside]
+        if not len(centres):
+            return field
+        # the skinned field at a keypoint is its pixel's; the correction makes it exactly target - point
+        wanted = target_points[BODY_POINTS][present][inside] - centres
+        residual = wanted - field[:, rows, cols].T
+        sigma = 0.1 * self.rig.scale
+        field[:, self.ys, self.xs] += gaussian_rbf(centres, residual, sigma, self.xs, self.ys,
+                                                  reach=4.0).T.astype(np.float32)
+        return field
+
+
+class RBFPropagator(MotionPropagator):
+    """Gaussian RBF interpolation (σ = a quarter of the body scale) of the COCO body points'
+    displacements, inside the person ``mask``, zero outside: a baseline."""
+
+    name = "rbf"
+
+    def __init__(self, reference: np.ndarray, keypoints: np.ndarray, scores: np.ndarray, mask: np.ndarray,
+                 sigma: float | None = None):
+        super().__init__(reference, keypoints, scores)
+        self.mask = np.asarray(mask, bool)
+        self.ys, self.xs = np.nonzero(self.mask)
+        body = self.points[BODY_POINTS][self.scores[BODY_POINTS] > 0]
+        extent = float(np.ptp(body, axis=0).max()) if len(body) > 1 else min(self.size)
+        self.sigma = sigma or 0.25 * extent
+
+    def __call__(self, target_points: np.ndarray, target_scores: np.ndarray) -> np.ndarray:
+        present = (self.scores[BODY_POINTS] > 0) & (np.asarray(target_scores)[BODY_POINTS] > 0)
+        centres = self.points[BODY_POINTS][present]
+        displacement = np.asarray(target_points, np.float64)[BODY_POINTS][present] - centres
+        width, height = self.size
+        field = np.zeros((2, height, width), np.float32)
+        field[:, self.ys, self.xs] = gaussian_rbf(centres, displacement, self.sigma, self.xs, self.ys, 1e-3).T
+        return field
+
+
+class CMPPropagator(MotionPropagator):
+    """The paper's CMP propagator (``resnet50_vip+mpii_liteflow``, iteration 42000), from a
+    TorchScript export taking ``(image [1, 3, 384, 384], sparse [1, 4, 384, 384])`` (flow then
+    mask) and returning ``[1, 2, 384, 384]`` flow, or ``[1, 198, 384, 384]`` bin logits (99 per
+    axis over ±50, turned into a flow by their softmax expectation)."""
+
+    name = "cmp"
+    origin = "paper"
+
+    def __init__(self, reference: np.ndarray, keypoints: np.ndarray, scores: np.ndarray,
+                 model: str | os.PathLike, device="cpu"):
+        import cv2
+        import torch
+
+        super().__init__(reference, keypoints, scores)
+        if not os.path.isfile(model):
+            raise HoldposeError(f"CMP model {model} does not exist; export CMP to TorchScript as docs/dispose.md "
+                                "says, or use --motion-field rig")
+        try:
+            self.model = torch.jit.load(str(model), map_location=device).eval()
+        except RuntimeError as err:
+            raise HoldposeError(f"CMP model {model} is not a TorchScript file ({str(err).splitlines()[0]}); "
+                                "export it as docs/dispose.md says") from err
+        self.device = device
+        image = cv2.resize(reference, (CMP_SIZE, CMP_SIZE), interpolation=cv2.INTER_LINEAR).astype(np.float32)
+        image = (image - np.array(CMP_MEAN, np.float32)) / np.array(CMP_STD, np.float32)
+        self.image = torch.from_numpy(image.transpose(2, 0, 1)[None].copy()).to(device)
+        self.body, self.body_present = body18(keypoints, scores)
+
+    def __call__(self, target_points: np.ndarray, target_scores: np.ndarray) -> np.ndarray:
+        import torch
+
+        target, target_present = body18(target_points, target_scores)
+        flow, mask = reference_sparse_flow(self.body, self.body_present, target, target_present, self.size)
+        sparse = torch.from_numpy(np.concatenate([flow, mask])[None]).to(self.device)
+        with torch.no_grad():
+            out = self.model(self.image, sparse)
+        dense = bins_to_flow(out)[0].cpu().numpy() if out.shape[1] == 2 * CMP_BINS else out[0].cpu().numpy()
+        return resize_dense_flow(dense, self.size)
+
+
+def bins_to_flow(logits, bins: int = CMP_BINS, fmax: float = CMP_FMAX):
+    """``[N, 2·bins, h, w]`` per-axis bin logits → ``[N, 2, h, w]`` flow: the softmax expectation
+    over bin centres evenly spaced on ``[−fmax, fmax]`` [check: CMP's quantisation]."""
+    import torch
+
+    centres = torch.linspace(-fmax, fmax, bins, dtype=logits.dtype, device=logits.device).view(1, bins, 1, 1)
+    u, v = logits[:, :bins], logits[:, bins:]
+    return torch.cat([(u.softmax(1) * centres).sum(1, keepdim=True), (v.softmax(1) * centres).sum(1, keepdim=True)], 1)
+
+
+def make_propagator(kind: str, character, *, cmp_model=None, device="cpu") -> MotionPropagator:
+    """The propagator ``kind`` ("rig", "cmp", "rbf") for a :class:`~holdpose.animate.character.Character`."""
+    if kind == "rig":
+        return RigPropagator(character.rig)
+    if kind == "cmp":
+        if cmp_model is None:
+            raise HoldposeError("--motion-field cmp needs the CMP model (--cmp FILE); without it use --motion-field rig")
+        keypoints, scores = character.pose
+        return CMPPropagator(character.image, keypoints, scores, cmp_model, device)
+    if kind == "rbf":
+        rig = character.rig
+        return RBFPropagator(rig.reference, rig.points, rig.present.astype(np.float64), rig.mask)
+    raise HoldposeError(f"unknown motion field {kind!r}; choose one of {', '.join(MOTION_FIELDS)}")
