@@ -17,6 +17,7 @@ BACKENDS: dict[str, str] = {
     "warp": "holdpose.animate.warp:WarpAnimator",
     "controlnet": "holdpose.animate.diffusion.controlnet:ControlNetAnimator",
     "animatediff": "holdpose.animate.diffusion.animatediff:AnimateDiffAnimator",
+    "dispose": "holdpose.animate.diffusion.dispose.animator:DisPoseAnimator",
 }
 DEFAULT_BACKEND = "warp"
 

@@ -9,7 +9,9 @@ mechanisms (loop, checkpoints, side networks, injection) are in :mod:`holdpose.t
 from __future__ import annotations
 
 # name -> module with add_arguments(parser) and run(args); each also has a one-line HELP string
-TRAINERS: dict[str, str] = {}
+TRAINERS: dict[str, str] = {
+    "dispose": "holdpose.animate.diffusion.dispose.cli",
+}
 
 
 def trainer_names() -> list[str]:
