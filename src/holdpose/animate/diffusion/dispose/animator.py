@@ -233,7 +233,8 @@ class DisPoseAnimator(AnimateDiffAnimator):
         self.hybrid.requires_grad_(False)
         pipe = super().build_pipeline(components, controlnet)
         for model in (self.hybrid, self.dift_unet):
-            if model.device != self.device or model.dtype != self.dtype:  # (diffusers warns on a no-op cast)
+            first = next(model.parameters())
+            if first.device != self.device or first.dtype != self.dtype:  # (diffusers warns on a no-op cast)
                 model.to(device=self.device, dtype=self.dtype)
         return pipe
 
