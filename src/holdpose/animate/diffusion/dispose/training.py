@@ -34,6 +34,7 @@ logger = logging.getLogger(__name__)
 
 VIDEO_SUFFIXES = (".mp4", ".mov", ".webm", ".mkv", ".avi")
 TRAINABLE = [r"^controlnet\."]
+DETECT_SIZE = 512  # pixels: poses are detected on the crop at this size (or its own if smaller)
 
 
 @dataclass
@@ -45,16 +46,12 @@ class Clip:
     poses: PoseSequence
 
 
-def square_crop(frame: np.ndarray, size: int) -> tuple[np.ndarray, float, tuple[float, float]]:
-    """The centre square of ``frame`` resized to ``size``: ``(image, scale, (x0, y0))`` with
-    ``image_xy = (frame_xy − (x0, y0)) · scale``."""
-    import cv2
-
+def square_crop(frame: np.ndarray) -> np.ndarray:
+    """The centre square of ``frame``."""
     h, w = frame.shape[:2]
     side = min(h, w)
     x0, y0 = (w - side) // 2, (h - side) // 2
-    crop = frame[y0:y0 + side, x0:x0 + side]
-    return cv2.resize(crop, (size, size), interpolation=cv2.INTER_AREA), size / side, (x0, y0)
+    return frame[y0:y0 + side, x0:x0 + side]
 
 
 def prepare_video(path: Path, size: int, max_frames: int, cache: Path) -> Clip:
@@ -67,14 +64,18 @@ def prepare_video(path: Path, size: int, max_frames: int, cache: Path) -> Clip:
         data = np.load(cache)
         if data["frames"].shape[1] == size and int(data["max_frames"]) == max_frames:
             return Clip(path.stem, data["frames"], single_person(data["keypoints"], data["scores"], size))
+    import cv2
+
     frames, keypoints, scores = [], [], []
     with MediaPipeDetector() as detector:
         for frame in FrameSource(path, stop=max_frames):
-            image, scale, (x0, y0) = square_crop(frame, size)
-            found = detector.detect_one(image)
+            crop = square_crop(frame)
+            detect_side = min(len(crop), DETECT_SIZE)  # poses found at a useful size, whatever the training size
+            found = detector.detect_one(cv2.resize(crop, (detect_side, detect_side), interpolation=cv2.INTER_AREA))
             points = np.zeros((133, 2), np.float32) if found is None else found[0].astype(np.float32)
+            points *= size / detect_side
             point_scores = np.zeros(133, np.float32) if found is None else found[1].astype(np.float32)
-            frames.append(image)
+            frames.append(cv2.resize(crop, (size, size), interpolation=cv2.INTER_AREA))
             keypoints.append(points)
             scores.append(point_scores)
     if len(frames) < 2:
@@ -154,7 +155,7 @@ def predict(model: DisPoseTrainingModel, noisy, timesteps, batch):
         down = [a + b for a, b in zip(down, pose_down)]
         mid = mid + pose_mid
     video = noisy.permute(1, 0, 2, 3)[None]  # [1, C, F, h, w]
-    out = model.unet(video, timesteps[0], encoder_hidden_states=batch["text"], down_block_additional_residuals=down,
+    out = model.unet(video, timesteps[0], encoder_hidden_states=text, down_block_additional_residuals=down,
                      mid_block_additional_residual=mid, return_dict=False)[0]
     return out[0].permute(1, 0, 2, 3)
 
@@ -211,20 +212,33 @@ class ClipSampler:
         return self.batch(clip_index, int(rng.integers(1, max(last, 1) + 1)))
 
 
-def train_dispose(videos, output, *, model: str, motion_adapter: str, controlnet: str | None = None,
-                  frames: int = 16, size: int = 512, max_frames: int = 64, steps: int = 20000,
-                  learning_rate: float = 1e-5, seed: int = 0, checkpoint_every: int = 500, eval_every: int = 100,
-                  dift_ensemble: int = 8, prompt: str = "a person", device=None, mixed_precision: str = "no",
-                  allow_pickle: bool = False, progress: bool = True):
-    """Train the hybrid ControlNet on ``videos`` into ``output`` (resumes from its checkpoints).
-    Returns :class:`holdpose.train.loop.TrainResult`; ``output/trainable.safetensors`` loads
-    with ``holdpose animate --backend dispose --dispose-weights OUTPUT``."""
+def train_dispose(videos, output, *, steps: int = 20000, learning_rate: float = 1e-5, seed: int = 0,
+                  checkpoint_every: int = 500, eval_every: int = 100, mixed_precision: str = "no",
+                  progress: bool = True, callback=None, **setup):
+    """Train the hybrid ControlNet on ``videos`` into ``output`` (resumes from its checkpoints);
+    ``setup``: the keyword arguments of :func:`prepare_training`. Returns
+    :class:`holdpose.train.loop.TrainResult`; ``output/trainable.safetensors`` loads with
+    ``holdpose animate --backend dispose --dispose-weights OUTPUT``."""
+    from holdpose.train.loop import TrainConfig, train
+
+    model, sampler = prepare_training(videos, output, seed=seed, **setup)
+    config = TrainConfig(steps=steps, learning_rate=learning_rate, seed=seed, shared_timestep=True,
+                         checkpoint_every=checkpoint_every, eval_every=eval_every, mixed_precision=mixed_precision)
+    return train(model, predict, sampler, output, config, trainable=TRAINABLE, eval_batch=sampler.held_out(),
+                 progress=progress, callback=callback)
+
+
+def prepare_training(videos, output, *, model: str, motion_adapter: str, controlnet: str | None = None,
+                     frames: int = 16, size: int = 512, max_frames: int = 64, dift_ensemble: int = 8,
+                     prompt: str = "a person", seed: int = 0, device=None, allow_pickle: bool = False):
+    """The training model (:class:`DisPoseTrainingModel`) and its :class:`ClipSampler`: the
+    videos' frames and poses (cached in ``output/data``), the models loaded, DIFT features of
+    each video's reference computed, the hybrid ControlNet built from the base UNet."""
     from holdpose.animate.diffusion.dispose.dift import DIFT_PROMPT, dift_features, sample_at_points
     from holdpose.animate.diffusion.dispose.model import HybridControlNet
     from holdpose.animate.diffusion.loading import (
         import_diffusers, load_base_components, load_model, resolve_device, resolve_dtype)
     from holdpose.animate.diffusion.noise import make_scheduler
-    from holdpose.train.loop import TrainConfig, train
 
     output = Path(output)
     device = resolve_device(device)
@@ -260,10 +274,7 @@ def train_dispose(videos, output, *, model: str, motion_adapter: str, controlnet
     training_model = DisPoseTrainingModel(unet, hybrid, pose_net).to(device)
     sampler = ClipSampler(clips, frames=frames, vae=vae, text=text, features=features, feature_grid=grid,
                           device=device, pose_style="openpose_full" if pose_net is not None else None)
-    config = TrainConfig(steps=steps, learning_rate=learning_rate, seed=seed, shared_timestep=True,
-                         checkpoint_every=checkpoint_every, eval_every=eval_every, mixed_precision=mixed_precision)
-    return train(training_model, predict, sampler, output, config, trainable=TRAINABLE, eval_batch=sampler.held_out(),
-                 progress=progress)
+    return training_model, sampler
 
 
 def encode_text(components: dict, prompt: str, device):
