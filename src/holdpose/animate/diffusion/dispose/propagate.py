@@ -10,11 +10,11 @@ pixels of the reference canvas, zero where nothing moves).
   its place in the target pose, which is a dense motion field over the person. No weights. The
   field is then corrected by a small Gaussian RBF so each body keypoint lands exactly on its
   target (skinning blends transforms near the joints, which moves a joint by a few pixels).
-- :class:`CMPPropagator` (``--motion-field cmp``, the paper's): a CMP network exported to
-  TorchScript (see docs/dispose.md), fed as DisPose feeds it: the reference at 384x384
+- :class:`CMPPropagator` (``--motion-field cmp``, the paper's): a CMP network exported with
+  ``torch.export`` (or TorchScript; see docs/dispose.md), fed as DisPose feeds it: the reference at 384x384
   normalised with CMP's mean and std, the reference-based sparse flow and its mask.
-- :class:`RBFPropagator`: Gaussian RBF interpolation of the body points' displacements inside
-  the person mask, a simple baseline for tests and comparisons.
+- :class:`RBFPropagator`: normalised Gaussian RBF weighting of the body points' displacements
+  inside the person mask, a simple baseline for tests and comparisons.
 """
 
 from __future__ import annotations
@@ -62,26 +62,43 @@ class MotionPropagator(ABC):
         ...
 
 
-def gaussian_rbf(centres: np.ndarray, values: np.ndarray, sigma: float, xs: np.ndarray, ys: np.ndarray,
-                 regularise: float = 1e-6, reach: float | None = None) -> np.ndarray:
-    """Gaussian RBF interpolant of ``values [N, 2]`` at ``centres [N, 2]`` evaluated on the
-    pixels ``xs, ys`` (``[M]`` each): exact at the centres. Returns ``[M, 2]``. With ``reach``
-    (in σ), each centre acts only on pixels within ``reach·σ`` of it on both axes, and centres
-    with a negligible coefficient not at all (a local correction costs a local amount)."""
-    out = np.zeros((len(xs), 2))
-    if len(centres) == 0:
-        return out
+def rbf_coefficients(centres: np.ndarray, values: np.ndarray, sigma: float, regularise: float = 1e-6) -> np.ndarray:
+    """Weights ``[N, 2]`` of the Gaussian RBF interpolant through ``values [N, 2]`` at ``centres [N, 2]``."""
     d2 = ((centres[:, None] - centres[None]) ** 2).sum(-1)
     gram = np.exp(-d2 / (2 * sigma ** 2)) + regularise * np.eye(len(centres))
-    coefficients = np.linalg.solve(gram, values)
-    for centre, coefficient in zip(centres, coefficients):
-        if reach is not None and np.abs(coefficient).max() < 1e-4:
+    return np.linalg.solve(gram, values)
+
+
+def gaussian_rbf(centres: np.ndarray, values: np.ndarray, sigma: float, xs: np.ndarray, ys: np.ndarray,
+                 regularise: float = 1e-6) -> np.ndarray:
+    """Gaussian RBF interpolant of ``values [N, 2]`` at ``centres [N, 2]`` evaluated on the
+    pixels ``xs, ys`` (``[M]`` each): exact at the centres. Returns ``[M, 2]``."""
+    if len(centres) == 0:
+        return np.zeros((len(xs), 2))
+    coefficients = rbf_coefficients(centres, values, sigma, regularise)
+    pixels = np.stack([xs, ys], 1).astype(np.float64)
+    return np.exp(-((pixels[:, None] - centres[None]) ** 2).sum(-1) / (2 * sigma ** 2)) @ coefficients
+
+
+def add_local_rbf(field: np.ndarray, mask: np.ndarray, centres: np.ndarray, values: np.ndarray, sigma: float,
+                  reach: float = 4.0) -> None:
+    """Add to ``field [2, H, W]`` (in place, on ``mask`` pixels only) the Gaussian RBF interpolant
+    through ``values [N, 2]`` at ``centres [N, 2]``, each Gaussian cut at ``reach`` σ: a local
+    correction costs a local amount (separable Gaussians over small boxes)."""
+    if len(centres) == 0:
+        return
+    height, width = mask.shape
+    radius = int(np.ceil(reach * sigma))
+    for centre, coefficient in zip(centres, rbf_coefficients(centres, values, sigma)):
+        if np.abs(coefficient).max() < 1e-4:
             continue
-        near = slice(None) if reach is None else np.flatnonzero(
-            (np.abs(xs - centre[0]) < reach * sigma) & (np.abs(ys - centre[1]) < reach * sigma))
-        r2 = (xs[near] - centre[0]) ** 2 + (ys[near] - centre[1]) ** 2
-        out[near] += np.exp(-r2 / (2 * sigma ** 2))[:, None] * coefficient
-    return out
+        x0, y0 = max(int(centre[0]) - radius, 0), max(int(centre[1]) - radius, 0)
+        x1, y1 = min(int(centre[0]) + radius + 1, width), min(int(centre[1]) + radius + 1, height)
+        gx = np.exp(-((np.arange(x0, x1) - centre[0]) ** 2) / (2 * sigma ** 2))
+        gy = np.exp(-((np.arange(y0, y1) - centre[1]) ** 2) / (2 * sigma ** 2))
+        bump = (np.outer(gy, gx) * mask[y0:y1, x0:x1]).astype(np.float32)
+        field[0, y0:y1, x0:x1] += bump * np.float32(coefficient[0])
+        field[1, y0:y1, x0:x1] += bump * np.float32(coefficient[1])
 
 
 class RigPropagator(MotionPropagator):
@@ -104,8 +121,10 @@ class RigPropagator(MotionPropagator):
         self.correct_keypoints = correct_keypoints
         self.mask = rig.mask
         self.owner, self.offsets = self._rasterise()
-        self.ys, self.xs = np.nonzero(self.mask)
-        self.triangle = self.owner[self.ys, self.xs]
+        ys, xs = np.nonzero(self.mask)
+        self.flat = ys * self.size[0] + xs  # the mask's pixels, row-major
+        self.xs, self.ys = xs.astype(np.float32), ys.astype(np.float32)
+        self.triangle = self.owner[ys, xs]
 
     def _rasterise(self) -> tuple[np.ndarray, list[int]]:
         """``owner [H, W]`` int32: the global index of the triangle owning each pixel (-1: none),
@@ -137,15 +156,15 @@ class RigPropagator(MotionPropagator):
 
         maps = [triangle_maps(vertices[triangles], moved[triangles])
                 for vertices, triangles, moved in self.rig.posed_meshes(target_points, target_scores)]
-        coefficients = np.concatenate(maps)[self.triangle]  # [M, 6] row-major 2x3 per owned pixel
-        x, y = self.xs.astype(np.float64), self.ys.astype(np.float64)
-        u = coefficients[:, 0] * x + coefficients[:, 1] * y + coefficients[:, 2] - x
-        v = coefficients[:, 3] * x + coefficients[:, 4] * y + coefficients[:, 5] - y
+        # the linear part minus the identity, so the maps give displacements
+        table = np.concatenate(maps).astype(np.float32) - np.float32([1, 0, 0, 0, 1, 0])
+        x, y = self.xs, self.ys
         width, height = self.size
-        field = np.zeros((2, height, width), np.float32)
-        field[0, self.ys, self.xs] = u
-        field[1, self.ys, self.xs] = v
-        return field
+        field = np.zeros((2, height * width), np.float32)
+        for axis, row in enumerate((0, 3)):
+            a, b, c = (np.take(table[:, row + i], self.triangle) for i in range(3))
+            field[axis, self.flat] = a * x + b * y + c
+        return field.reshape(2, height, width)
 
     def __call__(self, target_points: np.ndarray, target_scores: np.ndarray) -> np.ndarray:
         target_points = np.asarray(target_points, np.float64)
@@ -163,15 +182,14 @@ class RigPropagator(MotionPropagator):
         # the skinned field at a keypoint is its pixel's; the correction makes it exactly target - point
         wanted = target_points[BODY_POINTS][present][inside] - centres
         residual = wanted - field[:, rows, cols].T
-        sigma = 0.1 * self.rig.scale
-        field[:, self.ys, self.xs] += gaussian_rbf(centres, residual, sigma, self.xs, self.ys,
-                                                  reach=4.0).T.astype(np.float32)
+        add_local_rbf(field, self.mask, centres, residual, 0.1 * self.rig.scale)
         return field
 
 
 class RBFPropagator(MotionPropagator):
-    """Gaussian RBF interpolation (σ = a quarter of the body scale) of the COCO body points'
-    displacements, inside the person ``mask``, zero outside: a baseline."""
+    """Normalised Gaussian RBF weighting (σ = a quarter of the body's extent) of the COCO body
+    points' displacements, inside the person ``mask``, zero outside: a baseline (a uniform move
+    stays uniform; not exact at the points)."""
 
     name = "rbf"
 
@@ -190,13 +208,18 @@ class RBFPropagator(MotionPropagator):
         displacement = np.asarray(target_points, np.float64)[BODY_POINTS][present] - centres
         width, height = self.size
         field = np.zeros((2, height, width), np.float32)
-        field[:, self.ys, self.xs] = gaussian_rbf(centres, displacement, self.sigma, self.xs, self.ys, 1e-3).T
+        if not len(centres):
+            return field
+        pixels = np.stack([self.xs, self.ys], 1).astype(np.float64)
+        logits = -((pixels[:, None] - centres[None]) ** 2).sum(-1) / (2 * self.sigma ** 2)
+        weights = np.exp(logits - logits.max(1, keepdims=True))  # normalised: a uniform move stays uniform
+        field[:, self.ys, self.xs] = ((weights @ displacement) / weights.sum(1, keepdims=True)).T
         return field
 
 
 class CMPPropagator(MotionPropagator):
     """The paper's CMP propagator (``resnet50_vip+mpii_liteflow``, iteration 42000), from a
-    TorchScript export taking ``(image [1, 3, 384, 384], sparse [1, 4, 384, 384])`` (flow then
+    ``torch.export`` program (``.pt2``) or TorchScript file taking ``(image [1, 3, 384, 384], sparse [1, 4, 384, 384])`` (flow then
     mask) and returning ``[1, 2, 384, 384]`` flow, or ``[1, 198, 384, 384]`` bin logits (99 per
     axis over ±50, turned into a flow by their softmax expectation)."""
 
@@ -213,10 +236,13 @@ class CMPPropagator(MotionPropagator):
             raise HoldposeError(f"CMP model {model} does not exist; export CMP to TorchScript as docs/dispose.md "
                                 "says, or use --motion-field rig")
         try:
-            self.model = torch.jit.load(str(model), map_location=device).eval()
-        except RuntimeError as err:
-            raise HoldposeError(f"CMP model {model} is not a TorchScript file ({str(err).splitlines()[0]}); "
-                                "export it as docs/dispose.md says") from err
+            if str(model).endswith(".pt2"):
+                self.model = torch.export.load(str(model)).module().to(device)
+            else:
+                self.model = torch.jit.load(str(model), map_location=device).eval()
+        except (RuntimeError, ValueError) as err:
+            raise HoldposeError(f"CMP model {model} is not a torch.export (.pt2) or TorchScript file "
+                                f"({str(err).splitlines()[0]}); export it as docs/dispose.md says") from err
         self.device = device
         image = cv2.resize(reference, (CMP_SIZE, CMP_SIZE), interpolation=cv2.INTER_LINEAR).astype(np.float32)
         image = (image - np.array(CMP_MEAN, np.float32)) / np.array(CMP_STD, np.float32)
