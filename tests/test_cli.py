@@ -80,7 +80,7 @@ def make_bad_inputs(tmp_path):
      "person 4 is not a track id"),
     (["animate", "{d}/blank.png", "{d}/good.npz", "-o", "{d}/out.mp4"], "nobody found"),
     (["animate", "{d}/blank.png", "{d}/good.npz", "-o", "{d}/out.mp4", "--steps", "3"],
-     "--steps is for controlnet, animatediff, not the warp backend"),
+     "--steps is for controlnet, animatediff, dispose, not the warp backend"),
     (["align", "{d}/good.npz", "--reference", "{d}/blank.png", "-o", "{d}/out.json"], "nobody found"),
     (["evaluate", "{d}/missing.mp4", "-o", "{d}/report"], "no such file"),
     (["import-bvh", "{d}/missing.bvh", "-o", "{d}/out.json"], "no such BVH file"),
