@@ -12,17 +12,13 @@ import pytest
 torch = pytest.importorskip("torch")
 pytest.importorskip("diffusers")
 
-from diffusion_fixtures import reference_image, single_torch_thread, tiny_models, walking_poses  # noqa: E402
+from diffusion_fixtures import one_torch_thread  # noqa: E402,F401 - the fixture pytestmark uses
+from diffusion_fixtures import reference_image, tiny_models, walking_poses  # noqa: E402
 
 from holdpose.errors import HoldposeError  # noqa: E402
 
 OPTIONS = dict(num_inference_steps=1, window=3, stride=2, prompt="a dancer", resolution=64, seed=1)
-
-
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    with single_torch_thread():
-        yield
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")

@@ -9,7 +9,7 @@ torch = pytest.importorskip("torch")
 pytest.importorskip("diffusers")
 
 from diffusion_fixtures import one_torch_thread  # noqa: E402,F401 - the fixture pytestmark uses
-from diffusion_fixtures import CROSS_ATTENTION, tiny_unet, tiny_vae  # noqa: E402
+from diffusion_fixtures import CROSS_ATTENTION, tiny_svd_unet, tiny_unet, tiny_vae  # noqa: E402
 
 from holdpose.animate.diffusion.dispose.dift import dift_features, sample_at_points, up_block_features  # noqa: E402
 from holdpose.animate.diffusion.dispose.model import (  # noqa: E402
@@ -155,15 +155,6 @@ def test_up_block_hook_leaves_no_trace(unet):
     up_block_features(unet, x, torch.tensor([261]), text)
     assert not unet.up_blocks[1]._forward_hooks
 
-
-def tiny_svd_unet():
-    from diffusers import UNetSpatioTemporalConditionModel
-
-    return UNetSpatioTemporalConditionModel(
-        sample_size=16, in_channels=8, out_channels=4, block_out_channels=(32, 64), layers_per_block=2,
-        down_block_types=("CrossAttnDownBlockSpatioTemporal", "DownBlockSpatioTemporal"),
-        up_block_types=("UpBlockSpatioTemporal", "CrossAttnUpBlockSpatioTemporal"), cross_attention_dim=32,
-        num_attention_heads=(2, 4), addition_time_embed_dim=8, projection_class_embeddings_input_dim=24)
 
 
 RELEASED_PREFIXES = {"conv_in", "time_embedding", "add_embedding", "down_blocks", "mid_block",
