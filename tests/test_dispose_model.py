@@ -198,3 +198,27 @@ def test_svd_checkpoint_layout_strict_round_trip_and_hooks(tmp_path):
         with residual_hooks(unet, *a):
             guided = unet(x, 10, image, added_time_ids=time_ids).sample
     assert not torch.equal(plain, guided)
+
+
+def test_a_released_layout_checkpoint_converts_and_loads_strictly(tmp_path):
+    """A pickled checkpoint in the released layout (wrapped, DataParallel ``module.`` prefixes,
+    hybrid ControlNet and MimicMotion PoseNet tensors) -> ``convert-weights`` plain -> strict load."""
+    from holdpose.animate.diffusion.dispose.model import load_released
+    from holdpose.train.convert import convert_weights
+
+    torch.manual_seed(0)
+    unet = tiny_svd_unet().eval()
+    hybrid = HybridControlNet.from_base(unet, feature_dim=32, motion_channels=(16, 32, 96, 256))
+    pose_net = PoseNet(32)
+    generator = torch.Generator().manual_seed(1)
+    released = {f"module.{k}": torch.randn(v.shape, generator=generator) for k, v in hybrid.state_dict().items()}
+    released.update({f"module.pose_net.{k}": torch.randn(v.shape, generator=generator)
+                     for k, v in pose_net.state_dict().items()})
+    torch.save({"state_dict": released}, tmp_path / "DisPose.pth")
+    expected = {**{k: tuple(v.shape) for k, v in hybrid.state_dict().items()},
+                **{f"pose_net.{k}": tuple(v.shape) for k, v in pose_net.state_dict().items()}}
+    tensors = convert_weights(tmp_path / "DisPose.pth", tmp_path / "dispose.safetensors", allow_pickle=True,
+                              expected=expected)
+    load_released(hybrid, tensors, pose_net)
+    assert torch.equal(hybrid.controlnet_mid_block.weight, released["module.controlnet_mid_block.weight"])
+    assert torch.equal(pose_net.scale, released["module.pose_net.scale"])

@@ -207,3 +207,15 @@ def conv_in_hook(unet, addition):
         return output + (addition(output) if callable(addition) else addition)
 
     return unet.conv_in.register_forward_hook(add)
+
+
+def load_released(hybrid: HybridControlNet, tensors: dict, pose_net: PoseNet | None = None) -> None:
+    """Load a converted release (``holdpose convert-weights DisPose.pth ...``, plain names) strictly:
+    ``pose_net.*`` tensors into ``pose_net`` (MimicMotion's), all others into ``hybrid``."""
+    pose = {k.removeprefix("pose_net."): v for k, v in tensors.items() if k.startswith("pose_net.")}
+    rest = {k: v for k, v in tensors.items() if not k.startswith("pose_net.")}
+    hybrid.load_state_dict(rest, strict=True)
+    if pose_net is not None:
+        pose_net.load_state_dict(pose, strict=True)
+    elif pose:
+        raise ValueError("the checkpoint holds pose_net.* tensors; pass the PoseNet to load them into")
