@@ -7,9 +7,10 @@
 2. The SD 1.5 architecture with random weights (unet/config.json of stable-diffusion-v1-5;
    ``ControlNetModel.from_unet``; DisPose's hybrid ControlNet from the same UNet): one guided
    noise prediction for one frame (classifier-free guidance: a batch of 2) at 256 and 512, with
-   and without DisPose's guidance (hybrid ControlNet + the frame's sparse field and rig field),
-   interleaved. The overhead ratio is what a GPU user pays too; DIFT (8 UNet passes, once per
-   clip) is estimated from the measured UNet time.
+   and without DisPose's guidance (hybrid ControlNet + the frame's sparse field and point maps),
+   timed per part (minimum over interleaved repeats: the machine is shared) and counted in FLOPs
+   (torch's FlopCounterMode: the same on any machine). The FLOP overhead is what a GPU user pays
+   too; DIFT (8 UNet passes, once per clip) is counted the same way.
 
     python bench/bench_dispose.py                 # both parts; --part rig | sd15
     -> bench/results/dispose.json, bench/results/dispose_rig_field.png
@@ -118,6 +119,7 @@ def bench_sd15(sizes: list[int], repeats: int) -> dict:
     from holdpose.animate.diffusion.dispose.model import HybridControlNet, scatter_points
     from holdpose.render.motion import sparse_motion_fields
     from holdpose.train.loop import count_parameters
+    from torch.utils.flop_counter import FlopCounterMode
 
     torch.manual_seed(0)
     unet = UNet2DConditionModel(**SD15_UNET).eval()
@@ -133,7 +135,7 @@ def bench_sd15(sizes: list[int], repeats: int) -> dict:
     for size in sizes:
         latent = size // 8
         g = torch.Generator().manual_seed(0)
-        x = torch.randn(2, 4, latent, latent, generator=g)
+        x = torch.randn(2, 4, latent, latent, generator=g)  # one frame, unconditional and conditional
         text = torch.randn(2, 77, 768, generator=g)
         pose = torch.rand(2, 3, size, size, generator=g)
         points = np.random.default_rng(0).uniform(0.2 * size, 0.8 * size, (2, 18, 2))
@@ -141,41 +143,56 @@ def bench_sd15(sizes: list[int], repeats: int) -> dict:
         features = torch.randn(18, 1280, generator=g)
         grid = (size // 16, size // 16)
 
-        def plain():
+        def controlnet_and_unet():
             down, mid = controlnet(x, 500, encoder_hidden_states=text, controlnet_cond=pose, return_dict=False)
             unet(x, 500, encoder_hidden_states=text, down_block_additional_residuals=down,
                  mid_block_additional_residual=mid)
 
-        def guided():
-            sparse = sparse_motion_fields(points, present, (size, size))[1]  # this frame's sparse field
-            dense = np.zeros_like(sparse)  # the rig field's cost is measured in part 1
-            flows = torch.from_numpy(np.concatenate([dense, sparse]))[None].expand(2, -1, -1, -1)
+        def fields():  # this frame's sparse field and point maps (the rig field is timed in part 1)
+            sparse = sparse_motion_fields(points, present, (size, size))[1]
             cells = torch.from_numpy(np.floor(points[1:] / 16).astype(np.int64)[..., ::-1].copy())
             maps, mask = scatter_points(features, cells, torch.from_numpy(present[1:]), grid)
-            down, mid = controlnet(x, 500, encoder_hidden_states=text, controlnet_cond=pose, return_dict=False)
-            side_down, side_mid = hybrid(x, 500, text, flows=flows, point_maps=maps.expand(2, -1, -1, -1),
-                                         point_mask=mask.expand(2, -1, -1, -1))
-            unet(x, 500, encoder_hidden_states=text, down_block_additional_residuals=[a + b for a, b in
-                 zip(down, side_down)], mid_block_additional_residual=mid + side_mid)
+            flows = torch.from_numpy(np.concatenate([np.zeros_like(sparse), sparse]))[None].expand(2, -1, -1, -1)
+            return flows, maps.expand(2, -1, -1, -1), mask.expand(2, -1, -1, -1)
+
+        conditions = fields()
+
+        def hybrid_only():
+            flows, maps, mask = conditions
+            hybrid(x, 500, text, flows=flows, point_maps=maps, point_mask=mask)
 
         def unet_only():
             unet(x[:1], 261, encoder_hidden_states=text[:1])
 
-        times = {"plain": [], "guided": [], "unet_single": []}
+        parts = {"controlnet_and_unet": controlnet_and_unet, "hybrid": hybrid_only, "fields": fields,
+                 "unet_single": unet_only}
         with torch.no_grad():
-            plain()  # warm up
-            for _ in range(repeats):  # interleaved, so a change in the machine's load hits both
-                for name, fn in (("plain", plain), ("guided", guided), ("unet_single", unet_only)):
+            flops = {}
+            for name in ("controlnet_and_unet", "hybrid", "unet_single"):
+                with FlopCounterMode(display=False) as counter:
+                    parts[name]()
+                flops[name] = counter.get_total_flops()
+            times = {name: [] for name in parts}
+            for _ in range(repeats):  # interleaved; the minimum is the least disturbed by the machine's load
+                for name, fn in parts.items():
                     start = time.perf_counter()
                     fn()
                     times[name].append(time.perf_counter() - start)
                 log(size, {k: round(v[-1], 2) for k, v in times.items()})
-        plain_s, guided_s = float(np.median(times["plain"])), float(np.median(times["guided"]))
-        out[str(size)] = {"seconds_per_frame_animatediff_controlnet": round(plain_s, 2),
+        best = {name: min(v) for name, v in times.items()}
+        plain_s = best["controlnet_and_unet"]
+        guided_s = plain_s + best["hybrid"] + best["fields"]
+        out[str(size)] = {"gflop_controlnet_and_unet": round(flops["controlnet_and_unet"] / 1e9, 1),
+                          "gflop_hybrid": round(flops["hybrid"] / 1e9, 1),
+                          "flop_overhead_ratio": round(1 + flops["hybrid"] / flops["controlnet_and_unet"], 3),
+                          "seconds_controlnet_and_unet": round(plain_s, 2), "seconds_hybrid": round(best["hybrid"], 2),
+                          "seconds_fields": round(best["fields"], 3),
+                          "seconds_per_frame_animatediff_controlnet": round(plain_s, 2),
                           "seconds_per_frame_with_dispose": round(guided_s, 2),
-                          "overhead_ratio": round(guided_s / plain_s, 3),
-                          "dift_once_per_clip_seconds_estimate": round(8 * float(np.median(times["unet_single"])), 1),
-                          "repeats": repeats}
+                          "time_overhead_ratio": round(guided_s / plain_s, 3),
+                          "dift_once_per_clip_seconds_estimate": round(8 * best["unet_single"], 1),
+                          "dift_once_per_clip_gflop": round(8 * flops["unet_single"] / 1e9, 1),
+                          "repeats": repeats, "timing": "minimum over interleaved repeats, batch 2 (guidance)"}
         log(size, out[str(size)])
     return out
 
@@ -184,7 +201,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--part", choices=("rig", "sd15", "all"), default="all")
     parser.add_argument("--sizes", type=int, nargs="+", default=[256, 512])
-    parser.add_argument("--repeats", type=int, default=2)
+    parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--frames", type=int, default=12, help="driving frames per reference (rig part)")
     args = parser.parse_args()
     path = RESULTS / "dispose.json"
