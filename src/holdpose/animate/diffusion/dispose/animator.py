@@ -28,7 +28,8 @@ from pathlib import Path
 
 import numpy as np
 
-from holdpose.animate.diffusion.animatediff import AnimateDiffAnimator, AnimateDiffModelOptions, AnimateDiffOptions
+from holdpose.animate.diffusion.animatediff import (
+    FUSIONS, AnimateDiffAnimator, AnimateDiffModelOptions, AnimateDiffOptions)
 from holdpose.animate.diffusion.conditioning import encode_prompt, resize
 from holdpose.animate.diffusion.loading import import_torch
 from holdpose.animate.options import check_float, check_int, option
@@ -71,8 +72,7 @@ class DisPoseOptions(AnimateDiffOptions):
     """
 
     stride: int = option(10, "frames between window starts", type=positive_int)
-    fusion: str = option("triangular", "window fusion (triangular: MimicMotion's)",
-                         choices=AnimateDiffOptions.__dataclass_fields__["fusion"].metadata["choices"])
+    fusion: str = option("triangular", "window fusion (triangular: MimicMotion's)", choices=FUSIONS)
     motion_field: str | None = option(None, "dense motion field: rig (holdpose's own, default), cmp (the paper's; "
                                       "needs --cmp) or rbf", choices=MOTION_FIELD_CHOICES)
     dispose_scale: float = option(1.0, "scale of DisPose's hybrid ControlNet residuals", type=float)
@@ -127,7 +127,9 @@ class DisPoseGuidance:
     ``residuals(control_input, t, text, frames, do_cfg)`` gives the hybrid ControlNet's
     ``(down, mid)`` for the window's ``frames`` (clip indices; ``num_frames`` is the
     reference anchor, whose motion fields are zero). Motion fields are made when a frame is
-    first asked for and kept (float16) for the clip's later steps."""
+    first asked for and kept (float16, 2 MB per frame at 512x512) for the clip's later steps:
+    the one part of a DisPose run whose memory grows with the clip [to do: recompute or spill
+    to disk beyond a budget]."""
 
     def __init__(self, net, tracks: np.ndarray, present: np.ndarray, propagator, poses: PoseSequence,
                  size: tuple[int, int], point_features, grid: tuple[int, int], scale: float, device, dtype):
