@@ -104,7 +104,7 @@ def write_sheet(sheet: list, path: Path) -> None:
 
     rows = []
     for reference, frame, field in sheet:
-        h = 360
+        h = 220
         row = [cv2.resize(im, (round(im.shape[1] * h / im.shape[0]), h)) for im in (reference, frame, field)]
         rows.append(np.concatenate(row, axis=1))
     width = max(r.shape[1] for r in rows)
