@@ -141,6 +141,6 @@ def test_cli_writes_all_frames_of_a_40_frame_clip_in_windows(paths, tmp_path):
     from holdpose.io.posefile import load_poses
     from holdpose.io.video import FrameSource
 
-    output = cli_run(paths, tmp_path, 16)  # windows of 16 (the reference + 15), stride 10
+    output = cli_run(paths, tmp_path, 16)  # 48 frames; windows of 16 (the reference + 15), stride 10
     used = load_poses(tmp_path / "clip.poses.json")
     assert used.num_frames >= 40 and FrameSource(output).num_frames == used.num_frames
