@@ -11,8 +11,8 @@ pixels of the reference canvas, zero where nothing moves).
   field is then corrected by a small Gaussian RBF so each body keypoint lands exactly on its
   target (skinning blends transforms near the joints, which moves a joint by a few pixels).
 - :class:`CMPPropagator` (``--motion-field cmp``, the paper's): a CMP network exported with
-  ``torch.export`` (or TorchScript; see docs/dispose.md), fed as DisPose feeds it: the reference at 384x384
-  normalised with CMP's mean and std, the reference-based sparse flow and its mask.
+  ``torch.export`` (or TorchScript; see docs/dispose.md), fed as DisPose feeds it: the reference at
+  384x384, the reference-based sparse flow and its mask.
 - :class:`RBFPropagator`: normalised Gaussian RBF weighting of the body points' displacements
   inside the person mask, a simple baseline for tests and comparisons.
 """
@@ -32,8 +32,6 @@ from holdpose.render.motion import CMP_SIZE, reference_sparse_flow, resize_dense
 logger = logging.getLogger(__name__)
 
 MOTION_FIELDS = ("rig", "cmp", "rbf")
-CMP_MEAN = (123.675, 116.28, 103.53)
-CMP_STD = (58.395, 57.12, 57.375)
 CMP_BINS, CMP_FMAX = 99, 50.0
 BODY_POINTS = slice(0, 17)  # COCO body points: the rig's corrections and the RBF's centres
 
@@ -218,10 +216,13 @@ class RBFPropagator(MotionPropagator):
 
 
 class CMPPropagator(MotionPropagator):
-    """The paper's CMP propagator (``resnet50_vip+mpii_liteflow``, iteration 42000), from a
-    ``torch.export`` program (``.pt2``) or TorchScript file taking ``(image [1, 3, 384, 384], sparse [1, 4, 384, 384])`` (flow then
-    mask) and returning ``[1, 2, 384, 384]`` flow, or ``[1, 198, 384, 384]`` bin logits (99 per
-    axis over ±50, turned into a flow by their softmax expectation)."""
+    """The paper's CMP propagator (``resnet50_vip+mpii_liteflow``, iteration 42000) from a
+    ``torch.export`` program (``.pt2``) or TorchScript file: ``forward(image, sparse)`` with the
+    reference ``[1, 3, 384, 384]`` RGB in [0, 1] and the sparse flow then its mask
+    ``[1, 4, 384, 384]``, returning the dense flow ``[1, 2, 384, 384]`` (MOFA-Video's
+    ``CMP_demo.run``, which normalises the image and decodes CMP's bins itself; see
+    docs/dispose.md), or raw bin logits ``[1, 198, 384, 384]`` (99 per axis over ±50, decoded
+    here by their softmax expectation)."""
 
     name = "cmp"
     origin = "paper"
@@ -244,9 +245,8 @@ class CMPPropagator(MotionPropagator):
             raise HoldposeError(f"CMP model {model} is not a torch.export (.pt2) or TorchScript file "
                                 f"({str(err).splitlines()[0]}); export it as docs/dispose.md says") from err
         self.device = device
-        image = cv2.resize(reference, (CMP_SIZE, CMP_SIZE), interpolation=cv2.INTER_LINEAR).astype(np.float32)
-        image = (image - np.array(CMP_MEAN, np.float32)) / np.array(CMP_STD, np.float32)
-        self.image = torch.from_numpy(image.transpose(2, 0, 1)[None].copy()).to(device)
+        image = cv2.resize(reference, (CMP_SIZE, CMP_SIZE), interpolation=cv2.INTER_LINEAR).astype(np.float32) / 255
+        self.image = torch.from_numpy(image.transpose(2, 0, 1)[None].copy()).to(device)  # [0, 1], as CMP_demo.run
         self.body, self.body_present = body18(keypoints, scores)
 
     def __call__(self, target_points: np.ndarray, target_scores: np.ndarray) -> np.ndarray:
