@@ -25,6 +25,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--max-frames", type=positive_int, default=64, help="frames read from each video (default 64)")
     p.add_argument("--steps", type=positive_int, default=20000, help="optimizer steps (default 20000, the paper's)")
     p.add_argument("--lr", type=float, default=1e-5, help="learning rate (default 1e-5, the paper's)")
+    p.add_argument("--accumulate", type=positive_int, default=1,
+                   help="clips per optimizer step (gradient accumulation; the paper's batch is 32)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--checkpoint-every", type=positive_int, default=500)
     p.add_argument("--eval-every", type=positive_int, default=100)
@@ -41,6 +43,7 @@ def run(args: argparse.Namespace) -> int:
     result = train_dispose(args.videos, args.output, model=args.model, motion_adapter=args.motion_adapter,
                            controlnet=args.controlnet, frames=args.frames, size=args.size,
                            max_frames=args.max_frames, steps=args.steps, learning_rate=args.lr, seed=args.seed,
+                           accumulate=args.accumulate,
                            checkpoint_every=args.checkpoint_every, eval_every=args.eval_every,
                            dift_ensemble=args.dift_ensemble, prompt=args.prompt, device=args.device,
                            mixed_precision=args.mixed_precision, allow_pickle=args.allow_pickle)

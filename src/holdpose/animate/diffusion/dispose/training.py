@@ -213,8 +213,8 @@ class ClipSampler:
 
 
 def train_dispose(videos, output, *, steps: int = 20000, learning_rate: float = 1e-5, seed: int = 0,
-                  checkpoint_every: int = 500, eval_every: int = 100, mixed_precision: str = "no",
-                  progress: bool = True, callback=None, **setup):
+                  accumulate: int = 1, checkpoint_every: int = 500, eval_every: int = 100,
+                  mixed_precision: str = "no", progress: bool = True, callback=None, **setup):
     """Train the hybrid ControlNet on ``videos`` into ``output`` (resumes from its checkpoints);
     ``setup``: the keyword arguments of :func:`prepare_training`. Returns
     :class:`holdpose.train.loop.TrainResult`; ``output/trainable.safetensors`` loads with
@@ -223,7 +223,8 @@ def train_dispose(videos, output, *, steps: int = 20000, learning_rate: float = 
 
     model, sampler = prepare_training(videos, output, seed=seed, **setup)
     config = TrainConfig(steps=steps, learning_rate=learning_rate, seed=seed, shared_timestep=True,
-                         checkpoint_every=checkpoint_every, eval_every=eval_every, mixed_precision=mixed_precision)
+                         accumulate=accumulate, checkpoint_every=checkpoint_every, eval_every=eval_every,
+                         mixed_precision=mixed_precision)
     return train(model, predict, sampler, output, config, trainable=TRAINABLE, eval_batch=sampler.held_out(),
                  progress=progress, callback=callback)
 
