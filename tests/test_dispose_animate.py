@@ -70,7 +70,8 @@ def test_trained_weights_load_strictly_and_steer_the_frames(paths, dispose, tmp_
     save_file({k: v.contiguous() for k, v in weights.items()}, str(tmp_path / "trainable.safetensors"))
     trained = DisPoseAnimator(**model_options(paths, dispose_weights=str(tmp_path)))
     assert torch.equal(trained.hybrid.controlnet_mid_block.weight, weights["controlnet.controlnet_mid_block.weight"])
-    options = dict(reference_pose=poses[:1], propagator=rbf_propagator(poses))
+    # two steps: after one, the residuals' effect on the tiny model's frames is within rounding
+    options = dict(reference_pose=poses[:1], propagator=rbf_propagator(poses), num_inference_steps=2)
     assert not np.array_equal(run(trained, poses, **options), run(dispose, poses, **options))
 
     save_file({"controlnet.nothing": torch.zeros(1)}, str(tmp_path / "bad.safetensors"))
