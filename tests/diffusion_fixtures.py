@@ -75,6 +75,17 @@ def tiny_unet():
         cross_attention_dim=CROSS_ATTENTION, attention_head_dim=4, norm_num_groups=32)
 
 
+def tiny_svd_unet():
+    """A tiny SVD ``UNetSpatioTemporalConditionModel`` (8 input channels: noise and image latents)."""
+    from diffusers import UNetSpatioTemporalConditionModel
+
+    return UNetSpatioTemporalConditionModel(
+        sample_size=16, in_channels=8, out_channels=4, block_out_channels=(32, 64), layers_per_block=2,
+        down_block_types=("CrossAttnDownBlockSpatioTemporal", "DownBlockSpatioTemporal"),
+        up_block_types=("UpBlockSpatioTemporal", "CrossAttnUpBlockSpatioTemporal"), cross_attention_dim=32,
+        num_attention_heads=(2, 4), addition_time_embed_dim=8, projection_class_embeddings_input_dim=24)
+
+
 def tiny_vae():
     from diffusers import AutoencoderKL
 

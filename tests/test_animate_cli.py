@@ -88,9 +88,9 @@ def test_every_option_of_every_backend_has_one_flag():
 
 
 @pytest.mark.parametrize("argv, message", [
-    (["--backend", "controlnet", "--window", "8"], "--window is for animatediff, not the controlnet backend"),
+    (["--backend", "controlnet", "--window", "8"], "--window is for animatediff, dispose, not the controlnet backend"),
     (["--backend", "animatediff", "--batch-size", "2"], "--batch-size is for controlnet, stablepose, not the animatediff"),
-    (["--prompt", "x"], "--prompt is for controlnet, animatediff, posecrafter, stablepose, not the warp backend"),
+    (["--prompt", "x"], "--prompt is for controlnet, animatediff, posecrafter, stablepose, dispose, not the warp backend"),
     # checked before any model is loaded: the default model id is not even looked up
     (["--backend", "controlnet", "--strength", "0.5"], "needs init frames"),
     (["--backend", "controlnet", "--guidance", "nan"], "argument --guidance: value must be a finite number"),

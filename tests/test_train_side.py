@@ -8,7 +8,8 @@ torch = pytest.importorskip("torch")
 pytest.importorskip("diffusers")
 
 from diffusion_fixtures import one_torch_thread  # noqa: E402,F401 - the fixture pytestmark uses
-from diffusion_fixtures import CROSS_ATTENTION, single_torch_thread, tiny_controlnet, tiny_unet  # noqa: E402
+from diffusion_fixtures import (  # noqa: E402
+    CROSS_ATTENTION, single_torch_thread, tiny_controlnet, tiny_svd_unet, tiny_unet)
 
 from holdpose.train.side import SideNetwork, residual_hooks, skip_channels  # noqa: E402
 
@@ -125,15 +126,6 @@ def test_hooks_reject_a_wrong_number_of_residuals(models):
             pass
     assert not any(block._forward_pre_hooks for block in unet.up_blocks)
 
-
-def tiny_svd_unet():
-    from diffusers import UNetSpatioTemporalConditionModel
-
-    return UNetSpatioTemporalConditionModel(
-        sample_size=16, in_channels=8, out_channels=4, block_out_channels=(32, 64), layers_per_block=2,
-        down_block_types=("CrossAttnDownBlockSpatioTemporal", "DownBlockSpatioTemporal"),
-        up_block_types=("UpBlockSpatioTemporal", "CrossAttnUpBlockSpatioTemporal"), cross_attention_dim=32,
-        num_attention_heads=(2, 4), addition_time_embed_dim=8, projection_class_embeddings_input_dim=24)
 
 
 def test_svd_side_network_computes_the_unets_own_skips_and_feeds_them_through_hooks():

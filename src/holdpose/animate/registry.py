@@ -19,6 +19,7 @@ BACKENDS: dict[str, str] = {
     "animatediff": "holdpose.animate.diffusion.animatediff:AnimateDiffAnimator",
     "posecrafter": "holdpose.animate.diffusion.posecrafter.animator:PoseCrafterAnimator",
     "stablepose": "holdpose.animate.diffusion.stablepose.animator:StablePoseAnimator",
+    "dispose": "holdpose.animate.diffusion.dispose.animator:DisPoseAnimator",
 }
 DEFAULT_BACKEND = "warp"
 

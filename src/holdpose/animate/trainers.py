@@ -12,6 +12,7 @@ from __future__ import annotations
 TRAINERS: dict[str, str] = {
     "posecrafter": "holdpose.animate.diffusion.posecrafter.cli",
     "stablepose": "holdpose.animate.diffusion.stablepose.cli",
+    "dispose": "holdpose.animate.diffusion.dispose.cli",
 }
 
 

@@ -408,6 +408,14 @@ class PuppetRig:
                 alpha[box] = a + alpha[box] * (1 - a)
         return alpha
 
+    def posed_meshes(self, target_points: np.ndarray, target_scores: np.ndarray
+                     ) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+        """Each layer's mesh, back to front, as ``(reference vertices [V, 2], triangles [F, 3],
+        vertices in the target pose [V, 2])`` (pixels): where mesh skinning sends every point
+        of the reference (DisPose's rig motion field reads the puppet's motion from this)."""
+        for layer, moved in self._posed_layers(target_points, target_scores):
+            yield layer.vertices, layer.triangles, moved
+
     def _posed_layers(self, target_points: np.ndarray, target_scores: np.ndarray) -> Iterator[tuple[Layer, np.ndarray]]:
         """Each layer, back to front, with its vertices in the target pose ``[V, 2]``."""
         transforms = part_transforms(self.points, self.present, np.asarray(target_points, np.float64),

@@ -72,7 +72,8 @@ class AnimateDiffOptions(DiffusionOptions):
     Attributes:
         window: frames the motion module sees at once (context length), anchor included.
         stride: frames between the starts of consecutive windows (window - stride overlap).
-        fusion: "pyramid" or "flat" weights for fusing overlapping windows, or
+        fusion: "pyramid", "flat" or "triangular" (MimicMotion's, counting the anchor) weights
+            for fusing overlapping windows, or
             "freenoise" for diffusers' FreeNoise (memory grows with the clip).
         anchor_reference: anchor every window on the reference image and its pose
             (``reference_pose``, detected in the reference when not given).
@@ -83,7 +84,7 @@ class AnimateDiffOptions(DiffusionOptions):
     num_inference_steps: int = option(25, "denoising steps", flag="steps", type=positive_int)
     window: int = option(16, "frames per window", type=positive_int)
     stride: int = option(8, "frames between window starts", type=positive_int)
-    fusion: str = option("pyramid", "window fusion", choices=FUSIONS)
+    fusion: str = option("pyramid", "window fusion (triangular: MimicMotion's)", choices=FUSIONS)
     anchor_reference: bool = option(False, "put the reference (and its pose) in front of every window")
     reference_pose: PoseSequence | None = option(None, cli=False)
 
@@ -205,7 +206,7 @@ class AnimateDiffAnimator(DiffusionAnimator):
             if pipe.free_noise_enabled:
                 pipe.disable_free_noise()
             windows = context_windows(num_frames, opts.window - anchored, opts.stride)
-            weights = fusion_weights(windows, num_frames, opts.fusion)
+            weights = fusion_weights(windows, num_frames, opts.fusion, lead=int(anchored))
 
         # 3. Encode the prompt (and the reference as an image prompt) once
         with torch.no_grad():
@@ -221,6 +222,9 @@ class AnimateDiffAnimator(DiffusionAnimator):
         if anchored:
             store.extra(control_streams(opts.reference_pose[:1], opts.control_images, self.pose_style,
                                         (width, height)))
+
+        # 4b. Extra guidance a subclass computes once for the clip (DisPose's motion fields and point features)
+        guidance = self.window_guidance(reference, poses, opts, (width, height))
 
         # 5. Prepare latents [1, C, F, h, w]: each frame's noise from (seed, frame); the anchor's latent is the
         #    reference image's
@@ -249,7 +253,7 @@ class AnimateDiffAnimator(DiffusionAnimator):
                         window_latents = torch.cat([anchor, window_latents], dim=2)
                         frames = [num_frames] + frames
                     eps = self.predict_noise(scheduler, window_latents, t, embeds, added, store.get(frames), opts,
-                                             do_cfg)
+                                             do_cfg, guidance=guidance, frames=frames)
                     noise_pred[:, :, window] += weight * (eps[:, :, 1:] if anchored else eps)
                 latents = scheduler.step(noise_pred, t, latents, return_dict=False)[0]
 
@@ -261,10 +265,19 @@ class AnimateDiffAnimator(DiffusionAnimator):
             yield from self.emit(images, chunk_start, start_frame, poses.size, callback)
         pipe.maybe_free_model_hooks()
 
+    def window_guidance(self, reference: np.ndarray, poses: PoseSequence, opts: AnimateDiffOptions,
+                        size: tuple[int, int]):
+        """Per-clip guidance beyond the ControlNets, or None (here). A subclass returns an object
+        whose ``residuals(control_input, t, text, frames, do_cfg)`` gives ``(down, mid)`` side
+        residuals for one window; ``frames`` are the window's clip indices, the anchor being
+        ``poses.num_frames``. Passed explicitly to every window, never kept as global state."""
+        return None
+
     def predict_noise(self, scheduler, latents, t, embeds, added, control_images: list[np.ndarray],
-                      opts: AnimateDiffOptions, do_cfg: bool):
+                      opts: AnimateDiffOptions, do_cfg: bool, guidance=None, frames: list[int] | None = None):
         """Guided noise prediction for one window, latents ``[1, C, f, h, w]`` -> ``[1, C, f, h, w]``;
-        the ControlNet sees the frames as a batch ``[(2 f), C, h, w]``, as in diffusers' pipeline."""
+        the ControlNet sees the frames as a batch ``[(2 f), C, h, w]``, as in diffusers' pipeline.
+        ``guidance``: :meth:`window_guidance`'s object, asked for residuals of ``frames``."""
         torch = import_torch()
         num_frames = latents.shape[2]
         model_input = torch.cat([latents] * 2) if do_cfg else latents
@@ -272,5 +285,6 @@ class AnimateDiffAnimator(DiffusionAnimator):
         control_input = model_input.transpose(1, 2).flatten(0, 1)  # [(2 f), C, h, w], unconditional frames first
         text = embeds.repeat_interleave(num_frames, dim=0)
         controlnet_cond, scale = self.controlnet_inputs(control_images, opts.controlnet_scale, do_cfg)
+        side = None if guidance is None else guidance.residuals(control_input, t, text, frames, do_cfg)
         return self.guided_noise(model_input, control_input, t, text, added, controlnet_cond, scale,
-                                 opts.guidance_scale, do_cfg)
+                                 opts.guidance_scale, do_cfg, side_residuals=side)

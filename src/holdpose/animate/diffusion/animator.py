@@ -159,14 +159,21 @@ class DiffusionAnimator(Animator):
         return conds, controlnet_scale
 
     def guided_noise(self, unet_input, control_input, t, text, added, controlnet_cond, conditioning_scale,
-                     guidance_scale: float, do_cfg: bool):
+                     guidance_scale: float, do_cfg: bool, side_residuals=None):
         """One noise prediction: the ControlNet's residuals on ``control_input``, the UNet on
         ``unet_input`` with them (both the same tensor for image models; a video UNet takes
         ``[B, C, F, h, w]`` where the ControlNet sees the frames as a batch), then
-        classifier-free guidance over the ``[unconditional, conditional]`` halves."""
+        classifier-free guidance over the ``[unconditional, conditional]`` halves.
+
+        ``side_residuals``: ``(down, mid)`` of another side network (DisPose's hybrid
+        ControlNet), summed with the ControlNet's as ``MultiControlNetModel`` sums its nets'."""
         pipe = self.pipe
         down, mid = pipe.controlnet(control_input, t, encoder_hidden_states=text, controlnet_cond=controlnet_cond,
                                     conditioning_scale=conditioning_scale, guess_mode=False, return_dict=False)
+        if side_residuals is not None:
+            side_down, side_mid = side_residuals
+            down = [a + b for a, b in zip(down, side_down, strict=True)]
+            mid = mid + side_mid
         noise_pred = pipe.unet(unet_input, t, encoder_hidden_states=text, added_cond_kwargs=added,
                                down_block_additional_residuals=down, mid_block_additional_residual=mid,
                                return_dict=False)[0]

@@ -6,7 +6,9 @@ noise prediction is computed on its own frames, and the predictions of the windo
 that share a frame are averaged with per-position weights, so neighbouring windows
 agree where they overlap (the "context scheduling" of AnimateDiff-Evolved; FreeNoise,
 Qiu et al. 2023, fuses the same way inside the temporal attention, with the
-"pyramid" weights ``[1, 2, 3, 2, 1]``).
+"pyramid" weights ``[1, 2, 3, 2, 1]``). MimicMotion (and DisPose on it) fuses with
+"triangular" weights ``min((i + 0.5)/(L/2), 2 − (i + 0.5)/(L/2))`` over its 16-frame windows,
+counting the reference frame it puts first (``lead=1``).
 
 Pure numpy; no model needed::
 
@@ -19,7 +21,7 @@ from __future__ import annotations
 
 import numpy as np
 
-SCHEMES = ("pyramid", "flat")
+SCHEMES = ("pyramid", "flat", "triangular")
 
 
 def context_windows(num_frames: int, length: int, stride: int) -> list[np.ndarray]:
@@ -52,21 +54,30 @@ def context_windows(num_frames: int, length: int, stride: int) -> list[np.ndarra
     return [np.arange(start, start + length) for start in starts]
 
 
-def window_profile(length: int, scheme: str = "pyramid") -> np.ndarray:
+def window_profile(length: int, scheme: str = "pyramid", lead: int = 0) -> np.ndarray:
     """Unnormalised weight of each position in a window, float64 ``[length]``.
 
     "pyramid": ``min(i + 1, length - i)``, highest in the middle (``[1, 2, 3, 2, 1]``),
-    so a frame leans on the window that sees most of its neighbours; "flat": all ones.
+    so a frame leans on the window that sees most of its neighbours; "flat": all ones;
+    "triangular" (MimicMotion's ``pipeline_mimicmotion.py``): ``min((i + 0.5)/(n/2),
+    2 − (i + 0.5)/(n/2))`` over ``n = lead + length`` positions of which the first ``lead``
+    (frames put in front of every window, such as the reference anchor) are not returned:
+    for a 16-frame window, 0.0625 at both ends and 0.9375 in the middle.
     """
     if scheme == "pyramid":
         i = np.arange(length)
         return np.minimum(i + 1, length - i).astype(np.float64)
     if scheme == "flat":
         return np.ones(length)
+    if scheme == "triangular":
+        half = (lead + length) / 2
+        i = np.arange(lead, lead + length) + 0.5
+        return np.minimum(i / half, 2 - i / half)
     raise ValueError(f"unknown fusion scheme {scheme!r}; choose one of {', '.join(SCHEMES)}")
 
 
-def fusion_weights(windows: list[np.ndarray], num_frames: int, scheme: str = "pyramid") -> list[np.ndarray]:
+def fusion_weights(windows: list[np.ndarray], num_frames: int, scheme: str = "pyramid",
+                   lead: int = 0) -> list[np.ndarray]:
     """Per-window, per-position weights such that, for every frame, the weights of the
     windows holding it sum to one.
 
@@ -76,7 +87,8 @@ def fusion_weights(windows: list[np.ndarray], num_frames: int, scheme: str = "py
     Args:
         windows: from :func:`context_windows` (any list of index arrays covering the clip).
         num_frames: frames in the clip.
-        scheme: see :func:`window_profile`.
+        scheme, lead: see :func:`window_profile` (``lead``: frames in front of every window,
+            counted by the "triangular" profile only).
 
     Returns:
         list of float64 arrays, ``weights[w]`` of the shape of ``windows[w]``.
@@ -84,7 +96,7 @@ def fusion_weights(windows: list[np.ndarray], num_frames: int, scheme: str = "py
     Raises:
         ValueError: if some frame is in no window.
     """
-    raw = [window_profile(len(window), scheme) for window in windows]
+    raw = [window_profile(len(window), scheme, lead) for window in windows]
     total = np.zeros(num_frames)
     for window, weight in zip(windows, raw):
         np.add.at(total, window, weight)
