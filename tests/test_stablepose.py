@@ -339,6 +339,9 @@ def test_cli_trains_generates_and_animates(trained, tmp_path, capsys):
                  "-o", str(tmp_path / "one.png"), *common]) == 0
     assert read_image(tmp_path / "one.png").shape == (64, 64, 3)
     write_image(tmp_path / "ref.png", reference_image())
+    assert main(["-q", "generate", str(tmp_path / "poses.json"), "--prompt", "a dancer", "--reference",
+                 str(tmp_path / "ref.png"), "-o", str(tmp_path / "two.png"), *common]) == 0
+    assert read_image(tmp_path / "two.png").shape == (64, 64, 3)
     assert main(["-q", "animate", str(tmp_path / "ref.png"), str(tmp_path / "poses.json"), "--no-align",
                  "--backend", "stablepose", "-o", str(tmp_path / "out.mp4"), *common]) == 0
     assert len(list((tmp_path / "out.frames").rglob("*.png"))) == 2

@@ -185,8 +185,8 @@ def generate_image(poses: str | os.PathLike | PoseSequence, output: str | os.Pat
 
     # 2. The canvas (and image prompt), the backend, the image
     width, height = seq.size
-    image = np.zeros((height, width, 3), np.uint8) if reference is None else resize(_read_reference(reference),
-                                                                                       (width, height))
+    image = (np.zeros((height, width, 3), np.uint8) if reference is None
+             else resize(Character.load(reference).image, (width, height)))
     animator, call_options = cls.from_options(Character(image), model_options, call_options)
     result = next(iter(animator(image, seq, seed=seed, **call_options)))
     write_image(output, result)
