@@ -198,3 +198,53 @@ def test_no_piece_of_a_sleeve_stays_where_the_arm_was(photo_rig, request):
     beside_hip = (slice(380, 520), slice(410, 470))
     changed = np.abs(frame[beside_hip].astype(int) - rig.background[beside_hip]).max(-1) > 40
     assert changed.sum() < 20  # the code before: 160 pixels of red and white stripes
+
+
+def legs_spread(rig, degrees):
+    """The rig's pose ``[133, 2]`` with each leg (knee, ankle, foot points) turned ``degrees`` outward
+    about its hip: jumping jacks."""
+    target = rig.points.copy()
+    centre = rig.points[[11, 12]].mean(0)
+    for hip, knee, ankle, toes in ((11, 13, 15, [17, 18, 19]), (12, 14, 16, [20, 21, 22])):
+        outward = np.sign(rig.points[hip][0] - centre[0])
+        angle = np.deg2rad(degrees) * -outward  # image y points down: a negative angle turns the foot left
+        rotation = np.array([[np.cos(angle), -np.sin(angle)], [np.sin(angle), np.cos(angle)]])
+        moving = [knee, ankle] + toes
+        target[moving] = (rig.points[moving] - rig.points[hip]) @ rotation.T + rig.points[hip]
+    return target
+
+
+def leg_texture_scale(rig, target):
+    """For the mesh triangles drawn over the thighs' lower half (from 0.55 of the thigh to the knee,
+    within the person): ``[N]`` the ratio of each triangle's area in ``target`` to its area in the
+    photo (1: the texture keeps its scale)."""
+    from holdpose.animate.puppet.layers import segment_distance
+
+    def area(corners):
+        d1, d2 = corners[:, 1] - corners[:, 0], corners[:, 2] - corners[:, 0]
+        return np.abs(d1[:, 0] * d2[:, 1] - d1[:, 1] * d2[:, 0]) / 2
+
+    lower_thighs = np.zeros(rig.mask.shape, bool)
+    for hip, knee in ((11, 13), (12, 14)):
+        distance, t = segment_distance(rig.mask.shape, rig.points[hip], rig.points[knee])
+        lower_thighs |= (t >= 0.55) & (t <= 1) & (distance < 0.4 * rig.scale)
+    lower_thighs &= rig.mask
+    ratios = []
+    for layer, moved in rig._posed_layers(target, rig.present.astype(np.float32)):
+        centre = np.round(layer.vertices[layer.triangles].mean(1)).astype(int)
+        over = lower_thighs[centre[:, 1], centre[:, 0]] & (area(layer.vertices[layer.triangles]) > 1)
+        triangles = layer.triangles[over]
+        ratios.append(area(moved[triangles]) / area(layer.vertices[triangles]))
+    return np.concatenate(ratios)
+
+
+def test_spread_legs_keep_their_texture(photo_rig):
+    """Jumping jacks: each leg turns about its hip as a layer of its own, so the thighs' texture keeps
+    its scale; the rig before the legs were layers stretched the inner thighs between the legs like
+    paper (blended between both thighs' turns)."""
+    image, rig = photo_rig
+    target = legs_spread(rig, 35)
+    ratios = leg_texture_scale(rig, target)
+    assert len(ratios) > 20
+    # the rig before the legs were layers: 95th percentile 2.0x (anyone-3), 2.2x (anyone-11)
+    assert np.percentile(np.abs(np.log(ratios)), 95) < np.log(1.15)

@@ -243,6 +243,11 @@ class PuppetRig:
         below_frame = cut.torso_below_frame(self.mask, self.points, self.present, self.scale)
         hidden_body |= arms & below_frame
         self.base_mask = self.layer_masks[0] | hidden_body
+        # Each leg (from the hip down) is a layer of its own under the torso's, so spread legs turn
+        # about their hips instead of stretching the crotch between them; the torso keeps the seat.
+        legs, seat = cut.leg_masks(self.base_mask, self.mask, self.points, self.present, self.scale)
+        self.leg_masks = [leg if leg.sum() >= 20 else np.zeros_like(leg) for leg in legs]
+        torso_mask = self.base_mask & ~((self.leg_masks[0] | self.leg_masks[1]) & ~seat)
 
         # 2. textures: the background without the person, the base without the arms
         arms_grown = _grow(arms, 2)
@@ -287,8 +292,14 @@ class PuppetRig:
         self.alpha = np.concatenate(alphas, axis=1)  # 0..1
 
         # 3. meshes and skinning weights, over each layer's mask grown by its feather
-        self.layers = [self._mesh(_grow(self.base_mask, feather) | base_edge,
-                                  parts=[i for i, p in enumerate(PARTS) if p.layer == 0], texture=0)]
+        # The legs take the base's texture (the body under the arms filled), drawn before the torso.
+        leg_edges = [base_edge & _grow(leg, halo) for leg in self.leg_masks]
+        legs_meshes = [self._mesh(_grow(leg, feather) | edge, texture=0,
+                                  parts=[PART_INDEX[f"{side}_{bone}"] for bone in ("thigh", "shin", "foot")])
+                       for side, leg, edge in zip(("left", "right"), self.leg_masks, leg_edges) if leg.any()]
+        self.layers = [_merge(legs_meshes)] if legs_meshes else []
+        self.layers.append(self._mesh(_grow(torso_mask, feather) | (base_edge & ~leg_edges[0] & ~leg_edges[1]),
+                                      parts=[i for i, p in enumerate(PARTS) if p.layer == 0], texture=0))
         arm_order = list(ARM_LAYERS)
         if depth is not None:  # nearer arm (smaller z) last
             wrist_z = {1: depth[9], 2: depth[10]}
