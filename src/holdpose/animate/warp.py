@@ -12,7 +12,11 @@ Rig (once per reference, :class:`PuppetRig`)
        outline) it keeps the arm's pixels, filled with the garment's own texture (patches of
        the torso around the gap, :mod:`holdpose.animate.puppet.exemplar`); elsewhere they
        leave the base and a moved arm uncovers the background. Long hair falling over an arm
-       is a layer of its own, drawn in front of the arms and moving with the body.
+       is a layer of its own, drawn in front of the arms and moving with the body. Each leg, from
+       the hip down, is a layer of its own under the torso's, cut out of the base along the thigh,
+       shin and foot with radii measured on the silhouette; the torso keeps the seat down to the
+       crotch, which bends with both thighs: spread legs turn about their hips instead of
+       stretching the inner thighs between them like paper.
     2. The background behind the person is filled by push-pull (Gortler et al., 1996) over
        the person's mask grown by the segmentation's halo (:mod:`holdpose.animate.puppet.fill`).
     3. Each layer gets a triangle mesh over its mask (grid points inside, Delaunay, triangles
@@ -28,7 +32,7 @@ Pose (per frame, :meth:`PuppetRig.deform`)
        all their points (face and hand landmarks included when present). A part the
        target lacks follows its parent.
     5. Vertices move by linear blend skinning, ``v' = sum_p w_p A_p v``.
-    6. Layers are drawn back to front (base, the arms, hair over the arms): triangles are rasterised into a
+    6. Layers are drawn back to front (the legs, the base, the arms, hair over the arms): triangles are rasterised into a
        triangle-index buffer over the layer's box, each pixel is mapped back into the layer's
        texture and alpha through its triangle's affine map, and blended over the frame.
 
@@ -69,7 +73,8 @@ class Part:
 
     ``bone``: the two joints whose segment the part follows (None for fitted parts);
     ``fit``: joints fitted by a similarity (torso, head, hands); ``parent``: whose
-    transform to use when the target lacks this part; ``layer``: 0 base, 1 left arm, 2 right arm.
+    transform to use when the target lacks this part; ``layer``: 0 base (the legs too: their layers
+    are cut from the base and take its texture), 1 left arm, 2 right arm.
     """
 
     name: str
@@ -418,6 +423,23 @@ class PuppetRig:
                 box, _, a = drawn
                 alpha[box] = a + alpha[box] * (1 - a)
         return alpha
+
+    def texture_scale(self, target_points: np.ndarray, target_scores: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """How much the puppet in the target pose stretches its texture: for every mesh triangle of
+        every layer, ``(centres [F, 2], ratios [F])``, its centre in the reference (pixels) and its
+        area in the target pose over its area in the reference (1: the texture keeps its scale).
+        Triangles under a pixel in area are left out."""
+        def area(corners):
+            d1, d2 = corners[:, 1] - corners[:, 0], corners[:, 2] - corners[:, 0]
+            return np.abs(d1[:, 0] * d2[:, 1] - d1[:, 1] * d2[:, 0]) / 2
+
+        centres, ratios = [], []
+        for layer, moved in self._posed_layers(target_points, target_scores):
+            source = area(layer.vertices[layer.triangles])
+            sized = source >= 1
+            centres.append(layer.vertices[layer.triangles[sized]].mean(1))
+            ratios.append(area(moved[layer.triangles[sized]]) / source[sized])
+        return np.concatenate(centres), np.concatenate(ratios)
 
     def _posed_layers(self, target_points: np.ndarray, target_scores: np.ndarray) -> Iterator[tuple[Layer, np.ndarray]]:
         """Each layer, back to front, with its vertices in the target pose ``[V, 2]``."""

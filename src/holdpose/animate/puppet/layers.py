@@ -21,6 +21,10 @@ Long hair falling over an arm (:func:`hair_over_arms`: the hair's colours, sampl
 face, joined to the head) is drawn in front of the arm and stays with the body; the arm goes on
 under it (:func:`without_what_hair_hid` cuts it again without the hair among its colours).
 
+Each leg (:func:`leg_masks`) takes the base's pixels nearer its thigh, shin and foot than the
+other leg's, in units of each bone's radius measured on the silhouette, from the hip down; the
+torso keeps them above the crotch (:func:`crotch`, where the legs part on the silhouette).
+
 :func:`body_region` says where the body continues under an arm (the torso's quadrilateral
 and the legs): there the base layer is filled with the body's texture when the arm is cut
 out; elsewhere (an arm held away from the body) the arm's pixels leave the base layer and
