@@ -149,4 +149,6 @@ def test_rig_field_on_fixture_references_lands_keypoints_within_a_pixel(name):
         errors = keypoint_errors(rig, field, points, scores)
         assert len(errors) >= 8 and errors.max() < 1.0
         assert not field[:, ~rig.mask].any()
-        assert landing_share(rig, field, points, scores) > 0.95
+        # 0.966 before the legs became layers of their own, 0.950 on anyone-3 since (the seat the torso
+        # keeps is drawn over both thighs' layers, and the field follows the layer each pixel is cut into)
+        assert landing_share(rig, field, points, scores) > 0.94

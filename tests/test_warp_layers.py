@@ -198,3 +198,43 @@ def test_no_piece_of_a_sleeve_stays_where_the_arm_was(photo_rig, request):
     beside_hip = (slice(380, 520), slice(410, 470))
     changed = np.abs(frame[beside_hip].astype(int) - rig.background[beside_hip]).max(-1) > 40
     assert changed.sum() < 20  # the code before: 160 pixels of red and white stripes
+
+
+def legs_spread(rig, degrees):
+    """The rig's pose ``[133, 2]`` with each leg (knee, ankle, foot points) turned ``degrees`` outward
+    about its hip: jumping jacks."""
+    target = rig.points.copy()
+    centre = rig.points[[11, 12]].mean(0)
+    for hip, knee, ankle, toes in ((11, 13, 15, [17, 18, 19]), (12, 14, 16, [20, 21, 22])):
+        outward = np.sign(rig.points[hip][0] - centre[0])
+        angle = np.deg2rad(degrees) * -outward  # image y points down: a negative angle turns the foot left
+        rotation = np.array([[np.cos(angle), -np.sin(angle)], [np.sin(angle), np.cos(angle)]])
+        moving = [knee, ankle] + toes
+        target[moving] = (rig.points[moving] - rig.points[hip]) @ rotation.T + rig.points[hip]
+    return target
+
+
+def lower_thighs(rig):
+    """``bool [H, W]``: the person's pixels over the thighs' lower half (from 0.55 of the thigh to the
+    knee), below any crotch."""
+    from holdpose.animate.puppet.layers import segment_distance
+
+    region = np.zeros(rig.mask.shape, bool)
+    for hip, knee in ((11, 13), (12, 14)):
+        distance, t = segment_distance(rig.mask.shape, rig.points[hip], rig.points[knee])
+        region |= (t >= 0.55) & (t <= 1) & (distance < 0.4 * rig.scale)
+    return region & rig.mask
+
+
+def test_spread_legs_keep_their_texture(photo_rig):
+    """Jumping jacks: each leg turns about its hip as a layer of its own, so the thighs' texture keeps
+    its scale; the rig before the legs were layers stretched the inner thighs between the legs like
+    paper (blended between both thighs' turns)."""
+    image, rig = photo_rig
+    target = legs_spread(rig, 35)
+    centres, ratios = rig.texture_scale(target, rig.present.astype(np.float32))
+    xy = np.round(centres).astype(int)
+    ratios = ratios[lower_thighs(rig)[xy[:, 1], xy[:, 0]]]
+    assert len(ratios) > 20
+    # the rig before the legs were layers: 95th percentile 2.0x (anyone-3), 2.2x (anyone-11)
+    assert np.percentile(np.abs(np.log(ratios)), 95) < np.log(1.15)

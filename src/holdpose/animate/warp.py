@@ -12,7 +12,11 @@ Rig (once per reference, :class:`PuppetRig`)
        outline) it keeps the arm's pixels, filled with the garment's own texture (patches of
        the torso around the gap, :mod:`holdpose.animate.puppet.exemplar`); elsewhere they
        leave the base and a moved arm uncovers the background. Long hair falling over an arm
-       is a layer of its own, drawn in front of the arms and moving with the body.
+       is a layer of its own, drawn in front of the arms and moving with the body. Each leg, from
+       the hip down, is a layer of its own under the torso's, cut out of the base along the thigh,
+       shin and foot with radii measured on the silhouette; the torso keeps the seat down to the
+       crotch, which bends with both thighs: spread legs turn about their hips instead of
+       stretching the inner thighs between them like paper.
     2. The background behind the person is filled by push-pull (Gortler et al., 1996) over
        the person's mask grown by the segmentation's halo (:mod:`holdpose.animate.puppet.fill`).
     3. Each layer gets a triangle mesh over its mask (grid points inside, Delaunay, triangles
@@ -28,7 +32,7 @@ Pose (per frame, :meth:`PuppetRig.deform`)
        all their points (face and hand landmarks included when present). A part the
        target lacks follows its parent.
     5. Vertices move by linear blend skinning, ``v' = sum_p w_p A_p v``.
-    6. Layers are drawn back to front (base, the arms, hair over the arms): triangles are rasterised into a
+    6. Layers are drawn back to front (the legs, the base, the arms, hair over the arms): triangles are rasterised into a
        triangle-index buffer over the layer's box, each pixel is mapped back into the layer's
        texture and alpha through its triangle's affine map, and blended over the frame.
 
@@ -69,7 +73,8 @@ class Part:
 
     ``bone``: the two joints whose segment the part follows (None for fitted parts);
     ``fit``: joints fitted by a similarity (torso, head, hands); ``parent``: whose
-    transform to use when the target lacks this part; ``layer``: 0 base, 1 left arm, 2 right arm.
+    transform to use when the target lacks this part; ``layer``: 0 base (the legs too: their layers
+    are cut from the base and take its texture), 1 left arm, 2 right arm.
     """
 
     name: str
@@ -243,6 +248,11 @@ class PuppetRig:
         below_frame = cut.torso_below_frame(self.mask, self.points, self.present, self.scale)
         hidden_body |= arms & below_frame
         self.base_mask = self.layer_masks[0] | hidden_body
+        # Each leg (from the hip down) is a layer of its own under the torso's, so spread legs turn
+        # about their hips instead of stretching the crotch between them; the torso keeps the seat.
+        legs, seat = cut.leg_masks(self.base_mask, self.mask, self.points, self.present, self.scale)
+        self.leg_masks = [leg if leg.sum() >= 20 else np.zeros_like(leg) for leg in legs]
+        torso_mask = self.base_mask & ~((self.leg_masks[0] | self.leg_masks[1]) & ~seat)
 
         # 2. textures: the background without the person, the base without the arms
         arms_grown = _grow(arms, 2)
@@ -287,8 +297,14 @@ class PuppetRig:
         self.alpha = np.concatenate(alphas, axis=1)  # 0..1
 
         # 3. meshes and skinning weights, over each layer's mask grown by its feather
-        self.layers = [self._mesh(_grow(self.base_mask, feather) | base_edge,
-                                  parts=[i for i, p in enumerate(PARTS) if p.layer == 0], texture=0)]
+        # The legs take the base's texture (the body under the arms filled), drawn before the torso.
+        leg_edges = [base_edge & _grow(leg, halo) for leg in self.leg_masks]
+        legs_meshes = [self._mesh(_grow(leg, feather) | edge, texture=0,
+                                  parts=[PART_INDEX[f"{side}_{bone}"] for bone in ("thigh", "shin", "foot")])
+                       for side, leg, edge in zip(("left", "right"), self.leg_masks, leg_edges) if leg.any()]
+        self.layers = [_merge(legs_meshes)] if legs_meshes else []
+        self.layers.append(self._mesh(_grow(torso_mask, feather) | (base_edge & ~leg_edges[0] & ~leg_edges[1]),
+                                      parts=[i for i, p in enumerate(PARTS) if p.layer == 0], texture=0))
         arm_order = list(ARM_LAYERS)
         if depth is not None:  # nearer arm (smaller z) last
             wrist_z = {1: depth[9], 2: depth[10]}
@@ -415,6 +431,23 @@ class PuppetRig:
         of the reference (DisPose's rig motion field reads the puppet's motion from this)."""
         for layer, moved in self._posed_layers(target_points, target_scores):
             yield layer.vertices, layer.triangles, moved
+
+    def texture_scale(self, target_points: np.ndarray, target_scores: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """How much the puppet in the target pose stretches its texture: for every mesh triangle of
+        every layer, ``(centres [F, 2], ratios [F])``, its centre in the reference (pixels) and its
+        area in the target pose over its area in the reference (1: the texture keeps its scale).
+        Triangles under a pixel in area are left out."""
+        def area(corners):
+            d1, d2 = corners[:, 1] - corners[:, 0], corners[:, 2] - corners[:, 0]
+            return np.abs(d1[:, 0] * d2[:, 1] - d1[:, 1] * d2[:, 0]) / 2
+
+        centres, ratios = [], []
+        for vertices, triangles, moved in self.posed_meshes(target_points, target_scores):
+            source = area(vertices[triangles])
+            sized = source >= 1
+            centres.append(vertices[triangles[sized]].mean(1))
+            ratios.append(area(moved[triangles[sized]]) / source[sized])
+        return np.concatenate(centres), np.concatenate(ratios)
 
     def _posed_layers(self, target_points: np.ndarray, target_scores: np.ndarray) -> Iterator[tuple[Layer, np.ndarray]]:
         """Each layer, back to front, with its vertices in the target pose ``[V, 2]``."""

@@ -21,6 +21,10 @@ Long hair falling over an arm (:func:`hair_over_arms`: the hair's colours, sampl
 face, joined to the head) is drawn in front of the arm and stays with the body; the arm goes on
 under it (:func:`without_what_hair_hid` cuts it again without the hair among its colours).
 
+Each leg (:func:`leg_masks`) takes the base's pixels nearer its thigh, shin and foot than the
+other leg's, in units of each bone's radius measured on the silhouette, from the hip down; the
+torso keeps them above the crotch (:func:`crotch`, where the legs part on the silhouette).
+
 :func:`body_region` says where the body continues under an arm (the torso's quadrilateral
 and the legs): there the base layer is filled with the body's texture when the arm is cut
 out; elsewhere (an arm held away from the body) the arm's pixels leave the base layer and
@@ -431,3 +435,66 @@ def without_what_hair_hid(image: np.ndarray, arm: np.ndarray, hair: np.ndarray, 
             hands |= np.hypot(xs - points[wrist][0], ys - points[wrist][1]) < reach
     cut = arm & ~(~kept & ~hair & ~hands)
     return cut | (_holes(cut) & arm)  # what the arm and the hair enclose is the arm
+
+
+# The torso layer keeps the legs down to the crotch (the seat of shorts or trousers, which bends
+# with both thighs), within this range of fractions of the thigh; below it each leg is a layer of its own.
+LEG_CUT = (0.2, 0.5)
+# A leg's pixels lie within this many of its measured radii of its bones (a trouser leg or a shoe
+# is wider than the limb's measured width along its middle).
+LEG_REACH = 1.5
+FOOT_POINTS = {11: (17, 19), 12: (20, 22)}  # hip -> the foot's big toe and heel
+
+
+def leg_masks(base: np.ndarray, person: np.ndarray, points: np.ndarray, present: np.ndarray,
+              scale: float) -> tuple[list[np.ndarray], np.ndarray]:
+    """Each leg's layer (left, right), cut out of ``base`` (the person without the arms, ``bool
+    [H, W]``), and the ``seat`` (``bool [H, W]``) the torso layer keeps of them.
+
+    A pixel belongs to the leg whose bones (thigh, shin, the foot's toe and heel) it is nearer,
+    in units of each bone's radius measured on ``person``'s silhouette (as the arms'), if within
+    :data:`LEG_REACH` radii, from the line across the thigh through the hip down. The seat is
+    the legs' part above :data:`LEG_CUT` of the thigh: the torso's layer covers the legs' tops,
+    so a leg turned about its hip shows no gap. A leg without its hip and knee gets no layer
+    (an empty mask): it stays in the base layer."""
+    h, w = base.shape
+    reach, along_thigh = [], []
+    for hip, knee, ankle in LEG_JOINTS:
+        nearness = np.full((h, w), np.inf, np.float32)
+        thigh_t = np.full((h, w), -np.inf, np.float32)
+        if present[[hip, knee]].all():
+            bones = [((hip, knee), "thigh"), ((knee, ankle), "shin")]
+            bones += [((ankle, toe), "shin") for toe in FOOT_POINTS[hip]]
+            for (a, b), name in bones:
+                if not present[[a, b]].all():
+                    continue
+                radius = limb_radius(person, points[a], points[b], RADIUS_PRIOR[name] * scale)
+                distance, t = segment_distance((h, w), points[a], points[b])
+                if name == "thigh":
+                    distance = np.where(t >= 0, distance, np.inf)  # cut flat through the hip
+                    thigh_t = t
+                nearness = np.minimum(nearness, distance / radius)
+        reach.append(nearness)
+        along_thigh.append(thigh_t)
+    legs = [base & (reach[k] <= LEG_REACH) & (reach[k] < reach[1 - k]) for k in (0, 1)]
+    cut = crotch(person, points, present)
+    seat = np.zeros((h, w), bool)
+    for leg, t in zip(legs, along_thigh):
+        seat |= leg & (t < cut)
+    return legs, seat
+
+
+def crotch(person: np.ndarray, points: np.ndarray, present: np.ndarray) -> float:
+    """Where the legs part, as a fraction of the thigh: going down the line from the hips' middle to
+    the knees', the first pixel off ``person`` (``bool [H, W]``), kept within :data:`LEG_CUT` (legs
+    touching down to the knees, or a skirt: the torso keeps half the thighs)."""
+    low, high = LEG_CUT
+    if not present[[11, 12, 13, 14]].all():
+        return low
+    top, bottom = points[[11, 12]].mean(0), points[[13, 14]].mean(0)
+    h, w = person.shape
+    for t in np.linspace(low, high, 31):
+        x, y = np.round(top + t * (bottom - top)).astype(int)
+        if not (0 <= x < w and 0 <= y < h) or not person[y, x]:
+            return float(t)
+    return high
