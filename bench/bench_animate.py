@@ -133,15 +133,22 @@ def ensure_dance_512():
                 writer.write(frame)
 
 
+def fixtures_ready() -> bool:
+    """Make the output folders, or say SKIP (and False) when the shared fixtures are absent."""
+    if not FIXTURES.exists():
+        print(f"SKIP: {FIXTURES} is absent")
+        return False
+    OUT.mkdir(parents=True, exist_ok=True)
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    return True
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--frames", type=int, help="use only the first N frames of the dance")
     args = parser.parse_args(argv)
-    if not FIXTURES.exists():
-        print(f"SKIP: {FIXTURES} is absent")
+    if not fixtures_ready():
         return 0
-    OUT.mkdir(parents=True, exist_ok=True)
-    RESULTS.mkdir(parents=True, exist_ok=True)
     ensure_dance_512()
     driving = driving_poses(args.frames)
     references = sorted((FIXTURES / "reference").glob("*.png"))

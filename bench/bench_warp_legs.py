@@ -28,7 +28,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import git_state, load, rel  # noqa: E402
-from bench_animate import FIXTURES, OUT, RESULTS, driving_poses  # noqa: E402
+from bench_animate import FIXTURES, OUT, RESULTS, fixtures_ready, driving_poses  # noqa: E402
 
 SPREADS = (20, 35, 50)  # degrees each leg turns outward
 
@@ -102,11 +102,8 @@ def main(argv=None) -> int:
     parser.add_argument("--label", default="after", help="names the result file and the contact sheets")
     parser.add_argument("--stride", type=int, default=3, help="measure every N-th frame of the dance")
     args = parser.parse_args(argv)
-    if not FIXTURES.exists():
-        print(f"SKIP: {FIXTURES} is absent")
+    if not fixtures_ready():
         return 0
-    OUT.mkdir(parents=True, exist_ok=True)
-    RESULTS.mkdir(parents=True, exist_ok=True)
     dance = driving_poses(None)
     runs = [measure(path, dance, args.label, args.stride) for path in sorted((FIXTURES / "reference").glob("*.png"))]
     result = {"benchmark": "warp legs", "git": git_state(), "load": load(), "spreads_degrees": SPREADS, "runs": runs}

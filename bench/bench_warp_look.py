@@ -41,7 +41,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import git_state, load, rel  # noqa: E402
-from bench_animate import FIXTURES, OUT, RESULTS, adherence_run, driving_poses, ensure_dance_512, speed_run  # noqa: E402
+from bench_animate import FIXTURES, OUT, RESULTS, fixtures_ready, adherence_run, driving_poses, ensure_dance_512, speed_run  # noqa: E402
 
 HANDS = {"left": (slice(91, 112), 9, 7), "right": (slice(112, 133), 10, 8)}  # landmarks, wrist, elbow
 
@@ -256,15 +256,12 @@ def main(argv=None) -> int:
     parser.add_argument("--no-adherence", action="store_true", help="skip PCK and speed (bench_animate's runs)")
     parser.add_argument("--only", default="", help="run only the animations whose name contains this")
     args = parser.parse_args(argv)
-    if not FIXTURES.exists():
-        print(f"SKIP: {FIXTURES} is absent")
+    if not fixtures_ready():
         return 0
     from holdpose.io.bvh import bvh_to_sequence
     from holdpose.refine.timeline import resample
     from holdpose.io.video import read_image
 
-    OUT.mkdir(parents=True, exist_ok=True)
-    RESULTS.mkdir(parents=True, exist_ok=True)
     full_dance = driving_poses(args.frames)
     dance = full_dance[::args.stride]
     wave = resample(bvh_to_sequence(FIXTURES / "motions" / "bvh_fair1_wave_hello.bvh", size=(512, 512)),
