@@ -7,8 +7,8 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from holdpose.animate.diffusion.dispose.cmp import CMP, load_cmp  # noqa: E402
-from holdpose.animate.diffusion.dispose.propagate import CMPPropagator, bins_to_flow  # noqa: E402
+from holdpose.animate.diffusion.dispose.cmp import CMP, bins_to_flow, load_cmp  # noqa: E402
+from holdpose.animate.diffusion.dispose.propagate import CMPPropagator  # noqa: E402
 from holdpose.errors import HoldposeError  # noqa: E402
 from holdpose.train.convert import convert_weights  # noqa: E402
 
@@ -168,5 +168,7 @@ def test_a_checkpoint_that_does_not_fit_is_one_line(tmp_path):
 def test_bins_decode_to_cmp_fuser_centres():
     logits = torch.full((1, 198, 1, 1), -1e4)
     logits[0, 0] = logits[0, 99 + 98] = 0  # u: the first bin, v: the last
-    flow = bins_to_flow(logits)
-    assert flow[0, :, 0, 0].tolist() == pytest.approx([-50 + 50 / 99, 50 - 50 / 99])
+    assert bins_to_flow(logits)[0, :, 0, 0].tolist() == pytest.approx([-50 + 50 / 99, 50 - 50 / 99])
+    logits = torch.zeros(1, 198, 1, 1)
+    logits[0, 59] = logits[0, 99 + 49] = 30  # u: bin 59; v: the middle bin, 0
+    assert bins_to_flow(logits)[0, :, 0, 0].tolist() == pytest.approx([-50 + 59.5 * 100 / 99, 0], abs=1e-4)

@@ -7,7 +7,7 @@ import pytest
 
 from conftest import FIXTURES
 from holdpose.animate.diffusion.dispose.propagate import (
-    CMPPropagator, RBFPropagator, RigPropagator, add_local_rbf, bins_to_flow, gaussian_rbf)
+    CMPPropagator, RBFPropagator, RigPropagator, add_local_rbf, gaussian_rbf)
 from holdpose.animate.warp import PuppetRig
 from holdpose.errors import HoldposeError
 
@@ -110,16 +110,6 @@ def test_cmp_propagator_feeds_the_paper_inputs_and_rescales(tmp_path):
     with pytest.raises(HoldposeError, match="do not exist") as err:
         CMPPropagator(reference, points, scores, tmp_path / "missing.pt")
     assert "\n" not in str(err.value)
-
-
-def test_bins_to_flow_is_the_expectation_over_bin_centres():
-    torch = pytest.importorskip("torch")
-    logits = torch.full((1, 198, 1, 1), -1e4)
-    logits[0, 49 + 10] = 0  # u: bin 59 of 99 equal bins over [-50, 50]
-    logits[0, 99 + 49] = 0  # v: the middle bin
-    flow = bins_to_flow(logits)
-    assert flow[0, 0, 0, 0].item() == pytest.approx(-50 + 59.5 * 100 / 99)
-    assert flow[0, 1, 0, 0].item() == pytest.approx(0, abs=1e-5)
 
 
 REFERENCES = ["ref_animateanyone_anyone-3.png", "ref_animateanyone_anyone-11.png"]

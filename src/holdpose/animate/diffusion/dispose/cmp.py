@@ -37,6 +37,7 @@ torch = require("torch", "diffusion")
 nn = torch.nn
 F = torch.nn.functional
 
+CMP_BINS, CMP_FMAX = 99, 50.0  # per-axis bins over [-fmax, fmax] pixels (config: nbins, fmax)
 IMAGE_FEATURES = 256  # img_enc_dim
 SPARSE_FEATURES = 16  # sparse_enc_dim
 DECODER_WIDTH = 128
@@ -145,6 +146,16 @@ class SkipDecoder(nn.Module):
         return self.head(fused)
 
 
+def bins_to_flow(logits, bins: int = CMP_BINS, fmax: float = CMP_FMAX):
+    """``[N, 2·bins, h, w]`` per-axis bin logits (u's bins, then v's) → ``[N, 2, h, w]`` flow: the
+    softmax expectation over the centres of ``bins`` equal bins on ``[−fmax, fmax]``
+    (``−fmax + (i + ½)·2fmax/bins``: CMP's ``Fuser``)."""
+    step = 2 * fmax / bins
+    centres = (torch.arange(bins, dtype=logits.dtype, device=logits.device) * step - fmax + step / 2).view(1, bins, 1, 1)
+    u, v = logits[:, :bins], logits[:, bins:]
+    return torch.cat([(u.softmax(1) * centres).sum(1, keepdim=True), (v.softmax(1) * centres).sum(1, keepdim=True)], 1)
+
+
 def upsample(x, size):
     """Bilinear resize with aligned corners (CMP's everywhere)."""
     return F.interpolate(x, size=tuple(size), mode="bilinear", align_corners=True)
@@ -155,7 +166,7 @@ class CMP(nn.Module):
     ``sparse [N, 4, H, W]`` → bin logits ``[N, 2·bins, H/2, W/2]`` (H, W multiples of 8;
     384 in DisPose). :meth:`flow` is what DisPose calls (MOFA-Video's ``CMP_demo.run``)."""
 
-    def __init__(self, bins: int = 99, fmax: float = 50.0):
+    def __init__(self, bins: int = CMP_BINS, fmax: float = CMP_FMAX):
         super().__init__()
         self.bins, self.fmax = bins, fmax
         self.image_encoder = DilatedResNet50()
@@ -170,8 +181,6 @@ class CMP(nn.Module):
         """``image [N, 3, H, W]`` RGB in [0, 1], ``sparse [N, 4, H, W]`` (flow in pixels of
         that grid, then the mask) → dense flow ``[N, 2, H, W]`` in the same pixels: the image
         scaled to [−1, 1], the bins decoded by their softmax expectation, resized bilinearly."""
-        from holdpose.animate.diffusion.dispose.propagate import bins_to_flow
-
         flow = bins_to_flow(self(image * 2 - 1, sparse), self.bins, self.fmax)
         return flow if flow.shape[-2:] == image.shape[-2:] else upsample(flow, image.shape[-2:])
 

@@ -32,7 +32,6 @@ from holdpose.render.motion import CMP_SIZE, reference_sparse_flow, resize_dense
 logger = logging.getLogger(__name__)
 
 MOTION_FIELDS = ("rig", "cmp", "rbf")
-CMP_BINS, CMP_FMAX = 99, 50.0
 BODY_POINTS = slice(0, 17)  # COCO body points: the rig's corrections and the RBF's centres
 
 
@@ -251,9 +250,9 @@ class CMPPropagator(MotionPropagator):
         """``run(image, sparse) -> flow [1, 2, h, w]`` (pixels of the input grid) from ``weights``."""
         import torch
 
-        if weights.endswith(".safetensors"):
-            from holdpose.animate.diffusion.dispose.cmp import load_cmp
+        from holdpose.animate.diffusion.dispose.cmp import CMP_BINS, bins_to_flow, load_cmp
 
+        if weights.endswith(".safetensors"):
             return load_cmp(weights, device).flow
         try:
             if weights.endswith(".pt2"):
@@ -279,18 +278,6 @@ class CMPPropagator(MotionPropagator):
         with torch.no_grad():
             dense = self.run(self.image, sparse)[0].float().cpu().numpy()
         return resize_dense_flow(dense, self.size)
-
-
-def bins_to_flow(logits, bins: int = CMP_BINS, fmax: float = CMP_FMAX):
-    """``[N, 2·bins, h, w]`` per-axis bin logits (u's bins, then v's) → ``[N, 2, h, w]`` flow: the
-    softmax expectation over the centres of ``bins`` equal bins on ``[−fmax, fmax]``
-    (``−fmax + (i + ½)·2fmax/bins``: CMP's ``Fuser``)."""
-    import torch
-
-    step = 2 * fmax / bins
-    centres = (torch.arange(bins, dtype=logits.dtype, device=logits.device) * step - fmax + step / 2).view(1, bins, 1, 1)
-    u, v = logits[:, :bins], logits[:, bins:]
-    return torch.cat([(u.softmax(1) * centres).sum(1, keepdim=True), (v.softmax(1) * centres).sum(1, keepdim=True)], 1)
 
 
 def make_propagator(kind: str, character, *, cmp_weights=None, device="cpu") -> MotionPropagator:
