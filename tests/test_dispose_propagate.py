@@ -1,13 +1,13 @@
 """Dense motion fields over the reference: the rig propagator (holdpose's own) on a synthetic
 figure and on the fixture references driven by the fixture BVH motion; the RBF baseline; the
-CMP wrapper around a TorchScript stand-in."""
+CMP propagator around an exported-program stand-in (the network itself: test_dispose_cmp.py)."""
 
 import numpy as np
 import pytest
 
 from conftest import FIXTURES
 from holdpose.animate.diffusion.dispose.propagate import (
-    CMPPropagator, RBFPropagator, RigPropagator, add_local_rbf, bins_to_flow, gaussian_rbf)
+    CMPPropagator, RBFPropagator, RigPropagator, add_local_rbf, gaussian_rbf)
 from holdpose.animate.warp import PuppetRig
 from holdpose.errors import HoldposeError
 
@@ -107,18 +107,9 @@ def test_cmp_propagator_feeds_the_paper_inputs_and_rescales(tmp_path):
     # the nose's 384-grid cell, back on the 100x200 canvas, holds the displacement in canvas pixels
     assert np.allclose(field[:, 40, 50], (10, -10), atol=1e-4)
 
-    with pytest.raises(HoldposeError, match="does not exist") as err:
+    with pytest.raises(HoldposeError, match="do not exist") as err:
         CMPPropagator(reference, points, scores, tmp_path / "missing.pt")
     assert "\n" not in str(err.value)
-
-
-def test_bins_to_flow_is_the_expectation_over_bin_centres():
-    torch = pytest.importorskip("torch")
-    logits = torch.full((1, 198, 1, 1), -1e4)
-    logits[0, 49 + 10] = 0  # u: bin 59 of 99 over [-50, 50]
-    logits[0, 99 + 49] = 0  # v: the middle bin
-    flow = bins_to_flow(logits)
-    assert flow[0, 0, 0, 0].item() == pytest.approx(10 * 100 / 98) and flow[0, 1, 0, 0].item() == pytest.approx(0, abs=1e-5)
 
 
 REFERENCES = ["ref_animateanyone_anyone-3.png", "ref_animateanyone_anyone-11.png"]

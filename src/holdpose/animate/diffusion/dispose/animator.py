@@ -50,12 +50,14 @@ class DisPoseModelOptions(AnimateDiffModelOptions):
     Attributes:
         dispose_weights: trained hybrid ControlNet: a ``holdpose train dispose`` run folder or
             its ``trainable.safetensors``; None starts from the UNet with zero outputs.
-        cmp: the CMP propagator as TorchScript (``--motion-field cmp``; docs/dispose.md).
+        cmp_weights: CMP's released checkpoint converted to ``.safetensors`` (or an exported
+            program; ``--motion-field cmp``, docs/dispose.md).
     """
 
     dispose_weights: str | os.PathLike | None = option(None, "trained DisPose weights: a `holdpose train dispose` "
                                                        "run folder or .safetensors (default: untrained, = AnimateDiff)")
-    cmp: str | os.PathLike | None = option(None, "CMP motion propagator exported to TorchScript (for --motion-field cmp)")
+    cmp_weights: str | os.PathLike | None = option(None, "CMP's weights converted to .safetensors (holdpose "
+                                                   "convert-weights; for --motion-field cmp)")
 
 
 @dataclass
@@ -64,7 +66,7 @@ class DisPoseOptions(AnimateDiffOptions):
     MimicMotion's triangular fusion by default), and
 
     Attributes:
-        motion_field: "rig" (holdpose's, default without ``cmp``), "cmp" (the paper's) or
+        motion_field: "rig" (holdpose's, default without ``cmp_weights``), "cmp" (the paper's) or
             "rbf" (a baseline).
         dispose_scale: scale of the hybrid ControlNet's residuals (1 in the paper).
         dift_ensemble: noises averaged for the keypoint features (8 in the paper).
@@ -74,7 +76,7 @@ class DisPoseOptions(AnimateDiffOptions):
     stride: int = option(10, "frames between window starts", type=positive_int)
     fusion: str = option("triangular", "window fusion (triangular: MimicMotion's)", choices=FUSIONS)
     motion_field: str | None = option(None, "dense motion field: rig (holdpose's own, default), cmp (the paper's; "
-                                      "needs --cmp) or rbf", choices=MOTION_FIELD_CHOICES)
+                                      "needs --cmp-weights) or rbf", choices=MOTION_FIELD_CHOICES)
     dispose_scale: float = option(1.0, "scale of DisPose's hybrid ControlNet residuals", type=float)
     dift_ensemble: int = option(8, "noises averaged for DisPose's keypoint features", type=positive_int)
     propagator: object = option(None, cli=False)
@@ -207,7 +209,7 @@ class DisPoseAnimator(AnimateDiffAnimator):
         opts = self.model_options
         self.model_config.extra.update(dispose_weights=None if opts.dispose_weights is None
                                        else str(opts.dispose_weights),
-                                       cmp=None if opts.cmp is None else str(opts.cmp))
+                                       cmp_weights=None if opts.cmp_weights is None else str(opts.cmp_weights))
 
     @classmethod
     def from_options(cls, character, model_options: dict, options: dict):
@@ -243,8 +245,8 @@ class DisPoseAnimator(AnimateDiffAnimator):
     def make_propagator(self, character, motion_field: str | None):
         from holdpose.animate.diffusion.dispose.propagate import make_propagator
 
-        kind = motion_field or ("cmp" if self.model_options.cmp is not None else "rig")
-        return make_propagator(kind, character, cmp_model=self.model_options.cmp, device=self.device)
+        kind = motion_field or ("cmp" if self.model_options.cmp_weights is not None else "rig")
+        return make_propagator(kind, character, cmp_weights=self.model_options.cmp_weights, device=self.device)
 
     def reference_features(self, reference: np.ndarray, points: np.ndarray, present: np.ndarray,
                            size: tuple[int, int], ensemble: int, seed: int):

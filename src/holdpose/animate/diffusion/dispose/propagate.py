@@ -10,9 +10,9 @@ pixels of the reference canvas, zero where nothing moves).
   its place in the target pose, which is a dense motion field over the person. No weights. The
   field is then corrected by a small Gaussian RBF so each body keypoint lands exactly on its
   target (skinning blends transforms near the joints, which moves a joint by a few pixels).
-- :class:`CMPPropagator` (``--motion-field cmp``, the paper's): a CMP network exported with
-  ``torch.export`` (or TorchScript; see docs/dispose.md), fed as DisPose feeds it: the reference at
-  384x384, the reference-based sparse flow and its mask.
+- :class:`CMPPropagator` (``--motion-field cmp --cmp-weights FILE``, the paper's): the CMP network
+  (:mod:`.cmp`) with the released checkpoint converted to safetensors (or an exported program),
+  fed as DisPose feeds it: the reference at 384x384, the reference-based sparse flow and its mask.
 - :class:`RBFPropagator`: normalised Gaussian RBF weighting of the body points' displacements
   inside the person mask, a simple baseline for tests and comparisons.
 """
@@ -32,7 +32,6 @@ from holdpose.render.motion import CMP_SIZE, reference_sparse_flow, resize_dense
 logger = logging.getLogger(__name__)
 
 MOTION_FIELDS = ("rig", "cmp", "rbf")
-CMP_BINS, CMP_FMAX = 99, 50.0
 BODY_POINTS = slice(0, 17)  # COCO body points: the rig's corrections and the RBF's centres
 
 
@@ -216,38 +215,59 @@ class RBFPropagator(MotionPropagator):
 
 
 class CMPPropagator(MotionPropagator):
-    """The paper's CMP propagator (``resnet50_vip+mpii_liteflow``, iteration 42000) from a
-    ``torch.export`` program (``.pt2``) or TorchScript file: ``forward(image, sparse)`` with the
-    reference ``[1, 3, 384, 384]`` RGB in [0, 1] and the sparse flow then its mask
-    ``[1, 4, 384, 384]``, returning the dense flow ``[1, 2, 384, 384]`` (MOFA-Video's
-    ``CMP_demo.run``, which normalises the image and decodes CMP's bins itself; see
-    docs/dispose.md), or raw bin logits ``[1, 198, 384, 384]`` (99 per axis over ±50, decoded
-    here by their softmax expectation)."""
+    """The paper's CMP propagator (``resnet50_vip+mpii_liteflow``, iteration 42000), fed as
+    DisPose feeds it: the reference at 384x384 RGB in [0, 1], the reference-based sparse flow
+    and its mask ``[1, 4, 384, 384]``; its dense flow ``[1, 2, 384, 384]`` is resized to the
+    canvas. ``weights`` is either
+
+    - the released checkpoint converted to ``.safetensors`` (``holdpose convert-weights``): the
+      network of :mod:`.cmp`, loaded strictly (the way to use); or
+    - a ``torch.export`` program (``.pt2``) or TorchScript file whose ``forward(image, sparse)``
+      returns the flow ``[1, 2, 384, 384]`` (MOFA-Video's ``CMP_demo.run``) or CMP's raw bin
+      logits ``[1, 198, h, w]`` (decoded here): a fallback should a checkpoint not fit
+      :mod:`.cmp` (docs/dispose.md)."""
 
     name = "cmp"
     origin = "paper"
 
     def __init__(self, reference: np.ndarray, keypoints: np.ndarray, scores: np.ndarray,
-                 model: str | os.PathLike, device="cpu"):
+                 weights: str | os.PathLike, device="cpu"):
         import cv2
         import torch
 
         super().__init__(reference, keypoints, scores)
-        if not os.path.isfile(model):
-            raise HoldposeError(f"CMP model {model} does not exist; export CMP to TorchScript as docs/dispose.md "
-                                "says, or use --motion-field rig")
-        try:
-            if str(model).endswith(".pt2"):
-                self.model = torch.export.load(str(model)).module().to(device)
-            else:
-                self.model = torch.jit.load(str(model), map_location=device).eval()
-        except (RuntimeError, ValueError) as err:
-            raise HoldposeError(f"CMP model {model} is not a torch.export (.pt2) or TorchScript file "
-                                f"({str(err).splitlines()[0]}); export it as docs/dispose.md says") from err
+        if not os.path.isfile(weights):
+            raise HoldposeError(f"CMP weights {weights} do not exist; convert the released checkpoint as "
+                                "docs/dispose.md says, or use --motion-field rig")
         self.device = device
+        self.run = self._load(str(weights), device)
         image = cv2.resize(reference, (CMP_SIZE, CMP_SIZE), interpolation=cv2.INTER_LINEAR).astype(np.float32) / 255
         self.image = torch.from_numpy(image.transpose(2, 0, 1)[None].copy()).to(device)  # [0, 1], as CMP_demo.run
         self.body, self.body_present = body18(keypoints, scores)
+
+    @staticmethod
+    def _load(weights: str, device):
+        """``run(image, sparse) -> flow [1, 2, h, w]`` (pixels of the input grid) from ``weights``."""
+        import torch
+
+        from holdpose.animate.diffusion.dispose.cmp import CMP_BINS, bins_to_flow, load_cmp
+
+        if weights.endswith(".safetensors"):
+            return load_cmp(weights, device).flow
+        try:
+            if weights.endswith(".pt2"):
+                program = torch.export.load(weights).module().to(device)
+            else:
+                program = torch.jit.load(weights, map_location=device).eval()
+        except (RuntimeError, ValueError) as err:
+            raise HoldposeError(f"CMP weights {weights} are not .safetensors, torch.export (.pt2) or TorchScript "
+                                f"({str(err).splitlines()[0]}); convert them as docs/dispose.md says") from err
+
+        def run(image, sparse):
+            out = program(image, sparse)
+            return bins_to_flow(out) if out.shape[1] == 2 * CMP_BINS else out
+
+        return run
 
     def __call__(self, target_points: np.ndarray, target_scores: np.ndarray) -> np.ndarray:
         import torch
@@ -256,30 +276,20 @@ class CMPPropagator(MotionPropagator):
         flow, mask = reference_sparse_flow(self.body, self.body_present, target, target_present, self.size)
         sparse = torch.from_numpy(np.concatenate([flow, mask])[None]).to(self.device)
         with torch.no_grad():
-            out = self.model(self.image, sparse)
-        dense = bins_to_flow(out)[0].cpu().numpy() if out.shape[1] == 2 * CMP_BINS else out[0].cpu().numpy()
+            dense = self.run(self.image, sparse)[0].float().cpu().numpy()
         return resize_dense_flow(dense, self.size)
 
 
-def bins_to_flow(logits, bins: int = CMP_BINS, fmax: float = CMP_FMAX):
-    """``[N, 2·bins, h, w]`` per-axis bin logits → ``[N, 2, h, w]`` flow: the softmax expectation
-    over bin centres evenly spaced on ``[−fmax, fmax]`` [check: CMP's quantisation]."""
-    import torch
-
-    centres = torch.linspace(-fmax, fmax, bins, dtype=logits.dtype, device=logits.device).view(1, bins, 1, 1)
-    u, v = logits[:, :bins], logits[:, bins:]
-    return torch.cat([(u.softmax(1) * centres).sum(1, keepdim=True), (v.softmax(1) * centres).sum(1, keepdim=True)], 1)
-
-
-def make_propagator(kind: str, character, *, cmp_model=None, device="cpu") -> MotionPropagator:
+def make_propagator(kind: str, character, *, cmp_weights=None, device="cpu") -> MotionPropagator:
     """The propagator ``kind`` ("rig", "cmp", "rbf") for a :class:`~holdpose.animate.character.Character`."""
     if kind == "rig":
         return RigPropagator(character.rig)
     if kind == "cmp":
-        if cmp_model is None:
-            raise HoldposeError("--motion-field cmp needs the CMP model (--cmp FILE); without it use --motion-field rig")
+        if cmp_weights is None:
+            raise HoldposeError("--motion-field cmp needs CMP's weights (--cmp-weights FILE); without them use "
+                                "--motion-field rig")
         keypoints, scores = character.pose
-        return CMPPropagator(character.image, keypoints, scores, cmp_model, device)
+        return CMPPropagator(character.image, keypoints, scores, cmp_weights, device)
     if kind == "rbf":
         rig = character.rig
         return RBFPropagator(rig.reference, rig.points, rig.present.astype(np.float64), rig.mask)
