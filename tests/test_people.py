@@ -202,3 +202,16 @@ def test_a_wide_walk_on_a_narrow_reference_stays_on_its_canvas(caplog):
     assert pelvis[-1, 0] - pelvis[0, 0] > 0.9 * (300 - pelvis[0, 0])  # still walks as far as the canvas lets
     aligned.validate()
     assert "root motion scaled" in caplog.text
+
+
+def test_cli_people_with_a_video_and_nobody_tracked(tmp_path, capsys):
+    """A pose file without people lists none and writes an empty strip; it does not read the video."""
+    from holdpose.io.video import VideoWriter
+
+    with VideoWriter(tmp_path / "v.mp4", fps=25, size=(64, 64)) as writer:
+        for _ in range(3):
+            writer.write(np.zeros((64, 64, 3), np.uint8))
+    save_poses(PoseSequence.empty(3, 1, size=(64, 64), fps=25), tmp_path / "nobody.npz")
+    assert main(["-q", "people", str(tmp_path / "nobody.npz"), "--video", str(tmp_path / "v.mp4")]) == 0
+    assert capsys.readouterr().out.strip().endswith(": 0 people in 3 frames")
+    assert read_image(tmp_path / "nobody.people.png").shape[0] == 128

@@ -55,15 +55,16 @@ def track_strip(seq: PoseSequence, tracks: list[Track], *, count: int = 6, video
         present = np.flatnonzero(((seq.track_ids == tr.id) & (seq.scores > 0).any(-1)).any(1))
         picks[tr.id] = present[np.unique(np.linspace(0, len(present) - 1, count).round().astype(int))]
     wanted = sorted({int(t) for frames in picks.values() for t in frames})
-    pictures = _frames(video, wanted, seq.size) if video else {}
+    pictures = _frames(video, wanted, seq.size) if video and wanted else {}
     w, h = THUMB
     strip = np.zeros((max(len(tracks), 1) * h, LABEL_WIDTH + count * w, 3), np.uint8)
     for row, track in enumerate(tracks):
         one = track_as_slot(seq, track.id)
         cv2.putText(strip, f"id {track.id}", (6, row * h + h // 2), cv2.FONT_HERSHEY_SIMPLEX, 0.55,
                     (255, 255, 255), 1, cv2.LINE_AA)
+        boxes = one.boxes(0.3)
         for col, t in enumerate(picks[track.id]):
-            box = one.boxes(0.3)[t, 0]
+            box = boxes[t, 0]
             if not np.isfinite(box).all():
                 continue
             pose_map = next(render_pose_maps(one[int(t)]))
