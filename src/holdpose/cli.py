@@ -19,12 +19,13 @@ import holdpose
 from holdpose import argtypes, limits
 from holdpose.errors import HoldposeError
 from holdpose.io.outputs import POSE_SUFFIXES, check_output, describe_os_error
+from holdpose.io.video import WRITABLE_VIDEO_SUFFIXES
 from holdpose.people import add_person_option
 from holdpose.progress import progress_bar
 
 logger = logging.getLogger("holdpose")
 
-RENDER_SUFFIXES = (".mp4", ".mov", ".mkv", ".m4v", ".webm", ".png", ".jpg", "")
+RENDER_SUFFIXES = WRITABLE_VIDEO_SUFFIXES + (".png", ".jpg", "")  # a video, an image, or a folder
 
 
 # --- subcommands -----------------------------------------------------------------

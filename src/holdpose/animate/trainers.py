@@ -15,6 +15,3 @@ TRAINERS: dict[str, str] = {
     "dispose": "holdpose.animate.diffusion.dispose.cli",
 }
 
-
-def trainer_names() -> list[str]:
-    return list(TRAINERS)

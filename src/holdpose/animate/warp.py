@@ -210,7 +210,7 @@ class PuppetRig:
         h, w = reference.shape[:2]
         self.size = (w, h)
         self.points = np.asarray(keypoints, np.float64)
-        self.present = (np.asarray(scores) >= REFERENCE_MIN_VISIBILITY) & (np.asarray(scores) > 0)
+        self.present = np.asarray(scores) >= REFERENCE_MIN_VISIBILITY
         if not (self.present[[5, 6]].all() or self.present[[11, 12]].all()):
             raise HoldposeError("the reference pose needs both shoulders or both hips to rig the puppet")
         soft = np.asarray(mask, np.float32)

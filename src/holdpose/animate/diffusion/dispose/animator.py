@@ -31,6 +31,7 @@ import numpy as np
 from holdpose.animate.diffusion.animatediff import (
     FUSIONS, AnimateDiffAnimator, AnimateDiffModelOptions, AnimateDiffOptions)
 from holdpose.animate.diffusion.conditioning import encode_prompt, resize
+from holdpose.animate.diffusion.dispose.propagate import MOTION_FIELDS
 from holdpose.animate.diffusion.loading import import_torch
 from holdpose.animate.options import check_float, check_int, option
 from holdpose.argtypes import positive_int
@@ -39,8 +40,6 @@ from holdpose.render.motion import openpose_tracks, resize_dense_flow, sparse_mo
 from holdpose.sequence import PoseSequence
 
 logger = logging.getLogger(__name__)
-
-MOTION_FIELD_CHOICES = ("rig", "cmp", "rbf")
 
 
 @dataclass
@@ -76,16 +75,16 @@ class DisPoseOptions(AnimateDiffOptions):
     stride: int = option(10, "frames between window starts", type=positive_int)
     fusion: str = option("triangular", "window fusion (triangular: MimicMotion's)", choices=FUSIONS)
     motion_field: str | None = option(None, "dense motion field: rig (holdpose's own, default), cmp (the paper's; "
-                                      "needs --cmp-weights) or rbf", choices=MOTION_FIELD_CHOICES)
+                                      "needs --cmp-weights) or rbf", choices=MOTION_FIELDS)
     dispose_scale: float = option(1.0, "scale of DisPose's hybrid ControlNet residuals", type=float)
     dift_ensemble: int = option(8, "noises averaged for DisPose's keypoint features", type=positive_int)
     propagator: object = option(None, cli=False)
 
     def check(self, num_controlnets: int, has_ip_adapter: bool) -> "DisPoseOptions":
         super().check(num_controlnets, has_ip_adapter)
-        if self.motion_field is not None and self.motion_field not in MOTION_FIELD_CHOICES:
+        if self.motion_field is not None and self.motion_field not in MOTION_FIELDS:
             raise HoldposeError(f"motion_field (--motion-field) {self.motion_field!r} is unknown; choose one of "
-                                f"{', '.join(MOTION_FIELD_CHOICES)}")
+                                f"{', '.join(MOTION_FIELDS)}")
         self.dispose_scale = check_float(self.dispose_scale, "dispose_scale (--dispose-scale)", 0.0)
         self.dift_ensemble = check_int(self.dift_ensemble, "dift_ensemble (--dift-ensemble)", 1)
         return self
