@@ -84,9 +84,11 @@ class ZeroLinear(torch.nn.Linear):
         torch.nn.init.zeros_(self.bias)
 
 
-def zero_conv(in_channels: int, out_channels: int | None = None):
-    """A 1x1 ``Conv2d`` with zero weight and bias (ControlNet's zero convolution)."""
-    conv = torch.nn.Conv2d(in_channels, out_channels or in_channels, kernel_size=1)
+def zero_conv(in_channels: int, out_channels: int | None = None, kernel_size: int = 1):
+    """A ``Conv2d`` with zero weight and bias (ControlNet's zero convolution: 1x1; odd sizes keep
+    the spatial size)."""
+    conv = torch.nn.Conv2d(in_channels, out_channels or in_channels, kernel_size=kernel_size,
+                           padding=kernel_size // 2)
     torch.nn.init.zeros_(conv.weight)
     torch.nn.init.zeros_(conv.bias)
     return conv

@@ -42,14 +42,6 @@ def _branch_blocks(channels) -> "nn.ModuleList":
     return blocks
 
 
-def zero_conv3(in_channels: int, out_channels: int):
-    """A zero-initialised 3x3 convolution: the output layer of MOFA-Video's flow embedding
-    (``FlowControlNetConditioningEmbeddingSVD``), whose layout DisPose's branches follow."""
-    conv = nn.Conv2d(in_channels, out_channels, 3, padding=1)
-    nn.init.zeros_(conv.weight)
-    nn.init.zeros_(conv.bias)
-    return conv
-
 
 class MotionEncoder(nn.Module):
     """Dense and sparse motion fields ``[N, 2, H, W]`` (pixels) → ``[N, C0, H/2^s, W/2^s]``
@@ -66,7 +58,7 @@ class MotionEncoder(nn.Module):
         for kind in ("flow", "traj"):  # flow: the dense field; traj: the sparse trajectory field
             setattr(self, f"conv_in_{kind}", nn.Conv2d(2, channels[0], 3, padding=1))
             setattr(self, f"blocks_{kind}", _branch_blocks(channels))
-            setattr(self, f"conv_out_{kind}", zero_conv3(channels[-1], out_channels))
+            setattr(self, f"conv_out_{kind}", zero_conv(channels[-1], out_channels, kernel_size=3))
         self.conv_final = nn.Conv2d(out_channels, out_channels, 3, padding=1)
 
     def _branch(self, kind: str, x):

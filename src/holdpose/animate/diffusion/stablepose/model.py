@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from holdpose.errors import require
-from holdpose.train.inject import replace_module
+from holdpose.train.inject import replace_module, zero_conv
 from holdpose.train.side import SideNetwork
 
 torch = require("torch", "diffusion")
@@ -168,9 +168,7 @@ class PoseFeatureExtractor(nn.Module):
         channels = (in_channels,) + FEATURE_CHANNELS
         self.convs = nn.ModuleList(nn.Conv2d(a, b, 3, stride=s, padding=1)
                                    for a, b, s in zip(channels[:-1], channels[1:], strides))
-        self.zero_conv = nn.Conv2d(channels[-1], channels[-1], 3, padding=1)
-        nn.init.zeros_(self.zero_conv.weight)
-        nn.init.zeros_(self.zero_conv.bias)
+        self.zero_conv = zero_conv(channels[-1], kernel_size=3)
 
     @property
     def out_channels(self) -> int:
