@@ -99,6 +99,19 @@ def test_concatenate_cross_fades_linearly():
     assert out.interpolated[3:5].all() and not out.interpolated[[0, 1, 2, 5, 6, 7]].any()
 
 
+def test_concatenate_keeps_each_sides_file_neck_and_pads_it():
+    """A neck read from an OpenPose file survives concatenation: each side's own, the nearer side's
+    in a cross-fade, zeros (no file neck) in the slots the narrower side gains."""
+    a, b = constant_sequence(5, 0.0), constant_sequence(5, 60.0)
+    a.neck[..., :3], b.neck[..., :3] = [10, 20, 1], [70, 80, 1]
+    wider = PoseSequence.empty(5, 2, size=b.size, fps=b.fps)
+    wider.keypoints[:, :1], wider.scores[:, :1], wider.neck[:, :1] = b.keypoints, b.scores, b.neck
+    out = concatenate(a, wider, blend=0.2)  # overlap weights 1/3 (a's neck), 2/3 (b's)
+    assert out.neck.shape == (8, 2, 7)
+    np.testing.assert_array_equal(out.neck[:, 0, 0], [10, 10, 10, 10, 70, 70, 70, 70])
+    assert not out.neck[:, 1].any()
+
+
 def test_concatenate_rejects_mismatches_naming_both_values():
     a = constant_sequence(5, 0.0, fps=10.0)
     with pytest.raises(ValueError, match=r"fps: 10\.0 \(first\) and 25\.0 \(second\)"):

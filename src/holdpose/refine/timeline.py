@@ -57,6 +57,7 @@ def _pad_people(seq: PoseSequence, num_people: int) -> PoseSequence:
         scores=np.concatenate([seq.scores, np.zeros((t, extra, k), np.float32)], 1),
         track_ids=np.concatenate([seq.track_ids, np.full((t, extra), -1, np.int32)], 1),
         interpolated=np.concatenate([seq.interpolated, np.zeros((t, extra, k), bool)], 1),
+        neck=np.concatenate([seq.neck, np.zeros((t, extra, seq.neck.shape[-1]), np.float32)], 1),
     )
 
 
@@ -206,11 +207,16 @@ def concatenate(a: PoseSequence, b: PoseSequence, blend: float = 0.0) -> PoseSeq
     head = a[: a.num_frames - n]
     tail = b[n:]
     parts_k, parts_s, parts_i, parts_f = [head.keypoints], [head.scores], [head.track_ids], [head.interpolated]
+    parts_n = [head.neck]
     if n:
         k = np.arange(n)
-        kp, sc, ids, flags = blend_frames(a, a.num_frames - n + k, b, k, (k + 1) / (n + 1), by_slot=True)
+        w = (k + 1) / (n + 1)
+        kp, sc, ids, flags = blend_frames(a, a.num_frames - n + k, b, k, w, by_slot=True)
         parts_k.append(kp), parts_s.append(sc), parts_i.append(ids), parts_f.append(flags)
+        # a file's neck is not blended: the nearer side's, as resample takes it
+        parts_n.append(np.where((w < 0.5)[:, None, None], a.neck[a.num_frames - n + k], b.neck[k]))
     parts_k.append(tail.keypoints), parts_s.append(tail.scores)
-    parts_i.append(tail.track_ids), parts_f.append(tail.interpolated)
+    parts_i.append(tail.track_ids), parts_f.append(tail.interpolated), parts_n.append(tail.neck)
     return replace(a, keypoints=np.concatenate(parts_k), scores=np.concatenate(parts_s),
-                   track_ids=np.concatenate(parts_i), interpolated=np.concatenate(parts_f))
+                   track_ids=np.concatenate(parts_i), interpolated=np.concatenate(parts_f),
+                   neck=np.concatenate(parts_n))

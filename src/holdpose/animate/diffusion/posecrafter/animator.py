@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import logging
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Iterator
 
@@ -38,6 +38,7 @@ from holdpose.animate.diffusion.options import DiffusionModelOptions, DiffusionO
 from holdpose.animate.options import check_int, option
 from holdpose.argtypes import finite_float, nonnegative_int, positive_int
 from holdpose.errors import HoldposeError
+from holdpose.refine.timeline import concatenate
 from holdpose.render.geometry import EDIT_PARTS
 from holdpose.sequence import PoseSequence
 
@@ -264,7 +265,9 @@ class PoseCrafterAnimator(DiffusionAnimator):
 
         # 5. Insertion: the reference pose at the key-frame position, then the targets
         inserted = not opts.no_insert
-        video_poses = _concatenate(training_poses[index], targets) if inserted else targets
+        # the key frame's pose on the targets' canvas and clock, then the targets
+        key_frame = replace(training_poses[index], fps=targets.fps, size=targets.size)
+        video_poses = concatenate(key_frame, targets) if inserted else targets
         controls = self.pose_controls(video_poses, (width, height))
 
         # 6. Initial latents: z_T replicated to every frame, face and hands edited in the target frames
@@ -339,14 +342,3 @@ class PoseCrafterAnimator(DiffusionAnimator):
                                     parts=parts, cell=cell, mode=mode)
             out[first + j] = torch.from_numpy(edited).to(out)
         return out
-
-
-def _concatenate(first: PoseSequence, rest: PoseSequence) -> PoseSequence:
-    """The frames of ``first`` then those of ``rest`` (same canvas, layout and people slots)."""
-    from dataclasses import replace
-
-    return replace(rest, keypoints=np.concatenate([first.keypoints, rest.keypoints]),
-                   scores=np.concatenate([first.scores, rest.scores]),
-                   track_ids=np.concatenate([first.track_ids, rest.track_ids]),
-                   interpolated=np.concatenate([first.interpolated, rest.interpolated]),
-                   neck=np.concatenate([first.neck, rest.neck]))
