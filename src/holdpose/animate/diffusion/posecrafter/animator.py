@@ -167,18 +167,18 @@ class PoseCrafterAnimator(DiffusionAnimator):
     default_scheduler = "ddim"
     reference_help = "the folder `holdpose tune` wrote"
 
-    def __init__(self, tuned: str | os.PathLike, model=None, controlnet=None, *, override_models: bool = False,
-                 **model_options):
-        from holdpose.animate.diffusion.posecrafter.tuning import read_set, read_tuned
-
-        self.tuned = Path(tuned)
-        self.description = read_tuned(self.tuned)
+    def __init__(self, tuned: str | os.PathLike | TunedCharacter, model=None, controlnet=None, *,
+                 override_models: bool = False, **model_options):
+        # the folder is read once: a TunedCharacter (what animate() has) already holds it
+        character = tuned if isinstance(tuned, TunedCharacter) else TunedCharacter(tuned)
+        self.tuned = character.folder
+        self.description = character.description
         model = self._tuned_model("model", "--model", model, self.description["model"], override_models)
         controlnet = self._tuned_model("controlnet", "--controlnet", controlnet, self.description["controlnet"],
                                        override_models)
         model_options.setdefault("model_config", self.description.get("model_config"))
         super().__init__(model, controlnet, override_models=override_models, **model_options)
-        self.training_frames, self.training_poses = read_set(self.tuned / "training")
+        self.training_frames, self.training_poses = character.frames, character.poses
         self._load_tuned_weights()
 
     @staticmethod
@@ -209,7 +209,7 @@ class PoseCrafterAnimator(DiffusionAnimator):
         if not isinstance(character, TunedCharacter):
             raise HoldposeError("the posecrafter backend animates a tuned folder; give the folder `holdpose tune` "
                                 "wrote as the reference")
-        return cls(character.folder, **model_options), dict(options)
+        return cls(character, **model_options), dict(options)
 
     def build_pipeline(self, components: dict, controlnet):
         diffusers = import_diffusers()
