@@ -33,7 +33,7 @@ from holdpose.animate.diffusion.animator import DiffusionAnimator
 from holdpose.animate.diffusion.conditioning import (
     batch_embeds, batch_image_embeds, control_streams, encode_prompt, frames_of, generation_size, ip_adapter_embeds,
     resize)
-from holdpose.animate.diffusion.loading import DEFAULT_CONTROLNET, DEFAULT_MODEL, import_diffusers, import_torch
+from holdpose.animate.diffusion.loading import DEFAULT_CONTROLNET, DEFAULT_MODEL, controlnet_pipeline, import_torch
 from holdpose.animate.diffusion.noise import set_timesteps, shared_noise
 from holdpose.animate.diffusion.options import DiffusionOptions, boosted_control
 from holdpose.animate.diffusion.vae import decode_latents, encode_frames
@@ -130,10 +130,7 @@ class ControlNetAnimator(DiffusionAnimator):
         return options
 
     def build_pipeline(self, components: dict, controlnet):
-        diffusers = import_diffusers()
-        return diffusers.StableDiffusionControlNetPipeline(
-            **components, controlnet=controlnet, safety_checker=None, feature_extractor=None, image_encoder=None,
-            requires_safety_checker=False)
+        return controlnet_pipeline(components, controlnet)
 
     def __call__(self, reference: np.ndarray, poses: PoseSequence, *, seed: int = 0, callback=None,
                  start_frame: int = 0, **options) -> Iterator[np.ndarray]:

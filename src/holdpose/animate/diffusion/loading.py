@@ -255,6 +255,14 @@ def _loading_bars_hidden():
             library.enable_progress_bar()
 
 
+def controlnet_pipeline(components: dict, controlnet):
+    """diffusers' ``StableDiffusionControlNetPipeline`` from :func:`load_base_components`' parts
+    and a ControlNet (or a list of them), without the safety checker and image encoder."""
+    return import_diffusers().StableDiffusionControlNetPipeline(
+        **components, controlnet=controlnet, safety_checker=None, feature_extractor=None, image_encoder=None,
+        requires_safety_checker=False)
+
+
 def load_base_components(model: str | os.PathLike, *, dtype, allow_pickle: bool = False,
                          model_config: str | None = None) -> dict:
     """Stable Diffusion 1.x parts (vae, text_encoder, tokenizer, unet, scheduler) from an id,

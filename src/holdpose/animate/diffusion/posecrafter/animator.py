@@ -33,7 +33,7 @@ import numpy as np
 from holdpose.animate.character import Character
 from holdpose.animate.diffusion.animator import DiffusionAnimator
 from holdpose.animate.diffusion.conditioning import POSE, control_tensor, encode_prompt, generation_size, resize
-from holdpose.animate.diffusion.loading import import_diffusers, import_torch
+from holdpose.animate.diffusion.loading import controlnet_pipeline, import_torch
 from holdpose.animate.diffusion.options import DiffusionModelOptions, DiffusionOptions
 from holdpose.animate.options import check_int, option
 from holdpose.argtypes import finite_float, nonnegative_int, positive_int
@@ -212,10 +212,7 @@ class PoseCrafterAnimator(DiffusionAnimator):
         return cls(character, **model_options), dict(options)
 
     def build_pipeline(self, components: dict, controlnet):
-        diffusers = import_diffusers()
-        return diffusers.StableDiffusionControlNetPipeline(
-            **components, controlnet=controlnet, safety_checker=None, feature_extractor=None, image_encoder=None,
-            requires_safety_checker=False)
+        return controlnet_pipeline(components, controlnet)
 
     def _load_tuned_weights(self) -> None:
         """Inflate the UNet and ControlNet and load the tuned tensors into them, strictly."""

@@ -22,15 +22,12 @@ logger = logging.getLogger(__name__)
 def load_components(model, controlnet, *, device, dtype, allow_pickle: bool = False, model_config=None):
     """SD 1.x parts and the ControlNet in one diffusers ``StableDiffusionControlNetPipeline``
     (used as a holder: prompt encoding, VAE scale factor, device), on ``device``."""
-    from holdpose.animate.diffusion.loading import import_diffusers, load_base_components, load_model
+    from holdpose.animate.diffusion.loading import controlnet_pipeline, load_base_components, load_model
 
-    diffusers = import_diffusers()
     components = load_base_components(model, dtype=dtype, allow_pickle=allow_pickle, model_config=model_config)
     net = load_model("ControlNetModel", controlnet, "ControlNet (--controlnet)", dtype=dtype,
                      allow_pickle=allow_pickle)
-    pipe = diffusers.StableDiffusionControlNetPipeline(**components, controlnet=net, safety_checker=None,
-                                                       feature_extractor=None, image_encoder=None,
-                                                       requires_safety_checker=False)
+    pipe = controlnet_pipeline(components, net)
     pipe.set_progress_bar_config(disable=True)
     return pipe.to(device)
 
