@@ -227,10 +227,8 @@ class DisPoseAnimator(AnimateDiffAnimator):
         unet = components["unet"]  # the 2-D SD 1.5 UNet, before the pipeline merges it with the motion adapter
         self.dift_unet = unet
         widths = unet.config.block_out_channels
-        factor = 2 ** (len(components["vae"].config.block_out_channels) - 1)
-        motion_channels = (16, 32, 96, 256)[: int(np.log2(factor)) + 1]
         self.hybrid = HybridControlNet.from_base(unet, feature_dim=list(reversed(widths))[1],
-                                                 motion_channels=motion_channels).eval()
+                                                 vae_levels=len(components["vae"].config.block_out_channels)).eval()
         if self.model_options.dispose_weights is not None:
             load_hybrid_weights(self.hybrid, self.model_options.dispose_weights)
         self.hybrid.requires_grad_(False)

@@ -150,14 +150,15 @@ class HybridControlNet(SideNetwork):
     :class:`PointEncoder`'s additions. Build with :meth:`from_base`."""
 
     @classmethod
-    def from_base(cls, unet, *, feature_dim: int, motion_channels=None,
+    def from_base(cls, unet, *, feature_dim: int, motion_channels=None, vae_levels: int = len(MOTION_CHANNELS),
                   point_hidden: int = POINT_HIDDEN) -> "HybridControlNet":
         """The hybrid ControlNet for ``unet`` (SD 1.5 ``UNet2DConditionModel`` or SVD's
         ``UNetSpatioTemporalConditionModel``), its encoder copied with the UNet's weights.
-        ``motion_channels`` default to :data:`MOTION_CHANNELS` cut to the VAE's 8x (a tiny
-        test model's smaller VAE needs fewer stages); ``feature_dim``: the DIFT features' width."""
+        ``motion_channels`` default to :data:`MOTION_CHANNELS` cut to the VAE's ``vae_levels``
+        (``len(vae.config.block_out_channels)``: SD's 4 downsample 8x; a tiny test model's smaller
+        VAE needs fewer stages); ``feature_dim``: the DIFT features' width."""
         widths = unet.config.block_out_channels
-        motion = MotionEncoder(widths[0], motion_channels or MOTION_CHANNELS)
+        motion = MotionEncoder(widths[0], motion_channels or MOTION_CHANNELS[:vae_levels])
         net = cls.from_unet(unet, condition_encoder=motion)
         net.point_adapter = PointEncoder(feature_dim, widths, point_hidden)
         net.unet_config = unet.config

@@ -264,9 +264,8 @@ def prepare_training(videos, output, *, model: str, motion_adapter: str, control
         features.append(sample_at_points(dift, tracks[0], present[0], (size, size)).cpu())
         grid = tuple(dift.shape[-2:])
     torch.manual_seed(seed)
-    factor = 2 ** (len(vae.config.block_out_channels) - 1)
     hybrid = HybridControlNet.from_base(unet2d, feature_dim=features[0].shape[1],
-                                        motion_channels=(16, 32, 96, 256)[: int(np.log2(factor)) + 1])
+                                        vae_levels=len(vae.config.block_out_channels))
     unet = diffusers.UNetMotionModel.from_unet2d(unet2d, adapter).to(device)
     pose_net = None
     if controlnet is not None:
