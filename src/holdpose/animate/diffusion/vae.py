@@ -9,6 +9,11 @@ from holdpose.animate.diffusion.loading import import_torch
 # --- VAE ------------------------------------------------------------------------------
 
 
+def latent_cell(vae) -> int:
+    """Image pixels per latent cell along each side: 2 per VAE downsampling level (SD: 8)."""
+    return 2 ** (len(vae.config.block_out_channels) - 1)
+
+
 def encode_frames(vae, frames: np.ndarray, device, dtype):
     """``uint8 [N, H, W, 3]`` -> scaled latents ``[N, C, H/f, W/f]``: the mode of the VAE's
     posterior (no sampling, so a frame's latent does not depend on a generator's state)."""

@@ -26,7 +26,7 @@ from holdpose.animate.diffusion.stablepose.data import (
     ALPHA, PROMPT_DROPOUT, load_examples, pose_loss_weights, training_view)
 from holdpose.animate.diffusion.stablepose.model import (
     TRAINABLE, StablePoseAdapter, StablePoseModel, save_adapter_config, vit_config_for)
-from holdpose.animate.diffusion.vae import encode_frames
+from holdpose.animate.diffusion.vae import encode_frames, latent_cell
 from holdpose.errors import HoldposeError
 from holdpose.io.atomic import atomic_path
 from holdpose.train.loop import TrainConfig, TrainResult, train
@@ -65,7 +65,7 @@ class Batches:
     def __init__(self, components: dict, examples, settings: StablePoseTrainSettings, device):
         self.vae, self.text_encoder, self.tokenizer = (components[k] for k in ("vae", "text_encoder", "tokenizer"))
         self.examples, self.settings, self.device = examples, settings, device
-        self.cell = 2 ** (len(self.vae.config.block_out_channels) - 1)
+        self.cell = latent_cell(self.vae)
         self._text_cache: dict[str, object] = {}
 
     def text(self, prompts: list[str]):
@@ -122,7 +122,7 @@ def build_model(components: dict, device, seed: int = 0):
     run is identical to an uninterrupted one whatever else used torch's global generator)."""
     torch = import_torch()
     unet = components["unet"]
-    cell = 2 ** (len(components["vae"].config.block_out_channels) - 1)
+    cell = latent_cell(components["vae"])
     config = vit_config_for(unet)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
@@ -145,10 +145,10 @@ def train_stablepose(images: str | os.PathLike, annotations: str | os.PathLike, 
                             "least one for training")
     if components is None:
         components = load_base_components(settings.model, dtype=torch.float32, allow_pickle=settings.allow_pickle)
+    check_settings(settings, latent_cell(components["vae"]))  # before the adapter copies the UNet's encoder
     for part in ("vae", "text_encoder"):
         components[part].to(device).requires_grad_(False)
     model, config, cell = build_model(components, device, settings.seed)
-    check_settings(settings, cell)
     train_examples = examples[:len(examples) - settings.held_out]
     eval_examples = examples[len(examples) - settings.held_out:] or train_examples
     batches = Batches(components, train_examples, settings, device)
