@@ -115,9 +115,5 @@ def track_as_slot(seq: PoseSequence, track_id: int) -> PoseSequence:
     frames = np.flatnonzero(mask.any(1))
     slots = mask[frames].argmax(1)  # the first slot with that id (a tracker gives one per frame)
     out = PoseSequence.empty(seq.num_frames, 1, layout=seq.layout, size=seq.size, fps=seq.fps)
-    out.keypoints[frames, 0] = seq.keypoints[frames, slots]
-    out.scores[frames, 0] = seq.scores[frames, slots]
-    out.interpolated[frames, 0] = seq.interpolated[frames, slots]
-    out.neck[frames, 0] = seq.neck[frames, slots]
-    out.track_ids[frames, 0] = track_id
+    out.put_person(frames, 0, seq, slots, track_id)
     return out

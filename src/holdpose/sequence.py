@@ -139,6 +139,15 @@ class PoseSequence:
                        track_ids=self.track_ids[:, slots], interpolated=self.interpolated[:, slots],
                        neck=self.neck[:, slots])
 
+    def put_person(self, frames, slot: int, source: "PoseSequence", source_slots, track_id: int) -> None:
+        """Write person ``source_slots`` of ``source`` (one per frame of ``frames``) into ``slot`` of
+        those frames, every per-point field, under ``track_id``. In place."""
+        self.keypoints[frames, slot] = source.keypoints[frames, source_slots]
+        self.scores[frames, slot] = source.scores[frames, source_slots]
+        self.interpolated[frames, slot] = source.interpolated[frames, source_slots]
+        self.neck[frames, slot] = source.neck[frames, source_slots]
+        self.track_ids[frames, slot] = track_id
+
     def copy(self) -> "PoseSequence":
         return replace(self, keypoints=self.keypoints.copy(), scores=self.scores.copy(),
                        track_ids=self.track_ids.copy(), interpolated=self.interpolated.copy(),

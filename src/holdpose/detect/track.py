@@ -352,9 +352,5 @@ def slots_by_track(seq: PoseSequence) -> PoseSequence:
     out = PoseSequence.empty(seq.num_frames, max(len(ids), 1), layout=seq.layout, size=seq.size, fps=seq.fps)
     for j, track_id in enumerate(ids):
         frames, slots = np.nonzero(seq.track_ids == track_id)
-        out.keypoints[frames, j] = seq.keypoints[frames, slots]
-        out.scores[frames, j] = seq.scores[frames, slots]
-        out.interpolated[frames, j] = seq.interpolated[frames, slots]
-        out.neck[frames, j] = seq.neck[frames, slots]
-        out.track_ids[frames, j] = track_id
+        out.put_person(frames, j, seq, slots, track_id)
     return out
