@@ -32,8 +32,17 @@ logger = logging.getLogger(__name__)
 
 BODY = slice(0, 17)
 FACE_LANDMARKS = slice(0, 11)  # MediaPipe pose landmarks of the face (nose, eyes, ears, mouth)
-WINDOW_EVERY = 10
-VIDEO_MIN_SCORE = 0.5  # least person-detector score of a new candidate in a video  # frames between the person detector's looks into a video's windows
+WINDOW_EVERY = 10  # frames between the person detector's looks into a video's windows
+VIDEO_MIN_SCORE = 0.5  # least person-detector score of a new candidate in a video
+
+
+def _landmark_region(result, width: int, height: int) -> np.ndarray:
+    """The region ``(x0, y0, x1, y1)`` a person's own auxiliary landmarks give (mid-hip and the
+    body's top), as MediaPipe's tracking takes it from one frame to the next."""
+    from holdpose.detect.candidates import pose_regions
+
+    hip, top = _landmarks(result.auxiliary_landmarks, width, height)[:2]
+    return pose_regions(hip[None], top[None])[0]
 
 
 def _landmarks(landmark_list, width: int, height: int) -> np.ndarray | None:
@@ -196,7 +205,7 @@ class MediaPipeDetector(PoseDetector):
         windows (for small people) every ``WINDOW_EVERY`` frames, and only its candidates scoring
         ``VIDEO_MIN_SCORE`` or more are tried.
         """
-        from holdpose.detect.candidates import Candidates, pose_regions
+        from holdpose.detect.candidates import Candidates
 
         limit = limit or self.max_people
         windows = not self._video or self._frames_seen % WINDOW_EVERY == 0
@@ -209,7 +218,7 @@ class MediaPipeDetector(PoseDetector):
             candidates = candidates.take(candidates.scores >= VIDEO_MIN_SCORE)
         fresh = ~_claimed(candidates, self._carried, self._carried_faces)
         regions = np.concatenate([self._carried, candidates.rois()[fresh]])
-        people, carried, faces = [], [], []
+        people = []
         h, w = image.shape[:2]
         for roi in regions[: 2 * limit]:  # duplicates are dropped; do not try forever
             if len(people) == limit:
@@ -218,12 +227,8 @@ class MediaPipeDetector(PoseDetector):
             # In a still image, the detector's region (its mid-hip is pulled toward whoever stands
             # behind) is redone once from the landmarks it gave, as MediaPipe's tracking does
             # from frame to frame; in a video the next frame does that.
-            for _ in range(0 if self._video else 1):
-                if result.auxiliary_landmarks is None:
-                    break
-                # Again in the region the landmarks give, as MediaPipe's tracking does frame to frame.
-                hip, top = _landmarks(result.auxiliary_landmarks, w, h)[:2]
-                result = self._regions(image, pose_regions(hip[None], top[None])[0])
+            if not self._video and result.auxiliary_landmarks is not None:
+                result = self._regions(image, _landmark_region(result, w, h))
             found = self._wholebody(result, image)
             if found is None or any(_same_person(found, other) for other, _ in people):
                 continue
@@ -232,14 +237,11 @@ class MediaPipeDetector(PoseDetector):
         # people standing close gives a skeleton made of pieces of both, and following it
         # would carry the blend on for many frames.
         people = _without_blends(people)
-        for _, result in people:
-            if result.auxiliary_landmarks is not None:
-                hip, top = _landmarks(result.auxiliary_landmarks, w, h)[:2]
-                carried.append(pose_regions(hip[None], top[None])[0])
-                faces.append(_landmarks(result.pose_landmarks, w, h)[FACE_LANDMARKS].mean(0))
-        if self._video:
-            self._carried = np.array(carried, np.float32).reshape(-1, 4)
-            self._carried_faces = np.array(faces, np.float32).reshape(-1, 2)
+        if self._video:  # the people found are followed into the next frame
+            followed = [result for _, result in people if result.auxiliary_landmarks is not None]
+            self._carried = np.array([_landmark_region(r, w, h) for r in followed], np.float32).reshape(-1, 4)
+            self._carried_faces = np.array([_landmarks(r.pose_landmarks, w, h)[FACE_LANDMARKS].mean(0)
+                                            for r in followed], np.float32).reshape(-1, 2)
         return [found for found, _ in people]
 
     def _find_by_search(self, image: np.ndarray) -> list[tuple[np.ndarray, np.ndarray]]:
