@@ -108,3 +108,31 @@ def test_training_lowers_the_held_out_loss_from_the_cli(tmp_path, prepared, caps
     evals = manifest["eval_losses"]
     assert evals[-1][1] < evals[0][1]
     assert "held-out loss" in capsys.readouterr().out
+
+
+def test_training_windows_get_the_sparse_fields_generation_gives(tmp_path, prepared):
+    """A window that starts inside the clip gets each frame's move from the frame before, its
+    first frame included, as a generation window does (not the reference's move to it)."""
+    from holdpose.animate.diffusion.dispose.animator import DisPoseGuidance
+    from holdpose.animate.diffusion.dispose.training import prepare_training
+    from holdpose.render.motion import openpose_tracks, sparse_motion_fields
+
+    _, sampler = prepare_training(VIDEO, run_folder(tmp_path, prepared, "fields"), **setup(tiny_models()))
+    clip = sampler.clips[0]
+    size = (clip.frames.shape[1],) * 2
+    tracks, present = openpose_tracks(clip.poses, clip.poses[:1])
+
+    def no_dense(keypoints, scores):
+        return np.zeros((2, *size), np.float32)
+
+    guidance = DisPoseGuidance(None, tracks, present, no_dense, clip.poses, size, None, (8, 8), 1.0, "cpu",
+                               torch.float32)
+    start = 3
+    flows = sampler.batch(0, start)["flows"]
+    for j in range(sampler.frames):
+        expected = guidance.flows(start + j)[2:].float()
+        tolerance = 1e-3 * float(expected.abs().max())  # generation keeps fields as float16
+        assert (flows[j, 2:] - expected).abs().max() <= tolerance, f"window frame {j}"
+    from_reference = sparse_motion_fields(tracks[[0, start + 1]], present[[0, start + 1]], size)[1]
+    first = guidance.flows(start)[2:].float().numpy()
+    assert np.abs(from_reference - first).max() > 10 * 1e-3 * np.abs(first).max()  # the two can be told apart

@@ -6,8 +6,9 @@ and their poses (MediaPipe, holdpose's extractor), kept in ``OUT/data/<name>.npz
 reference of a clip is its video's first frame. Per training clip (``sample_batch``):
 
 - latents: the VAE's posterior mode of each frame;
-- sparse motion field: the 18 OpenPose body points' consecutive displacements, reference first
-  (as at inference, :func:`holdpose.render.motion.sparse_motion_fields`);
+- sparse motion field: the 18 OpenPose body points' displacements from the frame before (for the
+  window's first frame too, as a generation window gets them: the reference's move only into the
+  video's first frame; :func:`holdpose.render.motion.sparse_motion_fields`);
 - dense motion field: the optical flow from the reference to the frame (OpenCV's DIS flow, a
   stand-in for the paper's RAFT), sampled at the paper's watershed points and propagated by a
   Gaussian RBF (the paper propagates with CMP; its training code is not released);
@@ -113,20 +114,33 @@ def dense_training_flow(reference: np.ndarray, frame: np.ndarray, *, nms: int) -
     """The dense motion field a training clip gets: DIS flow from ``reference`` to ``frame``
     (``uint8 [S, S, 3]``), kept at its watershed points and propagated back over the frame by
     a Gaussian RBF (σ = nms/2). ``float32 [2, S, S]`` pixels."""
-    import cv2
+    points, values = training_flow_samples(reference, frame, nms=nms)
+    return propagate_flow_samples(points, values, len(frame), nms=nms)
 
-    from holdpose.animate.diffusion.dispose.propagate import gaussian_rbf
+
+def training_flow_samples(reference: np.ndarray, frame: np.ndarray, *, nms: int) -> tuple[np.ndarray, np.ndarray]:
+    """DIS flow from ``reference`` to ``frame`` at its watershed points: ``(points int [N, 2]
+    (x, y), values float [N, 2] pixels)``, N ≤ 64 (a few hundred bytes: cheap to keep per frame)."""
+    import cv2
 
     dis = cv2.DISOpticalFlow_create(cv2.DISOPTICAL_FLOW_PRESET_MEDIUM)
     flow = dis.calc(cv2.cvtColor(reference, cv2.COLOR_RGB2GRAY), cv2.cvtColor(frame, cv2.COLOR_RGB2GRAY), None)
     flow = flow.transpose(2, 0, 1)
     points = watershed_points(flow, nms=nms, max_points=64)
     if not len(points):
-        return np.zeros_like(flow)
+        return np.zeros((0, 2), np.int64), np.zeros((0, 2), np.float32)
     sparse, _ = sample_sparse_flow(flow, points)
-    size = flow.shape[1]
+    return points, sparse[:, points[:, 1], points[:, 0]].T
+
+
+def propagate_flow_samples(points: np.ndarray, values: np.ndarray, size: int, *, nms: int) -> np.ndarray:
+    """The samples of :func:`training_flow_samples` spread over a ``size`` square by a Gaussian
+    RBF (σ = nms/2): ``float32 [2, size, size]``, zero when there are none."""
+    from holdpose.animate.diffusion.dispose.propagate import gaussian_rbf
+
+    if not len(points):
+        return np.zeros((2, size, size), np.float32)
     ys, xs = np.mgrid[0:size, 0:size]
-    values = sparse[:, points[:, 1], points[:, 0]].T
     dense = gaussian_rbf(points.astype(np.float64), values, nms / 2, xs.ravel().astype(np.float64),
                          ys.ravel().astype(np.float64), regularise=1e-3)
     return dense.T.reshape(2, size, size).astype(np.float32)
@@ -174,6 +188,15 @@ class ClipSampler:
         self.device = device
         self.pose_style = pose_style
         self.nms = nms
+        self._flow_samples: dict[tuple[int, int], tuple] = {}  # (clip, frame) -> reference flow's samples
+
+    def dense_flow(self, clip_index: int, frame: int) -> np.ndarray:
+        """The dense field of a clip frame; the optical flow behind it is computed once per frame."""
+        clip = self.clips[clip_index]
+        key = (clip_index, frame)
+        if key not in self._flow_samples:
+            self._flow_samples[key] = training_flow_samples(clip.frames[0], clip.frames[frame], nms=self.nms)
+        return propagate_flow_samples(*self._flow_samples[key], clip.frames.shape[1], nms=self.nms)
 
     def batch(self, clip_index: int, start: int) -> dict:
         from holdpose.animate.diffusion.dispose.model import scatter_points
@@ -182,13 +205,17 @@ class ClipSampler:
         clip = self.clips[clip_index]
         window = np.arange(start, start + self.frames)
         size = clip.frames.shape[1]
-        tracks, present = openpose_tracks(clip.poses[window], clip.poses[:1])
+        # Each frame's sparse field is the move from the frame before it, the window's first frame
+        # included (frame start - 1; the reference itself when start is 1), as generation gives a
+        # window: consecutive moves, the reference's move only into the clip's first frame.
+        tracks, present = openpose_tracks(clip.poses[start - 1:start + self.frames])
         sparse = sparse_motion_fields(tracks, present, (size, size))[1:]
-        dense = np.stack([dense_training_flow(clip.frames[0], clip.frames[f], nms=self.nms) for f in window])
+        dense = np.stack([self.dense_flow(clip_index, f) for f in window])
+        _, reference_present = openpose_tracks(clip.poses[:1])
         cell = size / self.grid[0]
         cells = np.floor(tracks[1:] / cell).astype(np.int64)[..., ::-1].copy()
         maps, mask = scatter_points(self.features[clip_index], torch.from_numpy(cells),
-                                    torch.from_numpy(present[1:] & present[0][None]), self.grid)
+                                    torch.from_numpy(present[1:] & reference_present), self.grid)
         with torch.no_grad():
             latents = encode_frames(self.vae, clip.frames[window], self.device, torch.float32)
         batch = {"latents": latents, "text": self.text,
