@@ -146,7 +146,6 @@ class DisPoseGuidance:
         self.device, self.dtype = device, dtype
         self.point_features = point_features  # [18, C]
         self.grid = grid
-        self.cell = np.array(size, np.float64) / [grid[1], grid[0]]  # pixels per feature cell (x, y)
         self._flows: dict[int, object] = {}
 
     def track_index(self, frame: int) -> int:
@@ -171,14 +170,11 @@ class DisPoseGuidance:
         return self._flows[frame]
 
     def point_maps(self, frames: list[int]):
-        from holdpose.animate.diffusion.dispose.model import scatter_points
+        from holdpose.animate.diffusion.dispose.model import scatter_tracks
 
-        torch = import_torch()
         indices = [self.track_index(f) for f in frames]
-        cells = np.floor(self.tracks[indices] / self.cell).astype(np.int64)[..., ::-1].copy()  # (row, col)
         present = self.present[indices] & self.present[0][None]
-        return scatter_points(self.point_features, torch.from_numpy(cells).to(self.device),
-                              torch.from_numpy(present).to(self.device), self.grid)
+        return scatter_tracks(self.point_features.to(self.device), self.tracks[indices], present, self.size, self.grid)
 
     def residuals(self, control_input, t, text, frames: list[int], do_cfg: bool):
         torch = import_torch()
@@ -248,17 +244,12 @@ class DisPoseAnimator(AnimateDiffAnimator):
     def reference_features(self, reference: np.ndarray, points: np.ndarray, present: np.ndarray,
                            size: tuple[int, int], ensemble: int, seed: int):
         """DIFT features ``[18, C]`` of the reference at its 18 body points (generation pixels)."""
-        from holdpose.animate.diffusion.dispose.dift import DIFT_PROMPT, dift_features, sample_at_points
-        from holdpose.animate.diffusion.noise import make_scheduler
+        from holdpose.animate.diffusion.dispose.dift import DIFT_PROMPT, reference_point_features
 
-        torch = import_torch()
         pipe = self.pipe
-        image = torch.from_numpy(resize(reference, size).astype(np.float32) / 127.5 - 1).permute(2, 0, 1)[None]
         text, _ = encode_prompt(pipe, DIFT_PROMPT, "", self.execution_device, False)
-        scheduler = make_scheduler("ddim", pipe.scheduler.config, {})  # the model's own noise schedule
-        features = dift_features(self.dift_unet, pipe.vae, scheduler, image.to(self.execution_device), text,
-                                 seed=seed, ensemble=ensemble)
-        return sample_at_points(features, points, present, size), tuple(features.shape[-2:])
+        return reference_point_features(self.dift_unet, pipe.vae, pipe.scheduler.config, resize(reference, size), text,
+                                        points, present, device=self.execution_device, ensemble=ensemble, seed=seed)
 
     def window_guidance(self, reference: np.ndarray, poses: PoseSequence, opts: DisPoseOptions,
                         size: tuple[int, int]):

@@ -76,3 +76,18 @@ def sample_at_points(features, points: np.ndarray, present: np.ndarray, size: tu
     sampled = sampled[0, :, 0].T  # [K, C]
     keep = torch.as_tensor(np.asarray(present, bool), device=features.device)[:, None]
     return torch.where(keep, sampled, torch.zeros_like(sampled))
+
+
+def reference_point_features(unet, vae, scheduler_config, image: np.ndarray, text, points: np.ndarray,
+                             present: np.ndarray, *, device, ensemble: int = DIFT_ENSEMBLE, seed: int = 0):
+    """DisPose's keypoint features of a reference: DIFT of ``image`` (``uint8 [H, W, 3]``, RGB) at
+    its ``points`` ``[K, 2]`` (pixels of the image), ``([K, C], (h, w) of the feature map)``; the
+    noise schedule is the base model's own (DDIM over ``scheduler_config``). Generation and
+    training both take their reference features here."""
+    from holdpose.animate.diffusion.noise import make_scheduler
+
+    height, width = image.shape[:2]
+    pixels = torch.from_numpy(image.astype(np.float32) / 127.5 - 1).permute(2, 0, 1)[None].to(device)
+    scheduler = make_scheduler("ddim", scheduler_config, {})
+    features = dift_features(unet, vae, scheduler, pixels, text, seed=seed, ensemble=ensemble)
+    return sample_at_points(features, points, present, (width, height)), tuple(features.shape[-2:])

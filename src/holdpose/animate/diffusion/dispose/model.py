@@ -21,6 +21,8 @@ blocks_flow.*, conv_out_flow, conv_in_traj, blocks_traj.*, conv_out_traj, conv_f
 
 from __future__ import annotations
 
+import numpy as np
+
 from holdpose.errors import require
 from holdpose.train.inject import zero_conv
 from holdpose.train.side import SideNetwork
@@ -79,6 +81,18 @@ class PointMLP(nn.Module):
 
     def forward(self, x):
         return self.mlp(x)
+
+
+def scatter_tracks(embeddings, tracks: np.ndarray, present: np.ndarray, size: tuple[int, int],
+                   grid: tuple[int, int]):
+    """:func:`scatter_points` for keypoints in pixels: ``tracks [F, K, 2]`` (x, y) on a canvas of
+    ``size`` = ``(W, H)``, ``present`` bool ``[F, K]`` (the point there and in the reference), put
+    on the cells of ``grid`` = ``(h, w)``."""
+    cell = np.array(size, np.float64) / [grid[1], grid[0]]  # pixels per feature cell (x, y)
+    cells = np.floor(np.asarray(tracks) / cell).astype(np.int64)[..., ::-1].copy()  # (row, col)
+    device = embeddings.device
+    return scatter_points(embeddings, torch.from_numpy(cells).to(device),
+                          torch.from_numpy(np.asarray(present, bool)).to(device), grid)
 
 
 def scatter_points(embeddings, cells, present, grid: tuple[int, int]):

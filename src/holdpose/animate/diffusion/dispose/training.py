@@ -199,7 +199,7 @@ class ClipSampler:
         return propagate_flow_samples(*self._flow_samples[key], clip.frames.shape[1], nms=self.nms)
 
     def batch(self, clip_index: int, start: int) -> dict:
-        from holdpose.animate.diffusion.dispose.model import scatter_points
+        from holdpose.animate.diffusion.dispose.model import scatter_tracks
         from holdpose.animate.diffusion.vae import encode_frames
 
         clip = self.clips[clip_index]
@@ -212,10 +212,8 @@ class ClipSampler:
         sparse = sparse_motion_fields(tracks, present, (size, size))[1:]
         dense = np.stack([self.dense_flow(clip_index, f) for f in window])
         _, reference_present = openpose_tracks(clip.poses[:1])
-        cell = size / self.grid[0]
-        cells = np.floor(tracks[1:] / cell).astype(np.int64)[..., ::-1].copy()
-        maps, mask = scatter_points(self.features[clip_index], torch.from_numpy(cells),
-                                    torch.from_numpy(present[1:] & reference_present), self.grid)
+        maps, mask = scatter_tracks(self.features[clip_index], tracks[1:], present[1:] & reference_present,
+                                    (size, size), self.grid)
         with torch.no_grad():
             latents = encode_frames(self.vae, clip.frames[window], self.device, torch.float32)
         batch = {"latents": latents, "text": self.text,
@@ -262,11 +260,10 @@ def prepare_training(videos, output, *, model: str, motion_adapter: str, control
     """The training model (:class:`DisPoseTrainingModel`) and its :class:`ClipSampler`: the
     videos' frames and poses (cached in ``output/data``), the models loaded, DIFT features of
     each video's reference computed, the hybrid ControlNet built from the base UNet."""
-    from holdpose.animate.diffusion.dispose.dift import DIFT_PROMPT, dift_features, sample_at_points
+    from holdpose.animate.diffusion.dispose.dift import DIFT_PROMPT, reference_point_features
     from holdpose.animate.diffusion.dispose.model import HybridControlNet
     from holdpose.animate.diffusion.loading import (
         import_diffusers, load_base_components, load_model, resolve_device, resolve_dtype)
-    from holdpose.animate.diffusion.noise import make_scheduler
 
     output = Path(output)
     device = resolve_device(device)
@@ -282,14 +279,13 @@ def prepare_training(videos, output, *, model: str, motion_adapter: str, control
     unet2d, vae = components["unet"].to(device).eval(), components["vae"].to(device).eval()
     text = encode_text(components, prompt, device)
     dift_text = encode_text(components, DIFT_PROMPT, device)
-    scheduler = make_scheduler("ddim", components["scheduler"].config, {})
     features, grid = [], None
     for clip in clips:  # DIFT of each video's reference (its first frame), once
-        image = torch.from_numpy(clip.frames[0].astype(np.float32) / 127.5 - 1).permute(2, 0, 1)[None].to(device)
-        dift = dift_features(unet2d, vae, scheduler, image, dift_text, seed=seed, ensemble=dift_ensemble)
         tracks, present = openpose_tracks(clip.poses[:1])
-        features.append(sample_at_points(dift, tracks[0], present[0], (size, size)).cpu())
-        grid = tuple(dift.shape[-2:])
+        sampled, grid = reference_point_features(unet2d, vae, components["scheduler"].config, clip.frames[0], dift_text,
+                                                 tracks[0], present[0], device=device, ensemble=dift_ensemble,
+                                                 seed=seed)
+        features.append(sampled.cpu())
     torch.manual_seed(seed)
     hybrid = HybridControlNet.from_base(unet2d, feature_dim=features[0].shape[1],
                                         vae_levels=len(vae.config.block_out_channels))
