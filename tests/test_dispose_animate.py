@@ -148,3 +148,24 @@ def test_cli_writes_all_frames_of_a_40_frame_clip_in_windows(paths, tmp_path):
     output = cli_run(paths, tmp_path, 16, frames=40)  # windows of 16 (the reference + 15), stride 10: 4 windows
     used = load_poses(tmp_path / "clip.poses.json")
     assert used.num_frames == 40 and FrameSource(output).num_frames == 40
+
+
+def test_the_rig_motion_field_and_the_anchor_pose_come_from_one_detection(dispose, monkeypatch):
+    """With the default (rig) motion field, the reference's anchor pose is the rig's own: the photo
+    is not detected a second time."""
+    pytest.importorskip("mediapipe")
+    from skimage.data import astronaut
+
+    import holdpose.detect.extract as extract
+    from holdpose.animate.character import Character
+
+    def second_detection(*args, **kwargs):
+        raise AssertionError("the reference was detected twice")
+
+    monkeypatch.setattr(extract, "detect_reference_pose", second_detection)
+    character = Character(astronaut())
+    options = {}
+    dispose.character_options(character, options)
+    rig = character.rig
+    assert options["propagator"].name == "rig"
+    assert np.array_equal(options["reference_pose"].keypoints[0, 0], rig.points.astype(np.float32))

@@ -210,12 +210,17 @@ class DisPoseAnimator(AnimateDiffAnimator):
     def from_options(cls, character, model_options: dict, options: dict):
         """The anchor's pose, and the rig the default motion field needs, are the character's."""
         options = dict(options)
+        animator = cls(**model_options)
+        animator.character_options(character, options)
+        return animator, options
+
+    def character_options(self, character, options) -> None:
+        """Fill ``options``' propagator and reference pose from ``character`` where not given; the
+        propagator first, so that the pose is the rig's own when a rig is built (one detection)."""
+        if options.get("propagator") is None:
+            options["propagator"] = self.make_propagator(character, options.get("motion_field"))
         if options.get("reference_pose") is None:
             options["reference_pose"] = character.pose_sequence()
-        animator = cls(**model_options)
-        if options.get("propagator") is None:
-            options["propagator"] = animator.make_propagator(character, options.get("motion_field"))
-        return animator, options
 
     def build_pipeline(self, components: dict, controlnet):
         from holdpose.animate.diffusion.dispose.model import HybridControlNet
@@ -255,11 +260,12 @@ class DisPoseAnimator(AnimateDiffAnimator):
                         size: tuple[int, int]):
         from holdpose.animate.character import Character
 
-        if opts.reference_pose is None:  # __call__ detected it when anchoring; here for safety
-            opts.reference_pose = Character(reference).pose_sequence()
+        if opts.reference_pose is None or opts.propagator is None:  # (from_options gives both)
+            given = {"reference_pose": opts.reference_pose, "propagator": opts.propagator,
+                     "motion_field": opts.motion_field}
+            self.character_options(Character(reference), given)
+            opts.reference_pose, opts.propagator = given["reference_pose"], given["propagator"]
         propagator = opts.propagator
-        if propagator is None:
-            propagator = self.make_propagator(Character(reference), opts.motion_field)
         tracks, present = openpose_tracks(poses, opts.reference_pose)
         reference_points = tracks[0] * (np.array(size) / np.array(poses.size))
         features, grid = self.reference_features(reference, reference_points, present[0], size, opts.dift_ensemble,
