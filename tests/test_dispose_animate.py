@@ -75,7 +75,7 @@ def test_trained_weights_load_strictly_and_steer_the_frames(paths, dispose, tmp_
     assert not np.array_equal(run(trained, poses, **options), run(dispose, poses, **options))
 
     save_file({"controlnet.nothing": torch.zeros(1)}, str(tmp_path / "bad.safetensors"))
-    with pytest.raises(HoldposeError, match="do not fit this model") as err:
+    with pytest.raises(HoldposeError, match="does not fit the model") as err:
         DisPoseAnimator(**model_options(paths, dispose_weights=str(tmp_path / "bad.safetensors")))
     assert "\n" not in str(err.value)
 

@@ -35,6 +35,7 @@ from typing import Any, Callable
 import numpy as np
 
 from holdpose.errors import HoldposeError
+from holdpose.io.atomic import file_sha256
 from holdpose.sequence import PoseSequence
 
 logger = logging.getLogger(__name__)
@@ -71,11 +72,7 @@ def poses_sha256(poses: PoseSequence) -> str:
 def path_sha256(path: Path) -> str:
     """Content hash of a file, or of a folder's files (names and contents, sorted)."""
     if path.is_file():
-        digest = hashlib.sha256()
-        with open(path, "rb") as f:
-            for block in iter(lambda: f.read(1 << 20), b""):
-                digest.update(block)
-        return digest.hexdigest()
+        return file_sha256(path)
     return _sha256(*(f"{p.relative_to(path).as_posix()}:{path_sha256(p)}".encode()
                      for p in sorted(path.rglob("*")) if p.is_file()))
 

@@ -15,13 +15,12 @@ so a run killed while saving leaves the previous checkpoint intact.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 from pathlib import Path
 
 from holdpose.errors import HoldposeError, require
-from holdpose.io.atomic import atomic_path
+from holdpose.io.atomic import atomic_path, file_sha256
 
 torch = require("torch", "diffusion")
 safetensors_torch = require("safetensors.torch", "diffusion")
@@ -30,14 +29,6 @@ TRAINABLE = "trainable.safetensors"
 OPTIMIZER = "optimizer.safetensors"
 MANIFEST = "manifest.json"
 FORMAT = "holdpose-trainable/1"
-
-
-def sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def trainable_tensors(params: dict) -> dict:
@@ -71,10 +62,10 @@ def save_checkpoint(folder: str | os.PathLike, params: dict, manifest: dict, opt
     tensors = trainable_tensors(params)
     with atomic_path(folder, directory=True) as tmp:
         safetensors_torch.save_file(tensors, str(tmp / TRAINABLE))
-        files = {TRAINABLE: sha256(tmp / TRAINABLE)}
+        files = {TRAINABLE: file_sha256(tmp / TRAINABLE)}
         if optimizer is not None:
             safetensors_torch.save_file(optimizer_tensors(optimizer, params), str(tmp / OPTIMIZER))
-            files[OPTIMIZER] = sha256(tmp / OPTIMIZER)
+            files[OPTIMIZER] = file_sha256(tmp / OPTIMIZER)
         full = {"format": FORMAT, **manifest, "files": files,
                 "trainable_parameters": sum(t.numel() for t in tensors.values()),
                 "tensors": {name: list(t.shape) for name, t in tensors.items()}}
@@ -102,7 +93,7 @@ def load_checkpoint(folder: str | os.PathLike, *, verify: bool = True) -> tuple[
     loaded = {}
     for name, digest in manifest["files"].items():
         path = folder / name
-        if verify and (not path.is_file() or sha256(path) != digest):
+        if verify and (not path.is_file() or file_sha256(path) != digest):
             raise HoldposeError(f"{path}: missing or does not match its manifest; the checkpoint is damaged, "
                                 "resume from an earlier one")
         loaded[name] = safetensors_torch.load_file(str(path))

@@ -192,9 +192,11 @@ def load_state_dict(path: str | os.PathLike, *, allow_pickle: bool = False) -> d
     return unwrap(obj, str(path))
 
 
-def check_fits(state: dict, expected: dict, source: str = "converted checkpoint") -> None:
+def check_fits(state: dict, expected: dict, source: str = "converted checkpoint",
+               hint: str = "pick the --format (or --table) that matches the checkpoint") -> None:
     """Strict-load check: ``state`` must have exactly the names and shapes of ``expected``
-    (name -> tensor or shape), as ``load_state_dict(strict=True)`` demands."""
+    (name -> tensor or shape), as ``load_state_dict(strict=True)`` demands; ``hint`` ends the
+    error (what the user can do)."""
     shape = lambda v: tuple(v.shape) if hasattr(v, "shape") else tuple(v)  # noqa: E731
     missing = sorted(set(expected) - set(state))
     unexpected = sorted(set(state) - set(expected))
@@ -202,8 +204,7 @@ def check_fits(state: dict, expected: dict, source: str = "converted checkpoint"
     if missing or unexpected or wrong:
         parts = [f"{len(v)} {what} (first: {v[0]})" for what, v in
                  (("missing", missing), ("unexpected", unexpected), ("of the wrong shape", wrong)) if v]
-        raise HoldposeError(f"{source} does not fit the model: {'; '.join(parts)}; pick the --format (or --table) "
-                            "that matches the checkpoint")
+        raise HoldposeError(f"{source} does not fit the model: {'; '.join(parts)}; {hint}")
 
 
 def expected_from_config(folder: str | os.PathLike) -> dict:

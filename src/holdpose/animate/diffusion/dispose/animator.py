@@ -112,13 +112,10 @@ def load_hybrid_weights(net, ref: str | os.PathLike) -> None:
     if not path.is_file():
         raise HoldposeError(f"DisPose weights (--dispose-weights) {ref}: no such file; give a `holdpose train "
                             "dispose` run folder or its trainable.safetensors")
+    from holdpose.train.convert import check_fits
+
     tensors = {k.removeprefix("controlnet."): v for k, v in load_file(str(path)).items()}
-    expected = set(net.state_dict())
-    if set(tensors) != expected:
-        missing, extra = sorted(expected - set(tensors)), sorted(set(tensors) - expected)
-        raise HoldposeError(f"DisPose weights {path} do not fit this model ({len(missing)} missing, e.g. "
-                            f"{missing[:2]}; {len(extra)} unexpected, e.g. {extra[:2]}); were they trained on the same "
-                            "base model?")
+    check_fits(tensors, net.state_dict(), f"DisPose weights {path}", "were they trained on the same base model?")
     net.load_state_dict(tensors, strict=True)
 
 

@@ -199,6 +199,7 @@ def load_cmp(path: str | os.PathLike, device="cpu") -> CMP:
     expected = {k: tuple(v.shape) for k, v in model.state_dict().items()}
     if not any(k.endswith("num_batches_tracked") for k in state):  # checkpoints from before PyTorch 0.4.1
         expected = {k: v for k, v in expected.items() if not k.endswith("num_batches_tracked")}
-    check_fits(state, expected, f"CMP weights {path}")
+    check_fits(state, expected, f"CMP weights {path}",
+               "give the converted resnet50_vip+mpii_liteflow checkpoint (docs/dispose.md)")
     model.load_state_dict(state, strict=True)
     return model.to(device).eval()

@@ -341,7 +341,7 @@ def load_adapter(unet, ref) -> tuple[StablePoseAdapter, dict]:
     tensors = load_file(str(weights))
     if tensors and all(k.startswith("adapter.") for k in tensors):  # a training run's names (StablePoseModel)
         tensors = {k[len("adapter."):]: v for k, v in tensors.items()}
-    check_fits(tensors, adapter.state_dict(), str(weights))
+    check_fits(tensors, adapter.state_dict(), str(weights), "were they trained on this base model's UNet?")
     try:
         adapter.load_state_dict(tensors, strict=True)
     except RuntimeError as err:
