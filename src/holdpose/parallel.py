@@ -103,16 +103,9 @@ def run_chunks(function: Callable, jobs: Sequence[tuple], bar) -> list:
     jobs. A worker's exception is raised here."""
     if len(jobs) == 1:
         return [function(*jobs[0], _BarQueue(bar))]
-    # spawn, not fork: a parent that already runs MediaPipe (or any library's threads)
-    # can deadlock a forked child. Workers pay only their own imports, which they
-    # would pay anyway for the models. An executor rather than a Pool: when a worker
-    # dies, a Pool quietly starts another one (forever, if every start fails), while an
-    # executor reports it.
-    context = mp.get_context("spawn")
-    progress_queue = context.Queue()
-    quiet = not logging.getLogger("holdpose").isEnabledFor(logging.DEBUG)
-    pool = ProcessPoolExecutor(len(jobs), mp_context=context, initializer=_init_worker,
-                               initargs=(progress_queue, quiet, os.getpid()))
+    # Workers pay only their own imports, which they would pay anyway for the models.
+    progress_queue = mp.get_context("spawn").Queue()
+    pool = spawn_pool(len(jobs), progress_queue)
     try:
         pending = [pool.submit(_call_in_worker, function, tuple(job)) for job in jobs]
         while not all(job.done() for job in pending):
@@ -130,7 +123,7 @@ def run_chunks(function: Callable, jobs: Sequence[tuple], bar) -> list:
     except BaseException:
         # Ctrl-C, SIGTERM or a worker's error: stop the other workers now rather than wait for
         # their chunks (the executor's own shutdown would wait, ~minutes on a long video).
-        _stop_workers(pool)
+        stop_pool(pool)
         raise
     finally:
         progress_queue.cancel_join_thread()  # never block exit on a queue nobody reads any more
@@ -138,7 +131,20 @@ def run_chunks(function: Callable, jobs: Sequence[tuple], bar) -> list:
     return results
 
 
-def _stop_workers(pool: ProcessPoolExecutor) -> None:
+def spawn_pool(processes: int, progress_queue=None) -> ProcessPoolExecutor:
+    """A pool of ``processes`` spawned workers that die with this process and keep native
+    libraries' notices off the terminal (unless holdpose logs at DEBUG); ``progress_queue``
+    (a spawn context's Queue) is where :func:`run_chunks`' workers count their frames.
+
+    Spawn, not fork: a parent that already runs MediaPipe (or any library's threads) can
+    deadlock a forked child. An executor rather than a Pool: when a worker dies, a Pool
+    quietly starts another one (forever, if every start fails), while an executor reports it."""
+    quiet = not logging.getLogger("holdpose").isEnabledFor(logging.DEBUG)
+    return ProcessPoolExecutor(processes, mp_context=mp.get_context("spawn"), initializer=_init_worker,
+                               initargs=(progress_queue, quiet, os.getpid()))
+
+
+def stop_pool(pool: ProcessPoolExecutor) -> None:
     """Kill the pool's worker processes and reap them (at most ~1 s)."""
     processes = list((pool._processes or {}).values())  # the executor offers no public way to kill them
     for process in processes:

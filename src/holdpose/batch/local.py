@@ -19,7 +19,6 @@ times each, then recorded as failed.
 from __future__ import annotations
 
 import logging
-import multiprocessing as mp
 import os
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
@@ -27,7 +26,7 @@ from typing import Iterator
 
 from holdpose.batch.jobs import Job
 from holdpose.batch.stages import lost_record, run_job
-from holdpose.parallel import quiet_native_logs_here
+from holdpose.parallel import spawn_pool, stop_pool
 
 logger = logging.getLogger(__name__)
 
@@ -40,11 +39,6 @@ def share_cores(num_jobs: int, cores: int | None = None, *, processes: int | Non
     return processes, max(1, cores // processes)
 
 
-def _init_worker(quiet: bool) -> None:
-    if quiet:
-        quiet_native_logs_here()
-
-
 def run_local(jobs: list[Job], *, processes: int, workers_per_job: int = 1, max_retries: int = 2) -> Iterator[dict]:
     """Yield each job's record as it finishes (in finishing order)."""
     if processes == 1:
@@ -54,19 +48,11 @@ def run_local(jobs: list[Job], *, processes: int, workers_per_job: int = 1, max_
     pending = list(reversed(jobs))  # popped from the end: input order
     attempts: dict[str, int] = {}
     while pending:
-        pool = _new_pool(processes)
+        pool = spawn_pool(processes)
         try:
             yield from _drain(pool, processes, pending, workers_per_job, attempts, max_retries)
         finally:
-            _stop(pool)
-
-
-def _new_pool(processes: int) -> ProcessPoolExecutor:
-    # spawn, not fork: the parent may already run threads (tqdm's monitor, MediaPipe in a
-    # test) that a forked child would inherit half-way.
-    quiet = not logging.getLogger("holdpose").isEnabledFor(logging.DEBUG)
-    return ProcessPoolExecutor(processes, mp_context=mp.get_context("spawn"), initializer=_init_worker,
-                               initargs=(quiet,))
+            stop_pool(pool)  # after Ctrl-C: outputs are published atomically, nothing is half-written
 
 
 def _drain(pool: ProcessPoolExecutor, processes: int, pending: list[Job], workers_per_job: int, attempts: dict,
@@ -101,16 +87,3 @@ def _lost(jobs: list[Job], pending: list[Job], attempts: dict, max_retries: int)
         else:
             logger.warning("%s: its worker process died; trying again", job.key)
             pending.append(job)
-
-
-def _stop(pool: ProcessPoolExecutor) -> None:
-    """Shut the pool down now, ending jobs still running (after Ctrl-C): their outputs are
-    published atomically, so nothing half-written is left, and they have no record yet."""
-    pool.shutdown(wait=False, cancel_futures=True)
-    terminate = getattr(pool, "terminate_workers", None)  # Python 3.14+
-    if terminate is not None:
-        terminate()
-        return
-    for process in list((getattr(pool, "_processes", None) or {}).values()):
-        if process.is_alive():
-            process.terminate()
