@@ -151,9 +151,8 @@ class InceptionFeatures:
             (Stable-Pose reports FID on the 64-d ones).
     """
 
-    name = "inception-v3 (pytorch-fid)"
-
     def __init__(self, weights: str | os.PathLike | None = None, *, dims: int = 2048):
+        self.name = "inception-v3 (pytorch-fid)" if dims == 2048 else f"inception-v3 {dims}-d (pytorch-fid)"
         for module in ("torch", "torchvision", "pytorch_fid"):
             _require_module(module, "pip install pytorch-fid (FID's Inception needs torch, torchvision, pytorch-fid)")
         path = Path(weights) if weights else torch_hub_checkpoint(INCEPTION_WEIGHTS)
@@ -232,6 +231,15 @@ class LpipsMetric:
             return self.model(tensor(a), tensor(b)).reshape(-1).double().numpy()
 
 
+def load_pretrained_folder(classes: tuple, path: Path, what: str, needs: str = "") -> tuple:
+    """``cls.from_pretrained(path, local_files_only=True)`` for each of ``classes`` (a model and
+    its processor), with one clear error naming ``what`` when the folder does not load."""
+    try:
+        return tuple(cls.from_pretrained(str(path), local_files_only=True) for cls in classes)
+    except (OSError, ValueError) as err:
+        raise HoldposeError(f"{path}: not a loadable {what} ({err}); {needs or 'save it with save_pretrained'}") from err
+
+
 class ClipEmbedder:
     """CLIP image and text embeddings (unit length) from a local model folder (``save_pretrained``)."""
 
@@ -239,12 +247,10 @@ class ClipEmbedder:
         self.path = weights_path(model_dir, "CLIP model folder")
         _torch()
         transformers = require("transformers", "diffusion")
-        try:
-            self.model = transformers.CLIPModel.from_pretrained(str(self.path), local_files_only=True).eval()
-            self.processor = transformers.CLIPProcessor.from_pretrained(str(self.path), local_files_only=True)
-        except (OSError, ValueError) as err:
-            raise HoldposeError(f"{self.path}: not a loadable CLIP model folder ({err}); it needs config.json, "
-                                "the weights and the processor files as save_pretrained writes them") from err
+        self.model, self.processor = load_pretrained_folder(
+            (transformers.CLIPModel, transformers.CLIPProcessor), self.path, "CLIP model folder",
+            "it needs config.json, the weights and the processor files as save_pretrained writes them")
+        self.model.eval()
         self.name = f"clip ({self.path.name})"
 
     def images(self, frames: np.ndarray) -> np.ndarray:

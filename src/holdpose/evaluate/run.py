@@ -623,7 +623,7 @@ def _load_learned(*, lpips, fid_features, fvd_model, clip_model, prompt, dino_mo
     if videomae_model is not None:
         learned["videomae"] = video_metrics.VideoMAEClipFeatures(videomae_model)
     if fid64:
-        learned["fid64"] = video_metrics.Inception64Features()
+        learned["fid64"] = features.InceptionFeatures(dims=64)
     for name, why in (("lpips", "needs lpips=True and the lpips package with local AlexNet weights"),
                       ("fid", "needs a feature extractor (fid_features=, CLI --fid-features)"),
                       ("fvd", "needs StyleGAN-V's i3d_torchscript.pt (fvd_model=, CLI --fvd-model)"),

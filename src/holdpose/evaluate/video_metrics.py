@@ -138,20 +138,18 @@ class HFImageFeatures:
     embeddings, VBench's background features and ``clip_temporal``)."""
 
     def __init__(self, model_dir: str | os.PathLike):
-        from holdpose.evaluate.features import weights_path
+        from holdpose.evaluate.features import load_pretrained_folder, weights_path
 
         self.path = weights_path(model_dir, "vision model folder")
         transformers = require("transformers", "diffusion")
         require("torch", "diffusion")
-        try:
-            config = transformers.AutoConfig.from_pretrained(str(self.path), local_files_only=True)
-            self.is_clip = config.model_type == "clip"
-            cls = transformers.CLIPModel if self.is_clip else transformers.AutoModel
-            self.model = cls.from_pretrained(str(self.path), local_files_only=True).eval()
-            self.processor = transformers.AutoImageProcessor.from_pretrained(str(self.path), local_files_only=True)
-        except (OSError, ValueError) as err:
-            raise HoldposeError(f"{self.path}: not a loadable vision model folder ({err}); save it with "
-                                "save_pretrained (model and image processor)") from err
+        what, needs = "vision model folder", "save it with save_pretrained (model and image processor)"
+        config, = load_pretrained_folder((transformers.AutoConfig,), self.path, what, needs)
+        self.is_clip = config.model_type == "clip"
+        model_class = transformers.CLIPModel if self.is_clip else transformers.AutoModel
+        self.model, self.processor = load_pretrained_folder((model_class, transformers.AutoImageProcessor), self.path,
+                                                            what, needs)
+        self.model.eval()
         self.name = f"{config.model_type} ({self.path.name})"
 
     def __call__(self, frames) -> np.ndarray:
@@ -172,16 +170,13 @@ class VideoMAEClipFeatures:
     The paper uses VideoMAE-v2 ViT-g fine-tuned on SSv2 **[check: a transformers export of it]**."""
 
     def __init__(self, model_dir: str | os.PathLike):
-        from holdpose.evaluate.features import weights_path
+        from holdpose.evaluate.features import load_pretrained_folder, weights_path
 
         self.path = weights_path(model_dir, "VideoMAE model folder")
         transformers = require("transformers", "diffusion")
-        try:
-            self.model = transformers.VideoMAEModel.from_pretrained(str(self.path), local_files_only=True).eval()
-            self.processor = transformers.VideoMAEImageProcessor.from_pretrained(str(self.path),
-                                                                                 local_files_only=True)
-        except (OSError, ValueError) as err:
-            raise HoldposeError(f"{self.path}: not a loadable VideoMAE folder ({err})") from err
+        self.model, self.processor = load_pretrained_folder(
+            (transformers.VideoMAEModel, transformers.VideoMAEImageProcessor), self.path, "VideoMAE folder")
+        self.model.eval()
         self.name = f"videomae ({self.path.name})"
 
     def __call__(self, clip_batch) -> np.ndarray:
@@ -190,22 +185,6 @@ class VideoMAEClipFeatures:
         with torch.no_grad():
             hidden = self.model(**inputs).last_hidden_state
         return hidden.mean(1).double().numpy()
-
-
-class Inception64Features:
-    """pytorch-fid's Inception-v3 cut after its first max-pool (64 channels), spatially averaged:
-    the 64-d FID features (``fid_model_feature: 64``). Weights as for
-    :class:`holdpose.evaluate.features.InceptionFeatures`."""
-
-    name = "inception-v3 64-d (pytorch-fid)"
-
-    def __init__(self, weights: str | os.PathLike | None = None):
-        from holdpose.evaluate.features import InceptionFeatures
-
-        self.inception = InceptionFeatures(weights, dims=64)
-
-    def __call__(self, frames) -> np.ndarray:
-        return self.inception(frames)
 
 
 # --- all of them ---------------------------------------------------------------------------------------
@@ -226,6 +205,8 @@ def video_metrics(frames, *, reference_frames=None, clip_model: str | None = Non
     """Every S7 metric of one generated video ``frames`` uint8 ``[N, H, W, 3]`` whose network is
     available; ``reference_frames`` (the real video) enables the distances. ``None`` values
     were skipped; ``result["skipped"]`` says why (also logged, one line each)."""
+    from holdpose.evaluate import features
+
     frames = np.asarray(frames)
     skipped: dict[str, str] = {}
     out: dict = {}
@@ -250,8 +231,8 @@ def video_metrics(frames, *, reference_frames=None, clip_model: str | None = Non
                                  skipped)
     if reference_frames is not None:
         reference_frames = np.asarray(reference_frames)
-        inception = _try("fid64", lambda: Inception64Features(None if inception64 in (None, True) else inception64),
-                         skipped)
+        inception_weights = None if inception64 in (None, True) else inception64
+        inception = _try("fid64", lambda: features.InceptionFeatures(inception_weights, dims=64), skipped)
         if inception is not None:
             out["fid64"] = frechet_distance(inception(frames), inception(reference_frames))
         videomae = _try("cd_fvd", lambda: VideoMAEClipFeatures(need(videomae_model, "VideoMAE model folder")),
