@@ -222,14 +222,19 @@ class AdherenceResult:
     notes: list[str] = field(default_factory=list)
 
 
-def fit_target(target: PoseSequence, size: tuple[int, int]) -> tuple[PoseSequence, list[str]]:
+def fit_target(target: PoseSequence, size: tuple[int, int], *,
+               same_shape: str | None = None) -> tuple[PoseSequence, list[str]]:
     """``target`` with its keypoints scaled to a ``size`` (width, height) canvas, and notes
-    on what was changed (a warning when the aspect ratios differ by more than 1 %)."""
+    on what was changed (a warning when the aspect ratios differ by more than 1 %; an error
+    ending with the fix ``same_shape`` when that is given)."""
     if target.layout is not COCO_WHOLEBODY:
         raise HoldposeError(f"target poses use layout {target.layout.name}; adherence is scored on coco_wholebody")
     notes = []
     if tuple(target.size) != tuple(size):
         sx, sy = size[0] / target.size[0], size[1] / target.size[1]
+        if abs(sx / sy - 1) > 0.01 and same_shape is not None:
+            raise HoldposeError(f"the poses' canvas {target.size[0]}x{target.size[1]} and the video's "
+                                f"{size[0]}x{size[1]} differ in shape; {same_shape}")
         if abs(sx / sy - 1) > 0.01:
             notes.append(f"target canvas {target.size[0]}x{target.size[1]} and video {size[0]}x{size[1]} differ in "
                          f"aspect ratio; target x scaled by {sx:.3f}, y by {sy:.3f}")

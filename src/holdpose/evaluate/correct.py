@@ -151,11 +151,8 @@ def correct_video(video: str | os.PathLike, target: PoseSequence | str | os.Path
     if poses.num_frames != source.num_frames:
         raise HoldposeError(f"{video} has {source.num_frames} frames and the poses {poses.num_frames}; they must "
                             "match frame for frame (holdpose refine --fps, or trim the video)")
-    if abs(poses.size[0] / poses.size[1] - source.size[0] / source.size[1]) > 0.01 * source.size[0] / source.size[1]:
-        raise HoldposeError(f"the poses' canvas {poses.size[0]}x{poses.size[1]} and the video's "
-                            f"{source.size[0]}x{source.size[1]} differ in shape; give poses drawn on the video's canvas "
-                            "(holdpose align --reference with a frame of it)")
-    poses, _ = fit_target(poses, source.size)  # the same shape at another scale: scaled
+    poses, _ = fit_target(poses, source.size, same_shape="give poses drawn on the video's canvas (holdpose align "
+                          "--reference with a frame of it)")  # the same shape at another scale: scaled
     if not (np.isfinite(limb_tolerance) and 0 < limb_tolerance < 180):
         raise HoldposeError(f"limb_tolerance (--limb-tolerance) must be in (0, 180) degrees, got {limb_tolerance}")
 
