@@ -391,7 +391,7 @@ OUTPUT_CASES = [
     ("animate {i}/blank.png {i}/good.npz -o {i}/run.mp4", "manifest"),
     ("animate {i}/blank.png {i}/good.npz -o /proc/holdpose_test.mp4", "/proc"),
     ("evaluate {i}/text.mp4 -o {i}/a_file", "not a folder"),
-    ("evaluate {i}/clip.mp4 -o {o}/rep --lpips", "--lpips compares the video with a ground truth"),
+    ("evaluate {i}/clip.mp4 -o {o}/rep --lpips", "lpips compares the video with a ground truth"),
     ("evaluate {i}/clip.mp4 -o {o}/rep --fid-features {i}/junk.pt --fvd-model {i}/junk.pt", "ground truth"),
     ("evaluate {i}/clip.mp4 -o {o}/rep --ground-truth {i}/clip.mp4 --fid-features {i}/junk.pt",
      "runs code from the file; pass --allow-pickle"),

@@ -604,8 +604,8 @@ def _load_learned(*, lpips, fid_features, fvd_model, clip_model, prompt, dino_mo
     needs_gt = [name for name, wanted in (("lpips", lpips), ("fid", fid_features), ("fvd", fvd_model),
                                           ("fid64", fid64), ("cd_fvd", videomae_model)) if wanted]
     if needs_gt and not has_gt:
-        raise HoldposeError(f"{', '.join(needs_gt)} compare with a ground-truth video; pass ground_truth= "
-                            "(CLI: --ground-truth VIDEO)")
+        raise HoldposeError(f"{', '.join(needs_gt)} compare{'s' if len(needs_gt) == 1 else ''} the video with a "
+                            "ground truth; pass ground_truth= (CLI: --ground-truth VIDEO)")
     if prompt and not clip_model:
         raise HoldposeError("CLIP-T needs a CLIP model: pass clip_model= (CLI: --clip-model DIR)")
     if clip_model and not (prompt or has_reference or has_gt):
