@@ -11,16 +11,9 @@ from __future__ import annotations
 import argparse
 
 from holdpose import argtypes
+from holdpose.batch.stages import STAGE_OPTIONS
 from holdpose.errors import HoldposeError
 
-# stage -> the flags (argparse dests) that become the jobs' options
-STAGE_OPTIONS = {
-    "extract": ("detector", "pose_model", "det_model", "max_people", "short_side", "fps", "confidences", "normalized"),
-    "refine": ("track", "fill", "max_gap", "fix_swaps", "smooth", "smooth_window", "fps", "confidences", "normalized"),
-    "render": ("style", "size", "canvas", "threshold"),
-    "animate": ("backend", "align", "person", "seed"),
-    "evaluate": ("detector", "pose_model", "det_model", "max_people", "min_score", "flow", "worst_frames"),
-}
 FAILURES_SHOWN = 3
 
 

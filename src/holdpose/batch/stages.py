@@ -23,6 +23,23 @@ from holdpose.errors import HoldposeError
 
 logger = logging.getLogger(__name__)
 
+# stage -> the options a job carries (the CLI's argparse dests): its API function's arguments,
+# and for pose files the FILE_OPTIONS of the writer
+FILE_OPTIONS = ("confidences", "normalized")
+STAGE_OPTIONS = {
+    "extract": ("detector", "pose_model", "det_model", "max_people", "short_side", "fps", *FILE_OPTIONS),
+    "refine": ("track", "fill", "max_gap", "fix_swaps", "smooth", "smooth_window", "fps", *FILE_OPTIONS),
+    "render": ("style", "size", "canvas", "threshold"),
+    "animate": ("backend", "align", "person", "seed"),
+    "evaluate": ("detector", "pose_model", "det_model", "max_people", "min_score", "flow", "worst_frames"),
+}
+
+
+def _api_options(job: Job) -> dict:
+    """The job's options its stage's API function takes (those set)."""
+    return {key: job.options[key] for key in STAGE_OPTIONS[job.stage]
+            if key not in FILE_OPTIONS and job.options.get(key) is not None}
+
 
 def run_job(job: Job, workers: int = 1) -> dict:
     """Run ``job`` with ``workers`` processes inside it (extract and evaluate split frames
@@ -55,16 +72,14 @@ def error_line(err: BaseException) -> str:
 def _json_options(options: dict, output: str) -> dict:
     if output.lower().endswith(".npz"):
         return {}
-    return {key: options[key] for key in ("normalized", "confidences") if key in options}
+    return {key: options[key] for key in FILE_OPTIONS if key in options}
 
 
 def _extract(job: Job, workers: int) -> dict:
     from holdpose.detect.extract import extract_poses
     from holdpose.io.posefile import save_poses
 
-    names = ("detector", "max_people", "short_side", "fps", "pose_model", "det_model")
-    options = {key: job.options[key] for key in names if job.options.get(key) is not None}
-    seq = extract_poses(job.inputs["input"], workers=workers, progress=False, **options)
+    seq = extract_poses(job.inputs["input"], workers=workers, progress=False, **_api_options(job))
     save_poses(seq, job.output, **_json_options(job.options, job.output))
     return {"frames": seq.num_frames, "frames_with_people": int((seq.track_ids >= 0).any(-1).sum())}
 
@@ -73,8 +88,7 @@ def _refine(job: Job, workers: int) -> dict:
     from holdpose.io.posefile import load_poses, save_poses
     from holdpose.refine.pipeline import refine
 
-    names = ("track", "fill", "max_gap", "fix_swaps", "smooth", "smooth_window", "fps")
-    clean = refine(load_poses(job.inputs["input"]), **{key: job.options[key] for key in names if key in job.options})
+    clean = refine(load_poses(job.inputs["input"]), **_api_options(job))
     save_poses(clean, job.output, **_json_options(job.options, job.output))
     return {"frames": clean.num_frames}
 
@@ -98,11 +112,9 @@ def _evaluate(job: Job, workers: int) -> dict:
     from holdpose.evaluate import evaluate_video, write_report
     from holdpose.io.atomic import atomic_path
 
-    names = ("detector", "pose_model", "det_model", "max_people", "min_score", "flow", "worst_frames")
-    options = {key: job.options[key] for key in names if key in job.options}
     evaluation = evaluate_video(job.inputs["input"], target=job.inputs.get("target"),
                                 ground_truth=job.inputs.get("ground_truth"), workers=workers, progress=False,
-                                **options)
+                                **_api_options(job))
     with atomic_path(job.output, directory=True) as tmp:  # the whole report appears at once
         write_report(evaluation, tmp, title=Path(job.inputs["input"]).name)
     summary = {name: _finite(evaluation.metrics[name]) for name in ("pck@0.1", "oks_ap", "flicker")
