@@ -142,8 +142,11 @@ def tune(video: str | os.PathLike, output: str | os.PathLike, *, frames: int = 8
     # 2. The training and held-out frames at the tuning size and their poses on that canvas, written once
     if not resumed:
         seq = _video_poses(video, poses, detector, source, progress)
-        for name, chosen in (("training", indices), ("heldout", description["heldout_indices"])):
-            _write_set(output / name, _read_frames(video, chosen, size), seq[chosen].scaled_to(size))
+        sets = (("training", indices), ("heldout", description["heldout_indices"]))
+        images = _read_frames(video, [i for _, chosen in sets for i in chosen], size)  # one pass over the video
+        for name, chosen in sets:
+            _write_set(output / name, images[:len(chosen)], seq[chosen].scaled_to(size))
+            images = images[len(chosen):]
         _write_description(output, description)
     training = read_set(output / "training")
     heldout = read_set(output / "heldout") if description["heldout_indices"] else None
@@ -218,7 +221,8 @@ def _video_poses(video, poses, detector: str, source, progress: bool) -> PoseSeq
 
 
 def _read_frames(video, indices: list[int], size: tuple[int, int]) -> np.ndarray:
-    """Frames ``indices`` of ``video`` resized to ``size``, ``uint8 [len, H, W, 3]``."""
+    """Frames ``indices`` of ``video`` (in that order, repeats allowed) resized to ``size``,
+    ``uint8 [len, H, W, 3]``, decoded in one pass."""
     from holdpose.animate.diffusion.conditioning import resize
     from holdpose.io.video import FrameSource
 
