@@ -15,6 +15,8 @@ Two passes:
 2. Global (:func:`merge_tracklets`): tracklets that never share a frame are joined
    when one starts within ``max_gap`` frames after the other ends, near where the
    first was heading, and (with pixels) dressed alike, best pairs first.
+3. Confirmation (:func:`without_flickers`): a track seen in fewer than ``CONFIRM_FRAMES``
+   frames that lies on a lasting person in each of them is dropped.
 """
 
 from __future__ import annotations
@@ -109,15 +111,17 @@ def appearance_similarity(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 
 
 REID_SECONDS = 2.0  # default: a person lost for up to this long gets their id back
+CONFIRM_FRAMES = 3  # a track seen in fewer frames, always on someone lasting, is dropped (SORT's n_init)
 
 
 def track_people(seq: PoseSequence, *, appearance: np.ndarray | None = None,
                  reid_seconds: float = REID_SECONDS) -> PoseSequence:
-    """Both passes (see the module docstring): online matching, then the global merge of
-    tracklets; a person lost for up to ``reid_seconds`` can be re-identified."""
+    """The three passes (see the module docstring): online matching, the global merge of
+    tracklets (a person lost for up to ``reid_seconds`` can be re-identified), then
+    confirmation."""
     reach = max(1, int(round(reid_seconds * seq.fps)))
     online = assign_track_ids(seq, max_age=reach, appearance=appearance)
-    return merge_tracklets(online, max_gap=reach, appearance=appearance)
+    return without_flickers(merge_tracklets(online, max_gap=reach, appearance=appearance))
 
 
 def video_appearance(seq: PoseSequence, video) -> np.ndarray:
@@ -214,6 +218,42 @@ def _overlapping(keypoints: np.ndarray, scores: np.ndarray, min_score: float = 0
     share = ix * iy / area[:, None]
     np.fill_diagonal(share, 0)
     return (share > limit).any(1)
+
+
+def without_flickers(seq: PoseSequence, *, min_frames: int = CONFIRM_FRAMES, min_score: float = 0.3,
+                     cover: float = 0.5) -> PoseSequence:
+    """A copy of ``seq`` less the tracks seen in fewer than ``min_frames`` frames whose body box
+    lies, by more than ``cover`` of its area, inside the box of someone seen in ``min_frames``
+    frames or more, in every frame it has; ids renumbered 0, 1, ... .
+
+    People do not appear on top of someone else for a frame or two and vanish: such a brief
+    skeleton is the landmark model's mix of two people standing close (one's head and side,
+    the other's limbs) or of one person found twice, and would take the place of the person
+    it lies on for whoever compares boxes. Multi-object trackers confirm a new track only
+    after several frames for the same reason (SORT and DeepSORT: ``n_init`` = 3). Someone
+    seen briefly on their own (walking past the frame's edge) is kept, and so is everyone in
+    a sequence where nobody lasts (a still image).
+    """
+    out = seq.copy()
+    ids, counts = np.unique(seq.track_ids[seq.track_ids >= 0], return_counts=True)
+    lasting = np.isin(seq.track_ids, ids[counts >= min_frames])  # [T, P]
+    boxes = _boxes(seq.keypoints[..., :17, :], seq.scores[..., :17] > min_score)  # [T, P, 4]
+    for track_id in ids[counts < min_frames]:
+        frames, slots = np.nonzero(seq.track_ids == track_id)
+        if all(_covered(boxes[t, slot], boxes[t][lasting[t]], cover) for t, slot in zip(frames, slots)):
+            out.scores[frames, slots] = 0
+            out.track_ids[frames, slots] = -1
+    return _renumber(out)
+
+
+def _covered(box: np.ndarray, others: np.ndarray, cover: float) -> bool:
+    """Whether more than ``cover`` of ``box`` (x0, y0, x1, y1) lies inside one of ``others [N, 4]``."""
+    if not len(others):
+        return False
+    ix = np.clip(np.minimum(box[2], others[:, 2]) - np.maximum(box[0], others[:, 0]), 0, None)
+    iy = np.clip(np.minimum(box[3], others[:, 3]) - np.maximum(box[1], others[:, 1]), 0, None)
+    area = max(float((box[2] - box[0]) * (box[3] - box[1])), 1e-6)
+    return bool((ix * iy / area > cover).any())
 
 
 def merge_tracklets(seq: PoseSequence, *, max_gap: int, appearance: np.ndarray | None = None,
