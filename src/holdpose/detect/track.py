@@ -1,6 +1,6 @@
 """Person tracking: give each person the same id in every frame.
 
-Two passes:
+Three passes:
 
 1. Online (:func:`assign_track_ids`): detections of frame t are matched to the tracks
    alive at t with an optimal assignment (Hungarian) on a similarity that blends
@@ -214,10 +214,7 @@ def assign_track_ids(seq: PoseSequence, *, max_age: int = 30, min_similarity: fl
 def _overlapping(keypoints: np.ndarray, scores: np.ndarray, min_score: float = 0.3, limit: float = 0.1) -> np.ndarray:
     """bool ``[N]``: whose body box overlaps another's by more than ``limit`` of its own area."""
     boxes = _boxes(keypoints, scores > min_score)  # [N, 4]
-    ix = np.clip(np.minimum(boxes[:, None, 2], boxes[None, :, 2]) - np.maximum(boxes[:, None, 0], boxes[None, :, 0]), 0, None)
-    iy = np.clip(np.minimum(boxes[:, None, 3], boxes[None, :, 3]) - np.maximum(boxes[:, None, 1], boxes[None, :, 1]), 0, None)
-    area = np.maximum((boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1]), 1e-6)
-    share = ix * iy / area[:, None]
+    share = _share_inside(boxes, boxes)
     np.fill_diagonal(share, 0)
     return (share > limit).any(1)
 
@@ -242,20 +239,19 @@ def without_flickers(seq: PoseSequence, *, min_frames: int = CONFIRM_FRAMES, min
     boxes = _boxes(seq.keypoints[..., :17, :], seq.scores[..., :17] > min_score)  # [T, P, 4]
     for track_id in ids[counts < min_frames]:
         frames, slots = np.nonzero(seq.track_ids == track_id)
-        if all(_covered(boxes[t, slot], boxes[t][lasting[t]], cover) for t, slot in zip(frames, slots)):
+        if all((_share_inside(boxes[t, slot][None], boxes[t][lasting[t]]) > cover).any()
+               for t, slot in zip(frames, slots)):
             out.scores[frames, slots] = 0
             out.track_ids[frames, slots] = -1
     return _renumber(out)
 
 
-def _covered(box: np.ndarray, others: np.ndarray, cover: float) -> bool:
-    """Whether more than ``cover`` of ``box`` (x0, y0, x1, y1) lies inside one of ``others [N, 4]``."""
-    if not len(others):
-        return False
-    ix = np.clip(np.minimum(box[2], others[:, 2]) - np.maximum(box[0], others[:, 0]), 0, None)
-    iy = np.clip(np.minimum(box[3], others[:, 3]) - np.maximum(box[1], others[:, 1]), 0, None)
-    area = max(float((box[2] - box[0]) * (box[3] - box[1])), 1e-6)
-    return bool((ix * iy / area > cover).any())
+def _share_inside(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """``[N, M]``: the share of each box of ``a [N, 4]`` (x0, y0, x1, y1) that lies inside each of ``b [M, 4]``."""
+    ix = np.clip(np.minimum(a[:, None, 2], b[None, :, 2]) - np.maximum(a[:, None, 0], b[None, :, 0]), 0, None)
+    iy = np.clip(np.minimum(a[:, None, 3], b[None, :, 3]) - np.maximum(a[:, None, 1], b[None, :, 1]), 0, None)
+    area = np.maximum((a[:, 2] - a[:, 0]) * (a[:, 3] - a[:, 1]), 1e-6)
+    return ix * iy / area[:, None]
 
 
 def merge_tracklets(seq: PoseSequence, *, max_gap: int, appearance: np.ndarray | None = None,
