@@ -141,7 +141,7 @@ def test_a_video_follows_its_people_from_frame_to_frame():
 
 
 @needs_interpreter
-def test_a_video_with_everyone_followed_skips_the_detector_until_the_next_window_frame():
+def test_a_video_asks_the_detector_only_while_the_people_followed_fall_short():
     from holdpose.detect.mediapipe import WINDOW_EVERY, MediaPipeDetector
 
     image = _two_people()
@@ -149,9 +149,13 @@ def test_a_video_with_everyone_followed_skips_the_detector_until_the_next_window
         calls = []
         finder = detector._finder
         detector._finder = lambda frame, **kw: calls.append(kw) or finder(frame, **kw)
-        for _ in range(WINDOW_EVERY + 1):
+        for _ in range(WINDOW_EVERY + 1):  # both followed: the window frame needs no look either
             assert len(detector(image)[1]) == 2
-    assert calls == [{"windows": True}, {"windows": True}]  # frames 0 and WINDOW_EVERY only
+        assert calls == [{"windows": True}]  # frame 0 only
+        one_left = image.copy()
+        one_left[:, 740:] = image[0, 0]  # the right-hand person (from x = 750) walks out
+        assert len(detector(one_left)[1]) == 1
+        assert calls[1:] == [{"windows": False}]  # one followed fell short: a look for newcomers
 
 
 def _cutout(name: str, height: int = 520) -> tuple[np.ndarray, np.ndarray]:

@@ -3,7 +3,7 @@
 import numpy as np
 
 from holdpose.detect.track import (HUE_BINS, SAT_BINS, appearance_descriptors, appearance_similarity,
-                                   merge_tracklets, track_people)
+                                   assign_track_ids, merge_tracklets, track_people, without_flickers)
 from holdpose.sequence import PoseSequence
 
 from conftest import random_sequence
@@ -80,6 +80,30 @@ def test_merge_joins_fragments_of_one_person_but_never_people_seen_together():
     assert set(np.unique(merged.track_ids[truth >= 0])) == {0, 1}
     # a gap longer than max_gap is not bridged
     assert ids_per_person(merge_tracklets(seq, max_gap=3), truth) == [2, 1]
+
+
+def test_a_skeleton_on_someone_for_two_frames_is_dropped_but_a_brief_passer_by_is_kept():
+    """A walks across; for frames 20-21 a second skeleton lies on A (shifted 15 px: the landmark
+    model's mix of A and someone behind); C is seen for two frames alone in a corner."""
+    t = np.arange(40)
+    a = np.stack([100 + 4.0 * t, np.full(40, 240.0)], -1)
+    flicker = a + [15, 5]
+    corner = np.stack([np.full(40, 560.0), np.full(40, 90.0)], -1)
+    brief = [(1, [f for f in range(40) if f not in (20, 21)]), (2, [f for f in range(40) if f not in (30, 31)])]
+    seq, truth, looks = scene([a, flicker, corner], hidden=brief, num_frames=40)
+    tracked = track_people(seq, appearance=looks)
+    assert ids_per_person(tracked, truth) == [1, 1, 1]
+    assert (tracked.scores[truth == 1] == 0).all() and (tracked.track_ids[truth == 1] == -1).all()  # gone
+    assert (tracked.scores[truth == 2] > 0).all()  # the passer-by stays
+    assert len(np.unique(tracked.track_ids[tracked.track_ids >= 0])) == 2  # ids 0, 1: renumbered
+    # Before confirmation the flicker is a third person, on A's box for two frames.
+    unconfirmed = merge_tracklets(assign_track_ids(seq, max_age=50, appearance=looks), max_gap=50, appearance=looks)
+    assert len(np.unique(unconfirmed.track_ids[unconfirmed.track_ids >= 0])) == 3
+
+
+def test_nobody_is_dropped_where_nobody_lasts():
+    seq, truth, _ = scene([np.array([[200.0, 240.0]]), np.array([[215.0, 245.0]])], num_frames=1)
+    assert (without_flickers(seq).track_ids[truth >= 0] >= 0).all()  # one photo: two people overlapping stay
 
 
 def test_appearance_descriptors_tell_red_from_blue_clothes():

@@ -201,26 +201,45 @@ class MediaPipeDetector(PoseDetector):
 
         In a video, the people of the previous frame come first, in the regions their own
         landmarks give (how MediaPipe tracks one person), and the detector's candidates are
-        added where nobody was; the detector looks in the whole frame every frame and in its
-        windows (for small people) every ``WINDOW_EVERY`` frames, and only its candidates scoring
-        ``VIDEO_MIN_SCORE`` or more are tried.
+        added where nobody was. The detector is asked only when the people followed fall short
+        of ``limit`` (someone new may be there, or someone followed was lost): in the whole frame,
+        and in its windows (for small people) every ``WINDOW_EVERY`` frames; only its candidates
+        scoring ``VIDEO_MIN_SCORE`` or more are tried.
         """
-        from holdpose.detect.candidates import Candidates
-
         limit = limit or self.max_people
         windows = not self._video or self._frames_seen % WINDOW_EVERY == 0
         self._frames_seen += 1
-        # With as many people followed as asked for, the followed come first and fill the
-        # frame: new candidates would not be tried (but for the windows' sake now and then).
-        full = self._video and not windows and len(self._carried) >= limit
-        candidates = Candidates.concatenate([]) if full else self._finder(image, windows=windows)
-        if self._video:  # people stay followed once found, so only clear candidates are worth a look
-            candidates = candidates.take(candidates.scores >= VIDEO_MIN_SCORE)
-        fresh = ~_claimed(candidates, self._carried, self._carried_faces)
-        regions = np.concatenate([self._carried, candidates.rois()[fresh]])
-        people = []
+        tries = 2 * limit  # duplicates are dropped; do not try forever
+        followed = self._carried[:tries]
+        people = self._people_in(image, followed, [], limit)
+        # The detector is asked only when the people followed do not fill the frame: with as
+        # many as asked for, none of its candidates would be tried.
+        if len(people) < limit:
+            candidates = self._finder(image, windows=windows)
+            if self._video:  # people stay followed once found, so only clear candidates are worth a look
+                candidates = candidates.take(candidates.scores >= VIDEO_MIN_SCORE)
+            fresh = ~_claimed(candidates, self._carried, self._carried_faces)
+            people = self._people_in(image, candidates.rois()[fresh][:tries - len(followed)], people, limit)
+        # Drop blends before following anyone into the next frame: a region that slid onto two
+        # people standing close gives a skeleton made of pieces of both, and following it
+        # would carry the blend on for many frames.
+        people = _without_blends(people)
         h, w = image.shape[:2]
-        for roi in regions[: 2 * limit]:  # duplicates are dropped; do not try forever
+        if self._video:  # the people found are followed into the next frame
+            followed = [result for _, result in people if result.auxiliary_landmarks is not None]
+            self._carried = np.array([_landmark_region(r, w, h) for r in followed], np.float32).reshape(-1, 4)
+            self._carried_faces = np.array([_landmarks(r.pose_landmarks, w, h)[FACE_LANDMARKS].mean(0)
+                                            for r in followed], np.float32).reshape(-1, 2)
+        return [found for found, _ in people]
+
+    def _people_in(self, image: np.ndarray, regions: np.ndarray, people: list, limit: int) -> list:
+        """``people`` (``((keypoints [133, 2], scores [133]), result)`` pairs) with the person in each
+        of ``regions [N, 4]`` (:func:`holdpose.detect.candidates.pose_regions`) added, in order,
+        until there are ``limit``; a region whose landmarks land on someone already there adds
+        nobody."""
+        people = list(people)
+        h, w = image.shape[:2]
+        for roi in regions:
             if len(people) == limit:
                 break
             result = self._regions(image, roi)
@@ -233,16 +252,7 @@ class MediaPipeDetector(PoseDetector):
             if found is None or any(_same_person(found, other) for other, _ in people):
                 continue
             people.append((found, result))
-        # Drop blends before following anyone into the next frame: a region that slid onto two
-        # people standing close gives a skeleton made of pieces of both, and following it
-        # would carry the blend on for many frames.
-        people = _without_blends(people)
-        if self._video:  # the people found are followed into the next frame
-            followed = [result for _, result in people if result.auxiliary_landmarks is not None]
-            self._carried = np.array([_landmark_region(r, w, h) for r in followed], np.float32).reshape(-1, 4)
-            self._carried_faces = np.array([_landmarks(r.pose_landmarks, w, h)[FACE_LANDMARKS].mean(0)
-                                            for r in followed], np.float32).reshape(-1, 2)
-        return [found for found, _ in people]
+        return people
 
     def _find_by_search(self, image: np.ndarray) -> list[tuple[np.ndarray, np.ndarray]]:
         """Find the most salient person, paint them over, look again: in the whole image,

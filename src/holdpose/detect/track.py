@@ -1,6 +1,6 @@
 """Person tracking: give each person the same id in every frame.
 
-Two passes:
+Three passes:
 
 1. Online (:func:`assign_track_ids`): detections of frame t are matched to the tracks
    alive at t with an optimal assignment (Hungarian) on a similarity that blends
@@ -15,6 +15,8 @@ Two passes:
 2. Global (:func:`merge_tracklets`): tracklets that never share a frame are joined
    when one starts within ``max_gap`` frames after the other ends, near where the
    first was heading, and (with pixels) dressed alike, best pairs first.
+3. Confirmation (:func:`without_flickers`): a track seen in fewer than ``CONFIRM_FRAMES``
+   frames that lies on a lasting person in each of them is dropped.
 """
 
 from __future__ import annotations
@@ -79,7 +81,6 @@ def appearance_descriptors(image: np.ndarray, keypoints: np.ndarray, scores: np.
     import cv2
 
     h, w = image.shape[:2]
-    hsv = cv2.cvtColor(np.ascontiguousarray(image), cv2.COLOR_RGB2HSV)
     out = np.zeros((len(scores), HUE_BINS * SAT_BINS), np.float32)
     for p in range(len(scores)):
         present = scores[p, :17] > min_score
@@ -96,7 +97,10 @@ def appearance_descriptors(image: np.ndarray, keypoints: np.ndarray, scores: np.
             x0, x1 = cx - 0.1 * (y1 - y0), cx + 0.1 * (y1 - y0)
         x0, y0 = int(np.clip(x0, 0, w - 1)), int(np.clip(y0, 0, h - 1))
         x1, y1 = int(np.clip(np.ceil(x1), x0 + 1, w)), int(np.clip(np.ceil(y1), y0 + 1, h))
-        hist = cv2.calcHist([hsv[y0:y1, x0:x1]], [0, 1], None, [HUE_BINS, SAT_BINS], [0, 180, 0, 256]).ravel()
+        # Only the box is converted (per pixel, so the same values): a whole 1280x720 frame
+        # costs more than four people's clothes.
+        hsv = cv2.cvtColor(np.ascontiguousarray(image[y0:y1, x0:x1]), cv2.COLOR_RGB2HSV)
+        hist = cv2.calcHist([hsv], [0, 1], None, [HUE_BINS, SAT_BINS], [0, 180, 0, 256]).ravel()
         if hist.sum() > 0:
             out[p] = hist / hist.sum()
     return out
@@ -109,15 +113,17 @@ def appearance_similarity(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 
 
 REID_SECONDS = 2.0  # default: a person lost for up to this long gets their id back
+CONFIRM_FRAMES = 3  # a track seen in fewer frames, always on someone lasting, is dropped (SORT's n_init)
 
 
 def track_people(seq: PoseSequence, *, appearance: np.ndarray | None = None,
                  reid_seconds: float = REID_SECONDS) -> PoseSequence:
-    """Both passes (see the module docstring): online matching, then the global merge of
-    tracklets; a person lost for up to ``reid_seconds`` can be re-identified."""
+    """The three passes (see the module docstring): online matching, the global merge of
+    tracklets (a person lost for up to ``reid_seconds`` can be re-identified), then
+    confirmation."""
     reach = max(1, int(round(reid_seconds * seq.fps)))
     online = assign_track_ids(seq, max_age=reach, appearance=appearance)
-    return merge_tracklets(online, max_gap=reach, appearance=appearance)
+    return without_flickers(merge_tracklets(online, max_gap=reach, appearance=appearance))
 
 
 def video_appearance(seq: PoseSequence, video) -> np.ndarray:
@@ -208,12 +214,44 @@ def assign_track_ids(seq: PoseSequence, *, max_age: int = 30, min_similarity: fl
 def _overlapping(keypoints: np.ndarray, scores: np.ndarray, min_score: float = 0.3, limit: float = 0.1) -> np.ndarray:
     """bool ``[N]``: whose body box overlaps another's by more than ``limit`` of its own area."""
     boxes = _boxes(keypoints, scores > min_score)  # [N, 4]
-    ix = np.clip(np.minimum(boxes[:, None, 2], boxes[None, :, 2]) - np.maximum(boxes[:, None, 0], boxes[None, :, 0]), 0, None)
-    iy = np.clip(np.minimum(boxes[:, None, 3], boxes[None, :, 3]) - np.maximum(boxes[:, None, 1], boxes[None, :, 1]), 0, None)
-    area = np.maximum((boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1]), 1e-6)
-    share = ix * iy / area[:, None]
+    share = _share_inside(boxes, boxes)
     np.fill_diagonal(share, 0)
     return (share > limit).any(1)
+
+
+def without_flickers(seq: PoseSequence, *, min_frames: int = CONFIRM_FRAMES, min_score: float = 0.3,
+                     cover: float = 0.5) -> PoseSequence:
+    """A copy of ``seq`` less the tracks seen in fewer than ``min_frames`` frames whose body box
+    lies, by more than ``cover`` of its area, inside the box of someone seen in ``min_frames``
+    frames or more, in every frame it has; ids renumbered 0, 1, ... .
+
+    People do not appear on top of someone else for a frame or two and vanish: such a brief
+    skeleton is the landmark model's mix of two people standing close (one's head and side,
+    the other's limbs) or of one person found twice, and would take the place of the person
+    it lies on for whoever compares boxes. Multi-object trackers confirm a new track only
+    after several frames for the same reason (SORT and DeepSORT: ``n_init`` = 3). Someone
+    seen briefly on their own (walking past the frame's edge) is kept, and so is everyone in
+    a sequence where nobody lasts (a still image).
+    """
+    out = seq.copy()
+    ids, counts = np.unique(seq.track_ids[seq.track_ids >= 0], return_counts=True)
+    lasting = np.isin(seq.track_ids, ids[counts >= min_frames])  # [T, P]
+    boxes = _boxes(seq.keypoints[..., :17, :], seq.scores[..., :17] > min_score)  # [T, P, 4]
+    for track_id in ids[counts < min_frames]:
+        frames, slots = np.nonzero(seq.track_ids == track_id)
+        if all((_share_inside(boxes[t, slot][None], boxes[t][lasting[t]]) > cover).any()
+               for t, slot in zip(frames, slots)):
+            out.scores[frames, slots] = 0
+            out.track_ids[frames, slots] = -1
+    return _renumber(out)
+
+
+def _share_inside(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """``[N, M]``: the share of each box of ``a [N, 4]`` (x0, y0, x1, y1) that lies inside each of ``b [M, 4]``."""
+    ix = np.clip(np.minimum(a[:, None, 2], b[None, :, 2]) - np.maximum(a[:, None, 0], b[None, :, 0]), 0, None)
+    iy = np.clip(np.minimum(a[:, None, 3], b[None, :, 3]) - np.maximum(a[:, None, 1], b[None, :, 1]), 0, None)
+    area = np.maximum((a[:, 2] - a[:, 0]) * (a[:, 3] - a[:, 1]), 1e-6)
+    return ix * iy / area[:, None]
 
 
 def merge_tracklets(seq: PoseSequence, *, max_gap: int, appearance: np.ndarray | None = None,
