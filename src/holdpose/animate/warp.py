@@ -102,6 +102,9 @@ PARTS = (
 )
 PART_INDEX = {part.name: i for i, part in enumerate(PARTS)}
 ARM_LAYERS = (1, 2)
+# The limb segments a reference may hide (part names without their side), completed when it does.
+ARM_SEGMENTS = ("upper_arm", "forearm", "hand")
+LEG_SEGMENTS = ("thigh", "shin")
 
 
 # --- transforms --------------------------------------------------------------------
@@ -203,14 +206,17 @@ class PuppetRig:
 
     def __init__(self, reference: np.ndarray, keypoints: np.ndarray, scores: np.ndarray, mask: np.ndarray,
                  depth: np.ndarray | None = None, grid_step: int | None = None, feather: int = 2):
-        from holdpose.animate.puppet import fill, layers as cut
+        import cv2
+
+        from holdpose.animate.puppet import fill, hidden, layers as cut
         from holdpose.animate.puppet.exemplar import exemplar_fill
 
         self.reference = check_reference(reference)
         h, w = reference.shape[:2]
         self.size = (w, h)
         self.points = np.asarray(keypoints, np.float64)
-        self.present = np.asarray(scores) >= REFERENCE_MIN_VISIBILITY
+        self.scores = np.asarray(scores, np.float32)
+        self.present = self.scores >= REFERENCE_MIN_VISIBILITY
         if not (self.present[[5, 6]].all() or self.present[[11, 12]].all()):
             raise HoldposeError("the reference pose needs both shoulders or both hips to rig the puppet")
         soft = np.asarray(mask, np.float32)
@@ -225,10 +231,17 @@ class PuppetRig:
         # Where the body goes on behind an arm the base keeps the pixels, filled with the body's
         # texture; beside the body a moved arm uncovers the background.
         body = cut.body_region(self.mask.shape, self.points, self.present, self.scale, self.mask)
-        arms = [cut.arm_mask(self.reference, self.mask, soft > 0.2, body, self.points, self.present, self.scale, side)
-                for side in ("left", "right")]
-        left, right = (m if m.sum() >= 20 else np.zeros_like(m) for m in arms)
-        left, right = cut.split_overlap(left, right, self.points)
+        left, right = self._cut_arms(soft, body)
+        # A limb segment the reference hides (behind the back or a held object, under the other arm, off
+        # the silhouette) leaves its limb's layer, which would take what lies in front of it; it gets a
+        # layer of its own, completed from its mirrored twin or its neighbour extended, drawn behind.
+        lab, backdrop = (cv2.cvtColor(image, cv2.COLOR_RGB2LAB).astype(np.float32) for image in
+                         (self.reference, fill.fill_background(self.reference, fill.person_hole(soft))))
+        bones = hidden.segment_bones(self.mask, self.points, self.present, self.scale)
+        self.hidden = hidden.hidden_segments(lab, backdrop, bones, _by_segment((left, right), limbs="arms"),
+                                             self.mask, self.scores)
+        if self.hidden:
+            left, right = self._cut_arms(soft, body, self.hidden)
         # Long hair falling over an arm stays with the head: it is cut out of the arm's texture (the
         # arm goes on under it in the arm's own colours) and drawn in front of the arms, moving with
         # the body. What the hair's colours let into the arm layer besides (the top's frill) leaves it.
@@ -252,6 +265,8 @@ class PuppetRig:
         # about their hips instead of stretching the crotch between them; the torso keeps the seat.
         legs, seat = cut.leg_masks(self.base_mask, self.mask, self.points, self.present, self.scale)
         self.leg_masks = [leg if leg.sum() >= 20 else np.zeros_like(leg) for leg in legs]
+        self.hidden |= hidden.hidden_segments(lab, backdrop, bones, _by_segment(self.leg_masks, limbs="legs"),
+                                              self.mask, self.scores)
         torso_mask = self.base_mask & ~((self.leg_masks[0] | self.leg_masks[1]) & ~seat)
 
         # 2. textures: the background without the person, the base without the arms
@@ -278,6 +293,20 @@ class PuppetRig:
         # the colour of the arm just inside, so the arm does not carry a rim of its old background.
         arm_core = arms & ~_grow(~arms, 1) & ~self.hair_mask
         arm_texture = fill.pushpull_fill(self.reference, arm_core if arm_core.any() else arms)
+        # The hidden segments' textures; what hid them off the body (a held helmet, the background painted
+        # over an arm) stays in front of them, in the base layer.
+        limb_layers = _by_segment(self.layer_masks[1:], limbs="arms") | _by_segment(self.leg_masks, limbs="legs")
+        limb_textures = {name: arm_texture if name.split("_", 1)[1] in ARM_SEGMENTS else base_texture
+                         for name in limb_layers}
+        self.completed = hidden.complete_segments(self.hidden, bones, limb_layers, limb_textures)
+        completed = np.zeros(self.mask.shape, bool)
+        completed_texture = np.zeros((h, w, 3), np.float32)
+        for mask, texture in self.completed.values():
+            completed_texture[mask], completed = texture[mask], completed | mask
+        in_front = _grow(completed, 2 * feather + 1) & ~self.base_mask & ~arms  # over their feather too
+        self.base_mask |= in_front
+        torso_mask |= in_front
+        base_texture[in_front] = self.reference[in_front]
         base_alpha, arm_alpha = _feathered(self.base_mask, feather), _feathered(arms, feather)
         # The person's outer edge keeps the segmentation's own soft matte, photo and all, in the layer
         # it borders: the photo comes back as it was in the reference pose, and the edge moves with
@@ -293,6 +322,9 @@ class PuppetRig:
         if self.hair_mask.any():
             textures.append(fill.pushpull_fill(self.reference, self.hair_mask))
             alphas.append(_feathered(self.hair_mask, feather))
+        if self.completed:
+            textures.append(fill.pushpull_fill(completed_texture, completed))
+            alphas.append(_feathered(completed, feather))
         self.atlas = np.concatenate([_to_uint8(texture) for texture in textures], axis=1)
         self.alpha = np.concatenate(alphas, axis=1)  # 0..1
 
@@ -303,6 +335,10 @@ class PuppetRig:
                                   parts=[PART_INDEX[f"{side}_{bone}"] for bone in ("thigh", "shin", "foot")])
                        for side, leg, edge in zip(("left", "right"), self.leg_masks, leg_edges) if leg.any()]
         self.layers = [_merge(legs_meshes)] if legs_meshes else []
+        if self.completed:  # behind everything: in the reference pose what hid them is in front
+            self.layers.insert(0, _merge([self._mesh(_grow(mask, feather), texture=len(textures) - 1,
+                                                     parts=_limb_parts(name)) for name, (mask, _) in
+                                          self.completed.items()]))
         self.layers.append(self._mesh(_grow(torso_mask, feather) | (base_edge & ~leg_edges[0] & ~leg_edges[1]),
                                       parts=[i for i, p in enumerate(PARTS) if p.layer == 0], texture=0))
         arm_order = list(ARM_LAYERS)
@@ -321,6 +357,17 @@ class PuppetRig:
         if self.hair_mask.any():  # in front of the arms
             self.layers.append(self._mesh(_grow(self.hair_mask, feather), texture=2,
                                           parts=[i for i, p in enumerate(PARTS) if p.layer == 0]))
+
+    def _cut_arms(self, soft: np.ndarray, body: np.ndarray, hidden: set[str] = frozenset()
+                  ) -> tuple[np.ndarray, np.ndarray]:
+        """Both arms' layers ``bool [H, W]`` (left, right), without the ``hidden`` segments (part names)."""
+        from holdpose.animate.puppet import layers as cut
+
+        arms = [cut.arm_mask(self.reference, self.mask, soft > 0.2, body, self.points, self.present, self.scale,
+                             side, hidden=frozenset(name[len(side) + 1:] for name in hidden if name.startswith(side)))
+                for side in ("left", "right")]
+        left, right = (m if m.sum() >= 20 else np.zeros_like(m) for m in arms)
+        return cut.split_overlap(left, right, self.points)
 
     def _body_scale(self) -> float:
         """A body length in pixels: shoulder width, or hip width, whichever is known (larger)."""
@@ -499,6 +546,20 @@ class PuppetRig:
         rgb = cv2.remap(self.atlas, map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT, borderValue=0)
         alpha = cv2.remap(self.alpha, map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT, borderValue=0)
         return (slice(y0, y1), slice(x0, x1)), rgb, alpha
+
+
+def _by_segment(sides, *, limbs: str) -> dict:
+    """``{segment name: sides[0] or sides[1]}`` for the left and right segments of the arms (upper arm,
+    forearm, hand) or the legs (thigh, shin): which of a pair of per-side things each segment has."""
+    names = ARM_SEGMENTS if limbs == "arms" else LEG_SEGMENTS
+    return {f"{side}_{name}": sides[k] for k, side in enumerate(("left", "right")) for name in names}
+
+
+def _limb_parts(segment: str) -> list[int]:
+    """The indices of the parts of the limb a segment (a part's name) belongs to, for its skinning."""
+    side, name = segment.split("_", 1)
+    parts = ARM_SEGMENTS if name in ARM_SEGMENTS else LEG_SEGMENTS + ("foot",)
+    return [PART_INDEX[f"{side}_{part}"] for part in parts]
 
 
 def _merge(layers: list[Layer]) -> Layer:
