@@ -168,3 +168,38 @@ def test_mirrored_twin_lands_reflected_on_the_hidden_bone():
     assert xs.min() >= 168 and xs.max() <= 192 and ys.min() >= 59 and ys.max() <= 161  # the twin's width, this bone's place
     inner, outer = mask & (np.arange(w) < 177)[None], mask & (np.arange(w) > 183)[None]
     assert np.allclose(completed[inner], (200, 0, 0)) and np.allclose(completed[outer], (0, 200, 0))
+
+
+def test_shin_painted_over_is_completed_from_the_other_shin():
+    """anyone-3's left shin painted over with the wall: completed from her right shin mirrored; with the
+    legs apart (jumping jacks, 15 degrees) the left shin is skin where the rig before moved a slab of wall."""
+    import cv2
+    from skimage.color import deltaE_ciede2000
+    from test_warp_layers import legs_spread
+
+    from holdpose.animate.warp import rig_reference
+    from holdpose.io.video import read_image
+
+    image = read_image(fixture_path("reference", "ref_animateanyone_anyone-3.png"))
+    rig = rig_reference(image)
+    _, t = segment_distance(rig.mask.shape, rig.points[13], rig.points[15])
+    shin = rig.leg_masks[0] & (t > 0.1) & (t < 0.9)
+    painted = image.copy()
+    grown = cv2.dilate(shin.astype(np.uint8), np.ones((15, 15), np.uint8)) > 0
+    painted[grown] = rig.background[grown]
+    completed_rig = rig_reference(painted)
+    assert completed_rig.hidden == {"left_shin"}
+    mask, texture = completed_rig.completed["left_shin"]
+    assert deltaE_ciede2000(mean_lab(image, shin), mean_lab(np.clip(texture + 0.5, 0, 255).astype(np.uint8), mask)) < 8
+    still = completed_rig.deform(completed_rig.points, completed_rig.present.astype(np.float32))
+    assert np.abs(still[grown].astype(int) - painted[grown]).max(1).mean() < 10  # the reference pose hides it still
+
+    def shin_middle(pose):
+        distance, along = segment_distance(rig.mask.shape, pose[13], pose[15])
+        return (distance < 0.05 * rig.scale) & (along > 0.4) & (along < 0.85)
+
+    target, true_target = legs_spread(completed_rig, 15), legs_spread(rig, 15)
+    shown = mean_lab(completed_rig.deform(target, completed_rig.present.astype(np.float32)), shin_middle(target))
+    true_shown = mean_lab(rig.deform(true_target, rig.present.astype(np.float32)), shin_middle(true_target))
+    assert deltaE_ciede2000(true_shown, shown) < 10
+    assert deltaE_ciede2000(mean_lab(rig.background, shin), shown) > 15

@@ -189,7 +189,9 @@ class Layer:
     vertices: np.ndarray  # [V, 2] reference pixels
     triangles: np.ndarray  # [F, 3] vertex indices
     weights: np.ndarray  # [V, len(PARTS)], rows sum to 1, zero outside the layer's parts
-    texture: int  # which panel of the atlas: 0 the base texture, 1 the arms', 2 the hair in front of the arms
+    texture: int  # which panel of the atlas: 0 the base texture, 1 the arms', then the hair in front of the
+    # arms, the completed hidden limbs and what hid them, when there are any
+    static: bool = False  # stays where it is in the photo whatever the pose (what hid a limb off the body)
 
 
 class PuppetRig:
@@ -265,8 +267,11 @@ class PuppetRig:
         # about their hips instead of stretching the crotch between them; the torso keeps the seat.
         legs, seat = cut.leg_masks(self.base_mask, self.mask, self.points, self.present, self.scale)
         self.leg_masks = [leg if leg.sum() >= 20 else np.zeros_like(leg) for leg in legs]
-        self.hidden |= hidden.hidden_segments(lab, backdrop, bones, _by_segment(self.leg_masks, limbs="legs"),
-                                              self.mask, self.scores)
+        hidden_legs = hidden.hidden_segments(lab, backdrop, bones, _by_segment(self.leg_masks, limbs="legs"),
+                                             self.mask, self.scores)
+        for name in hidden_legs:  # what lies over a hidden leg segment stays with the torso
+            self.leg_masks[name.startswith("right")] &= ~hidden.segment_region(bones[name], self.mask.shape)
+        self.hidden |= hidden_legs
         torso_mask = self.base_mask & ~((self.leg_masks[0] | self.leg_masks[1]) & ~seat)
 
         # 2. textures: the background without the person, the base without the arms
@@ -303,10 +308,14 @@ class PuppetRig:
         completed_texture = np.zeros((h, w, 3), np.float32)
         for mask, texture in self.completed.values():
             completed_texture[mask], completed = texture[mask], completed | mask
-        in_front = _grow(completed, 2 * feather + 1) & ~self.base_mask & ~arms  # over their feather too
-        self.base_mask |= in_front
-        torso_mask |= in_front
-        base_texture[in_front] = self.reference[in_front]
+        # What hid them off the body (a held helmet outside the silhouette, the wall painted over a limb
+        # that the segmentation's prior of a body took in) is a layer that stays where the photo shows
+        # it, in front of them (over their feather too); what hid them on the body stays in its layer.
+        legs_mask = self.leg_masks[0] | self.leg_masks[1]
+        in_front = _grow(completed, 2 * feather + 1) & ~arms & ~legs_mask & (
+            ~self.mask | (np.linalg.norm(lab - backdrop, axis=-1) < hidden.BACKDROP))
+        self.base_mask &= ~in_front
+        torso_mask &= ~in_front
         base_alpha, arm_alpha = _feathered(self.base_mask, feather), _feathered(arms, feather)
         # The person's outer edge keeps the segmentation's own soft matte, photo and all, in the layer
         # it borders: the photo comes back as it was in the reference pose, and the edge moves with
@@ -314,7 +323,7 @@ class PuppetRig:
         halo = fill.halo_width(soft)
         edge = (soft > 0.02) & ~self.mask & _grow(self.mask, halo)
         arm_edge = edge & _grow(arms, halo)
-        base_edge = edge & ~arm_edge
+        base_edge = edge & ~arm_edge & ~in_front
         for texture, alpha, part in ((base_texture, base_alpha, base_edge), (arm_texture, arm_alpha, arm_edge)):
             texture[part] = self.reference[part]
             alpha[part] = np.maximum(alpha[part], soft[part])
@@ -323,8 +332,8 @@ class PuppetRig:
             textures.append(fill.pushpull_fill(self.reference, self.hair_mask))
             alphas.append(_feathered(self.hair_mask, feather))
         if self.completed:
-            textures.append(fill.pushpull_fill(completed_texture, completed))
-            alphas.append(_feathered(completed, feather))
+            textures += [fill.pushpull_fill(completed_texture, completed), fill.pushpull_fill(self.reference, in_front)]
+            alphas += [_feathered(completed, feather), _feathered(in_front, feather)]
         self.atlas = np.concatenate([_to_uint8(texture) for texture in textures], axis=1)
         self.alpha = np.concatenate(alphas, axis=1)  # 0..1
 
@@ -336,9 +345,13 @@ class PuppetRig:
                        for side, leg, edge in zip(("left", "right"), self.leg_masks, leg_edges) if leg.any()]
         self.layers = [_merge(legs_meshes)] if legs_meshes else []
         if self.completed:  # behind everything: in the reference pose what hid them is in front
-            self.layers.insert(0, _merge([self._mesh(_grow(mask, feather), texture=len(textures) - 1,
-                                                     parts=_limb_parts(name)) for name, (mask, _) in
-                                          self.completed.items()]))
+            self.layers[:0] = [_merge([self._mesh(_grow(mask, feather), texture=len(textures) - 2,
+                                                  parts=_limb_parts(name)) for name, (mask, _) in
+                                       self.completed.items()])]
+            if in_front.any():
+                occluder = self._mesh(_grow(in_front, feather), texture=len(textures) - 1, parts=[PART_INDEX["torso"]])
+                self.layers.insert(1, Layer(occluder.vertices, occluder.triangles, occluder.weights, occluder.texture,
+                                            static=True))
         self.layers.append(self._mesh(_grow(torso_mask, feather) | (base_edge & ~leg_edges[0] & ~leg_edges[1]),
                                       parts=[i for i, p in enumerate(PARTS) if p.layer == 0], texture=0))
         arm_order = list(ARM_LAYERS)
@@ -501,6 +514,9 @@ class PuppetRig:
         transforms = part_transforms(self.points, self.present, np.asarray(target_points, np.float64),
                                      np.asarray(target_scores) > MIN_SCORE)
         for layer in self.layers:
+            if layer.static:
+                yield layer, layer.vertices
+                continue
             blended = np.einsum("vp,pij->vij", layer.weights, transforms)  # linear blend skinning
             yield layer, np.einsum("vij,vj->vi", blended[:, :2, :2], layer.vertices) + blended[:, :2, 2]
 

@@ -237,7 +237,7 @@ def complete_segments(hidden: set[str], bones: dict[str, Bone], layers: dict[str
         else:
             target = Bone(target.start, target.end, origin.radius * _radius_ratio(segment, SEGMENTS[other]))
         along, across = target.frame(shape)
-        region = (along >= start) & (along <= end) & (np.abs(across) <= REACH)
+        region = segment_region(target, shape, start, end, frame=(along, across))
         if mirrored:
             source_along, source_across = along, -across
         else:
@@ -274,6 +274,14 @@ def _lighting(segment: Segment, hidden: set[str], bones: dict[str, Bone], layers
         else:
             return np.clip(means[0] / np.maximum(means[1], 1.0), *LIGHTING_RANGE).astype(np.float32)
     return np.ones(3, np.float32)
+
+
+def segment_region(bone: Bone, shape: tuple[int, int], start: float = 0.0, end: float = 1.0, *,
+                   frame: tuple[np.ndarray, np.ndarray] | None = None) -> np.ndarray:
+    """``bool [H, W]``: the pixels a completed segment may cover, within :data:`REACH` radii of its
+    bone from ``start`` to ``end`` along it (0..1). ``frame``: :meth:`Bone.frame`, when at hand."""
+    along, across = bone.frame(shape) if frame is None else frame
+    return (along >= start) & (along <= end) & (np.abs(across) <= REACH)
 
 
 def _source(segment: Segment, hidden: set[str], bones: dict[str, Bone],
