@@ -68,10 +68,16 @@ def forearm_in_pose(rig, target, side):
     return (distance < 0.06 * rig.scale) & (t >= 0.15) & (t <= 0.85)
 
 
-def test_fixture_photos_hide_nothing(anyone11):
-    """Both arms and legs of the fixture photo are in plain view: nothing is completed, the rig is as before."""
-    _, rig = anyone11
-    assert rig.hidden == set() and rig.completed == {}
+@pytest.mark.parametrize("photo", [("reference", "ref_animateanyone_anyone-3.png"), ("images", "coco_000000000785.jpg"),
+                                   ("images", "coco_000000197388.jpg")])
+def test_photos_in_plain_view_hide_nothing(anyone11, photo):
+    """Every limb of the fixture photos is in plain view (the COCO skier's hands have no landmarks):
+    nothing is completed, the rig is as before."""
+    from holdpose.animate.warp import rig_reference
+    from holdpose.io.video import read_image
+
+    for rig in (anyone11[1], rig_reference(read_image(fixture_path(*photo)))):
+        assert rig.hidden == set() and rig.completed == {}
 
 
 def test_forearm_painted_over_is_completed_from_its_twin(anyone11):

@@ -186,7 +186,10 @@ def hidden_segments(lab: np.ndarray, backdrop: np.ndarray, bones: dict[str, Bone
     layer, ``bool [H, W]``, as cut (segments without one are not judged); ``person``: the
     silhouette; ``scores``: the reference's per-keypoint visibility ``[133]``."""
     shape = person.shape
-    middles = {name: _middle(bones[name], shape) for name in bones if name in layers}
+    # a hand without landmarks is not judged on its own: where it lies is a guess (it goes with its forearm)
+    judged = [name for name in bones if name in layers
+              and not (name.endswith("hand") and (scores[HAND_POINTS[name.split("_")[0]]] > 0).sum() < 5)]
+    middles = {name: _middle(bones[name], shape) for name in judged}
     middles = {name: strip for name, strip in middles.items() if strip.sum() >= 10}  # on the canvas
     covered = {name for name, strip in middles.items() if layers[name][strip].mean() < MIN_SEEN}
     colours = {name: np.median(lab[strip & person], axis=0) for name, strip in middles.items()
