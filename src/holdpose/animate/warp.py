@@ -62,6 +62,7 @@ LEFT_HAND = slice(91, 112)
 RIGHT_HAND = slice(112, 133)
 FACE = slice(23, 91)
 HEAD_POINTS = np.r_[0:5, 23:91]
+HULL_MIN_LANDMARKS = 5  # a hand's skinning follows its landmarks' hull when the reference has this many
 # A gap the arms leave in the body at least this wide (times the body scale) is filled with the
 # garment's texture; a narrower one (a hand's width) with a smooth continuation of its border.
 EXEMPLAR_MIN_WIDTH = 0.25
@@ -424,7 +425,14 @@ class PuppetRig:
         t = np.clip(((xy[:, None, :] - a[None]) * ab[None]).sum(-1) / denom, 0, 1)
         closest = a[None] + t[..., None] * ab[None]
         distances = np.linalg.norm(xy[:, None, :] - closest, axis=-1)
-        return np.where(np.isfinite(distances), distances, np.inf)
+        distances = np.where(np.isfinite(distances), distances, np.inf)
+        # A hand with landmarks is its whole palm and fingers (the hull of its landmarks), not the line
+        # from its wrist: the palm follows the hand's own fit, not a blend with the forearm's.
+        for name, landmarks in (("left_hand", LEFT_HAND), ("right_hand", RIGHT_HAND)):
+            found = self.present[landmarks]
+            if found.sum() >= HULL_MIN_LANDMARKS and np.isfinite(distances[:, PART_INDEX[name]]).all():
+                distances[:, PART_INDEX[name]] = _hull_distance(xy, self.points[landmarks][found], self.mask.shape)
+        return distances
 
     def _mesh(self, mask: np.ndarray, parts: list[int], texture: int, shoulder: int | None = None) -> Layer:
         """A triangle mesh over ``mask`` with skinning weights over ``parts``. In an arm's layer
@@ -576,6 +584,20 @@ def _limb_parts(segment: str) -> list[int]:
     side, name = segment.split("_", 1)
     parts = ARM_SEGMENTS if name in ARM_SEGMENTS else LEG_SEGMENTS + ("foot",)
     return [PART_INDEX[f"{side}_{part}"] for part in parts]
+
+
+def _hull_distance(xy: np.ndarray, points: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    """``[N]``: the distance in pixels from each of ``xy [N, 2]`` to the convex hull of ``points [K, 2]``,
+    0 inside, read off a distance transform over an ``(H, W)`` canvas (points off it: their nearest pixel's)."""
+    import cv2
+
+    h, w = shape
+    hull = np.ones((h, w), np.uint8)
+    cv2.fillConvexPoly(hull, np.round(cv2.convexHull(points.astype(np.float32))).astype(np.int32), 0)
+    distance = cv2.distanceTransform(hull, cv2.DIST_L2, 3)
+    x = np.clip(np.round(xy[:, 0]).astype(int), 0, w - 1)
+    y = np.clip(np.round(xy[:, 1]).astype(int), 0, h - 1)
+    return distance[y, x].astype(np.float64)
 
 
 def _merge(layers: list[Layer]) -> Layer:
