@@ -86,7 +86,7 @@ def test_forearm_painted_over_is_completed_from_its_twin(anyone11):
     forearm's colour where the rig before showed the wall."""
     from skimage.color import deltaE_ciede2000
 
-    from holdpose.animate.warp import PuppetRig, rig_reference
+    from holdpose.animate.warp import rig_reference
 
     image, rig = anyone11
     painted, truth = painted_over(image, rig, ["left"])

@@ -16,13 +16,18 @@ Rig (once per reference, :class:`PuppetRig`)
        the hip down, is a layer of its own under the torso's, cut out of the base along the thigh,
        shin and foot with radii measured on the silhouette; the torso keeps the seat down to the
        crotch, which bends with both thighs: spread legs turn about their hips instead of
-       stretching the inner thighs between them like paper.
+       stretching the inner thighs between them like paper. A limb segment the photo hides
+       (behind a held helmet or the back, under the other arm, painted over) leaves its limb's
+       layer and gets one of its own behind the body, completed from its mirrored twin or its
+       limb's visible neighbour extended (:mod:`holdpose.animate.puppet.hidden`); what hid it off
+       the body stays where the photo has it, in front of it.
     2. The background behind the person is filled by push-pull (Gortler et al., 1996) over
        the person's mask grown by the segmentation's halo (:mod:`holdpose.animate.puppet.fill`).
     3. Each layer gets a triangle mesh over its mask (grid points inside, Delaunay, triangles
        outside the mask dropped) and per-vertex skinning weights over the layer's parts: a
-       Gaussian of the distance to each part's bone in the reference, normalised, so joints
-       bend smoothly instead of tearing. Each layer's alpha is 1 on its mask and falls to 0
+       Gaussian of the distance to each part's bone in the reference (a hand with landmarks: to
+       their hull, so the palm follows the hand), normalised, so joints bend smoothly instead of
+       tearing. Each layer's alpha is 1 on its mask and falls to 0
        over ``feather`` pixels outside it, in texture space: edges are soft and do not crawl.
 
 Pose (per frame, :meth:`PuppetRig.deform`)
@@ -32,7 +37,8 @@ Pose (per frame, :meth:`PuppetRig.deform`)
        all their points (face and hand landmarks included when present). A part the
        target lacks follows its parent.
     5. Vertices move by linear blend skinning, ``v' = sum_p w_p A_p v``.
-    6. Layers are drawn back to front (the legs, the base, the arms, hair over the arms): triangles are rasterised into a
+    6. Layers are drawn back to front (completed hidden limbs and what hid them, the legs, the base, the arms, hair
+       over the arms): triangles are rasterised into a
        triangle-index buffer over the layer's box, each pixel is mapped back into the layer's
        texture and alpha through its triangle's affine map, and blended over the frame.
 
