@@ -16,13 +16,18 @@ Rig (once per reference, :class:`PuppetRig`)
        the hip down, is a layer of its own under the torso's, cut out of the base along the thigh,
        shin and foot with radii measured on the silhouette; the torso keeps the seat down to the
        crotch, which bends with both thighs: spread legs turn about their hips instead of
-       stretching the inner thighs between them like paper.
+       stretching the inner thighs between them like paper. A limb segment the photo hides
+       (behind a held helmet or the back, under the other arm, painted over) leaves its limb's
+       layer and gets one of its own behind the body, completed from its mirrored twin or its
+       limb's visible neighbour extended (:mod:`holdpose.animate.puppet.hidden`); what hid it off
+       the body stays where the photo has it, in front of it.
     2. The background behind the person is filled by push-pull (Gortler et al., 1996) over
        the person's mask grown by the segmentation's halo (:mod:`holdpose.animate.puppet.fill`).
     3. Each layer gets a triangle mesh over its mask (grid points inside, Delaunay, triangles
        outside the mask dropped) and per-vertex skinning weights over the layer's parts: a
-       Gaussian of the distance to each part's bone in the reference, normalised, so joints
-       bend smoothly instead of tearing. Each layer's alpha is 1 on its mask and falls to 0
+       Gaussian of the distance to each part's bone in the reference (a hand with landmarks: to
+       their hull, so the palm follows the hand), normalised, so joints bend smoothly instead of
+       tearing. Each layer's alpha is 1 on its mask and falls to 0
        over ``feather`` pixels outside it, in texture space: edges are soft and do not crawl.
 
 Pose (per frame, :meth:`PuppetRig.deform`)
@@ -32,7 +37,8 @@ Pose (per frame, :meth:`PuppetRig.deform`)
        all their points (face and hand landmarks included when present). A part the
        target lacks follows its parent.
     5. Vertices move by linear blend skinning, ``v' = sum_p w_p A_p v``.
-    6. Layers are drawn back to front (the legs, the base, the arms, hair over the arms): triangles are rasterised into a
+    6. Layers are drawn back to front (completed hidden limbs and what hid them, the legs, the base, the arms, hair
+       over the arms): triangles are rasterised into a
        triangle-index buffer over the layer's box, each pixel is mapped back into the layer's
        texture and alpha through its triangle's affine map, and blended over the frame.
 
@@ -62,6 +68,7 @@ LEFT_HAND = slice(91, 112)
 RIGHT_HAND = slice(112, 133)
 FACE = slice(23, 91)
 HEAD_POINTS = np.r_[0:5, 23:91]
+HULL_MIN_LANDMARKS = 5  # a hand's skinning follows its landmarks' hull when the reference has this many
 # A gap the arms leave in the body at least this wide (times the body scale) is filled with the
 # garment's texture; a narrower one (a hand's width) with a smooth continuation of its border.
 EXEMPLAR_MIN_WIDTH = 0.25
@@ -102,6 +109,9 @@ PARTS = (
 )
 PART_INDEX = {part.name: i for i, part in enumerate(PARTS)}
 ARM_LAYERS = (1, 2)
+# The limb segments a reference may hide (part names without their side), completed when it does.
+ARM_SEGMENTS = ("upper_arm", "forearm", "hand")
+LEG_SEGMENTS = ("thigh", "shin")
 
 
 # --- transforms --------------------------------------------------------------------
@@ -186,7 +196,9 @@ class Layer:
     vertices: np.ndarray  # [V, 2] reference pixels
     triangles: np.ndarray  # [F, 3] vertex indices
     weights: np.ndarray  # [V, len(PARTS)], rows sum to 1, zero outside the layer's parts
-    texture: int  # which panel of the atlas: 0 the base texture, 1 the arms', 2 the hair in front of the arms
+    texture: int  # which panel of the atlas: 0 the base texture, 1 the arms', then the hair in front of the
+    # arms, the completed hidden limbs and what hid them, when there are any
+    static: bool = False  # stays where it is in the photo whatever the pose (what hid a limb off the body)
 
 
 class PuppetRig:
@@ -203,14 +215,17 @@ class PuppetRig:
 
     def __init__(self, reference: np.ndarray, keypoints: np.ndarray, scores: np.ndarray, mask: np.ndarray,
                  depth: np.ndarray | None = None, grid_step: int | None = None, feather: int = 2):
-        from holdpose.animate.puppet import fill, layers as cut
+        import cv2
+
+        from holdpose.animate.puppet import fill, hidden, layers as cut
         from holdpose.animate.puppet.exemplar import exemplar_fill
 
         self.reference = check_reference(reference)
         h, w = reference.shape[:2]
         self.size = (w, h)
         self.points = np.asarray(keypoints, np.float64)
-        self.present = np.asarray(scores) >= REFERENCE_MIN_VISIBILITY
+        self.scores = np.asarray(scores, np.float32)
+        self.present = self.scores >= REFERENCE_MIN_VISIBILITY
         if not (self.present[[5, 6]].all() or self.present[[11, 12]].all()):
             raise HoldposeError("the reference pose needs both shoulders or both hips to rig the puppet")
         soft = np.asarray(mask, np.float32)
@@ -225,10 +240,17 @@ class PuppetRig:
         # Where the body goes on behind an arm the base keeps the pixels, filled with the body's
         # texture; beside the body a moved arm uncovers the background.
         body = cut.body_region(self.mask.shape, self.points, self.present, self.scale, self.mask)
-        arms = [cut.arm_mask(self.reference, self.mask, soft > 0.2, body, self.points, self.present, self.scale, side)
-                for side in ("left", "right")]
-        left, right = (m if m.sum() >= 20 else np.zeros_like(m) for m in arms)
-        left, right = cut.split_overlap(left, right, self.points)
+        left, right = self._cut_arms(soft, body)
+        # A limb segment the reference hides (behind the back or a held object, under the other arm, off
+        # the silhouette) leaves its limb's layer, which would take what lies in front of it; it gets a
+        # layer of its own, completed from its mirrored twin or its neighbour extended, drawn behind.
+        lab, backdrop = (cv2.cvtColor(image, cv2.COLOR_RGB2LAB).astype(np.float32) for image in
+                         (self.reference, fill.fill_background(self.reference, fill.person_hole(soft))))
+        bones = hidden.segment_bones(self.mask, self.points, self.present, self.scale)
+        self.hidden = hidden.hidden_segments(lab, backdrop, bones, _by_segment((left, right), limbs="arms"),
+                                             self.mask, self.scores)
+        if self.hidden:
+            left, right = self._cut_arms(soft, body, self.hidden)
         # Long hair falling over an arm stays with the head: it is cut out of the arm's texture (the
         # arm goes on under it in the arm's own colours) and drawn in front of the arms, moving with
         # the body. What the hair's colours let into the arm layer besides (the top's frill) leaves it.
@@ -252,6 +274,11 @@ class PuppetRig:
         # about their hips instead of stretching the crotch between them; the torso keeps the seat.
         legs, seat = cut.leg_masks(self.base_mask, self.mask, self.points, self.present, self.scale)
         self.leg_masks = [leg if leg.sum() >= 20 else np.zeros_like(leg) for leg in legs]
+        hidden_legs = hidden.hidden_segments(lab, backdrop, bones, _by_segment(self.leg_masks, limbs="legs"),
+                                             self.mask, self.scores)
+        for name in hidden_legs:  # what lies over a hidden leg segment stays with the torso
+            self.leg_masks[name.startswith("right")] &= ~hidden.segment_region(bones[name], self.mask.shape)
+        self.hidden |= hidden_legs
         torso_mask = self.base_mask & ~((self.leg_masks[0] | self.leg_masks[1]) & ~seat)
 
         # 2. textures: the background without the person, the base without the arms
@@ -278,6 +305,24 @@ class PuppetRig:
         # the colour of the arm just inside, so the arm does not carry a rim of its old background.
         arm_core = arms & ~_grow(~arms, 1) & ~self.hair_mask
         arm_texture = fill.pushpull_fill(self.reference, arm_core if arm_core.any() else arms)
+        # The hidden segments' textures; what hid them off the body (a held helmet, the background painted
+        # over an arm) stays in front of them, in the base layer.
+        limb_layers = _by_segment(self.layer_masks[1:], limbs="arms") | _by_segment(self.leg_masks, limbs="legs")
+        limb_textures = {name: arm_texture if name.split("_", 1)[1] in ARM_SEGMENTS else base_texture
+                         for name in limb_layers}
+        self.completed = hidden.complete_segments(self.hidden, bones, limb_layers, limb_textures)
+        completed = np.zeros(self.mask.shape, bool)
+        completed_texture = np.zeros((h, w, 3), np.float32)
+        for mask, texture in self.completed.values():
+            completed_texture[mask], completed = texture[mask], completed | mask
+        # What hid them off the body (a held helmet outside the silhouette, the wall painted over a limb
+        # that the segmentation's prior of a body took in) is a layer that stays where the photo shows
+        # it, in front of them (over their feather too); what hid them on the body stays in its layer.
+        legs_mask = self.leg_masks[0] | self.leg_masks[1]
+        in_front = _grow(completed, 2 * feather + 1) & ~arms & ~legs_mask & (
+            ~self.mask | (np.linalg.norm(lab - backdrop, axis=-1) < hidden.BACKDROP))
+        self.base_mask &= ~in_front
+        torso_mask &= ~in_front
         base_alpha, arm_alpha = _feathered(self.base_mask, feather), _feathered(arms, feather)
         # The person's outer edge keeps the segmentation's own soft matte, photo and all, in the layer
         # it borders: the photo comes back as it was in the reference pose, and the edge moves with
@@ -285,7 +330,7 @@ class PuppetRig:
         halo = fill.halo_width(soft)
         edge = (soft > 0.02) & ~self.mask & _grow(self.mask, halo)
         arm_edge = edge & _grow(arms, halo)
-        base_edge = edge & ~arm_edge
+        base_edge = edge & ~arm_edge & ~in_front
         for texture, alpha, part in ((base_texture, base_alpha, base_edge), (arm_texture, arm_alpha, arm_edge)):
             texture[part] = self.reference[part]
             alpha[part] = np.maximum(alpha[part], soft[part])
@@ -293,6 +338,9 @@ class PuppetRig:
         if self.hair_mask.any():
             textures.append(fill.pushpull_fill(self.reference, self.hair_mask))
             alphas.append(_feathered(self.hair_mask, feather))
+        if self.completed:
+            textures += [fill.pushpull_fill(completed_texture, completed), fill.pushpull_fill(self.reference, in_front)]
+            alphas += [_feathered(completed, feather), _feathered(in_front, feather)]
         self.atlas = np.concatenate([_to_uint8(texture) for texture in textures], axis=1)
         self.alpha = np.concatenate(alphas, axis=1)  # 0..1
 
@@ -303,6 +351,14 @@ class PuppetRig:
                                   parts=[PART_INDEX[f"{side}_{bone}"] for bone in ("thigh", "shin", "foot")])
                        for side, leg, edge in zip(("left", "right"), self.leg_masks, leg_edges) if leg.any()]
         self.layers = [_merge(legs_meshes)] if legs_meshes else []
+        if self.completed:  # behind everything: in the reference pose what hid them is in front
+            self.layers[:0] = [_merge([self._mesh(_grow(mask, feather), texture=len(textures) - 2,
+                                                  parts=_limb_parts(name)) for name, (mask, _) in
+                                       self.completed.items()])]
+            if in_front.any():
+                occluder = self._mesh(_grow(in_front, feather), texture=len(textures) - 1, parts=[PART_INDEX["torso"]])
+                self.layers.insert(1, Layer(occluder.vertices, occluder.triangles, occluder.weights, occluder.texture,
+                                            static=True))
         self.layers.append(self._mesh(_grow(torso_mask, feather) | (base_edge & ~leg_edges[0] & ~leg_edges[1]),
                                       parts=[i for i, p in enumerate(PARTS) if p.layer == 0], texture=0))
         arm_order = list(ARM_LAYERS)
@@ -321,6 +377,17 @@ class PuppetRig:
         if self.hair_mask.any():  # in front of the arms
             self.layers.append(self._mesh(_grow(self.hair_mask, feather), texture=2,
                                           parts=[i for i, p in enumerate(PARTS) if p.layer == 0]))
+
+    def _cut_arms(self, soft: np.ndarray, body: np.ndarray, hidden: set[str] = frozenset()
+                  ) -> tuple[np.ndarray, np.ndarray]:
+        """Both arms' layers ``bool [H, W]`` (left, right), without the ``hidden`` segments (part names)."""
+        from holdpose.animate.puppet import layers as cut
+
+        arms = [cut.arm_mask(self.reference, self.mask, soft > 0.2, body, self.points, self.present, self.scale,
+                             side, hidden=frozenset(name[len(side) + 1:] for name in hidden if name.startswith(side)))
+                for side in ("left", "right")]
+        left, right = (m if m.sum() >= 20 else np.zeros_like(m) for m in arms)
+        return cut.split_overlap(left, right, self.points)
 
     def _body_scale(self) -> float:
         """A body length in pixels: shoulder width, or hip width, whichever is known (larger)."""
@@ -364,7 +431,14 @@ class PuppetRig:
         t = np.clip(((xy[:, None, :] - a[None]) * ab[None]).sum(-1) / denom, 0, 1)
         closest = a[None] + t[..., None] * ab[None]
         distances = np.linalg.norm(xy[:, None, :] - closest, axis=-1)
-        return np.where(np.isfinite(distances), distances, np.inf)
+        distances = np.where(np.isfinite(distances), distances, np.inf)
+        # A hand with landmarks is its whole palm and fingers (the hull of its landmarks), not the line
+        # from its wrist: the palm follows the hand's own fit, not a blend with the forearm's.
+        for name, landmarks in (("left_hand", LEFT_HAND), ("right_hand", RIGHT_HAND)):
+            found = self.present[landmarks]
+            if found.sum() >= HULL_MIN_LANDMARKS and np.isfinite(distances[:, PART_INDEX[name]]).all():
+                distances[:, PART_INDEX[name]] = _hull_distance(xy, self.points[landmarks][found], self.mask.shape)
+        return distances
 
     def _mesh(self, mask: np.ndarray, parts: list[int], texture: int, shoulder: int | None = None) -> Layer:
         """A triangle mesh over ``mask`` with skinning weights over ``parts``. In an arm's layer
@@ -454,6 +528,9 @@ class PuppetRig:
         transforms = part_transforms(self.points, self.present, np.asarray(target_points, np.float64),
                                      np.asarray(target_scores) > MIN_SCORE)
         for layer in self.layers:
+            if layer.static:
+                yield layer, layer.vertices
+                continue
             blended = np.einsum("vp,pij->vij", layer.weights, transforms)  # linear blend skinning
             yield layer, np.einsum("vij,vj->vi", blended[:, :2, :2], layer.vertices) + blended[:, :2, 2]
 
@@ -499,6 +576,34 @@ class PuppetRig:
         rgb = cv2.remap(self.atlas, map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT, borderValue=0)
         alpha = cv2.remap(self.alpha, map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT, borderValue=0)
         return (slice(y0, y1), slice(x0, x1)), rgb, alpha
+
+
+def _by_segment(sides, *, limbs: str) -> dict:
+    """``{segment name: sides[0] or sides[1]}`` for the left and right segments of the arms (upper arm,
+    forearm, hand) or the legs (thigh, shin): which of a pair of per-side things each segment has."""
+    names = ARM_SEGMENTS if limbs == "arms" else LEG_SEGMENTS
+    return {f"{side}_{name}": sides[k] for k, side in enumerate(("left", "right")) for name in names}
+
+
+def _limb_parts(segment: str) -> list[int]:
+    """The indices of the parts of the limb a segment (a part's name) belongs to, for its skinning."""
+    side, name = segment.split("_", 1)
+    parts = ARM_SEGMENTS if name in ARM_SEGMENTS else LEG_SEGMENTS + ("foot",)
+    return [PART_INDEX[f"{side}_{part}"] for part in parts]
+
+
+def _hull_distance(xy: np.ndarray, points: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    """``[N]``: the distance in pixels from each of ``xy [N, 2]`` to the convex hull of ``points [K, 2]``,
+    0 inside, read off a distance transform over an ``(H, W)`` canvas (points off it: their nearest pixel's)."""
+    import cv2
+
+    h, w = shape
+    hull = np.ones((h, w), np.uint8)
+    cv2.fillConvexPoly(hull, np.round(cv2.convexHull(points.astype(np.float32))).astype(np.int32), 0)
+    distance = cv2.distanceTransform(hull, cv2.DIST_L2, 3)
+    x = np.clip(np.round(xy[:, 0]).astype(int), 0, w - 1)
+    y = np.clip(np.round(xy[:, 1]).astype(int), 0, h - 1)
+    return distance[y, x].astype(np.float64)
 
 
 def _merge(layers: list[Layer]) -> Layer:

@@ -39,6 +39,10 @@ import numpy as np
 # a measured radius may take around them.
 RADIUS_PRIOR = {"upper_arm": 0.17, "forearm": 0.13, "thigh": 0.3, "shin": 0.2}
 RADIUS_RANGE = (0.6, 1.35)
+# A hand without landmarks: a capsule reaching this far beyond the wrist (in forearm lengths), its
+# radius this many forearm radii.
+HAND_LENGTH = 0.45
+HAND_RADIUS = 1.2
 # Lab distance by which a pixel must be nearer the colours around a part than the part's own
 # to leave it, when those colours are kindred (closer than KINDRED): shading on a sleeve is a
 # few units off the sleeve's main colours.
@@ -196,11 +200,13 @@ def disc(radius: int) -> np.ndarray:
 
 
 def arm_mask(image: np.ndarray, person: np.ndarray, loose_person: np.ndarray, body: np.ndarray, points: np.ndarray,
-             present: np.ndarray, scale: float, side: str) -> np.ndarray:
+             present: np.ndarray, scale: float, side: str, hidden: frozenset[str] = frozenset()) -> np.ndarray:
     """One arm's layer, ``bool [H, W]``. ``person``: the mask the limbs are cut from;
     ``loose_person``: a lower threshold of it, for hands (masks fade at the hands); ``body``:
     :func:`body_region`, off which the layer also takes the arm-coloured pixels just beyond
-    its shapes (a sleeve wider than its capsule)."""
+    its shapes (a sleeve wider than its capsule); ``hidden``: the segments (``"upper_arm"``,
+    ``"forearm"``, ``"hand"``) the reference hides, which the layer does not take (their pixels are
+    whatever lies in front of them; :mod:`holdpose.animate.puppet.hidden` completes them)."""
     import cv2
 
     shape = person.shape
@@ -209,7 +215,7 @@ def arm_mask(image: np.ndarray, person: np.ndarray, loose_person: np.ndarray, bo
     core = np.zeros(shape, bool)
     radius = {}
     for (a, b), name in (((shoulder, elbow), "upper_arm"), ((elbow, wrist), "forearm")):
-        if present[[a, b]].all():
+        if present[[a, b]].all() and name not in hidden:
             radius[name] = limb_radius(person, points[a], points[b], RADIUS_PRIOR[name] * scale)
             distance, t = segment_distance(shape, points[a], points[b])
             out |= (distance <= radius[name]) & ((t >= 0) if name == "upper_arm" else True)
@@ -220,7 +226,9 @@ def arm_mask(image: np.ndarray, person: np.ndarray, loose_person: np.ndarray, bo
     core &= person
     hand = HAND_POINTS[side]
     found = present[hand]
-    if present[wrist] and found.sum() >= 5:
+    if "hand" in hidden:
+        hand_core, hand_area = None, np.zeros(shape, bool)
+    elif present[wrist] and found.sum() >= 5:
         hand_wrist = points[hand][0] if found[0] else points[wrist]
         candidate, fingers = hand_shape(shape, points[hand][found], hand_wrist)
         out |= candidate & loose_person
@@ -228,8 +236,8 @@ def arm_mask(image: np.ndarray, person: np.ndarray, loose_person: np.ndarray, bo
         hand_area = hand_area > 0
         hand_core = fingers & loose_person
     elif present[[elbow, wrist]].all():
-        tip = points[wrist] + 0.45 * (points[wrist] - points[elbow])
-        reach = 1.2 * radius.get("forearm", RADIUS_PRIOR["forearm"] * scale)
+        tip = points[wrist] + HAND_LENGTH * (points[wrist] - points[elbow])
+        reach = HAND_RADIUS * radius.get("forearm", RADIUS_PRIOR["forearm"] * scale)
         hand_area = capsule(shape, points[wrist], tip, reach)
         out |= hand_area & loose_person
         hand_core = capsule(shape, points[wrist], tip, 0.4 * reach) & loose_person
