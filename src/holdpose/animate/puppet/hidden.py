@@ -46,9 +46,9 @@ MIN_SEEN = 0.5
 # A completed segment takes its twin's (or neighbour's) pixels within this many radii of the bone:
 # a sleeve or trouser leg is wider than the limb's measured width along its middle.
 REACH = 1.5
-EXTEND_STRIP = 0.3
-SPAN_BINS = 10
-LIGHTING_RANGE = (0.6, 1.6)  # how much brighter or darker a mirrored twin may be made  # steps along a bone in which a seen segment's unseen stretch is measured  # length of the neighbour's strip repeated along a hidden bone, in its bone's lengths
+EXTEND_STRIP = 0.3  # length of the neighbour's strip repeated along a hidden bone, in its bone's lengths
+SPAN_BINS = 10  # steps along a bone in which a seen segment's unseen stretch is measured
+LIGHTING_RANGE = (0.6, 1.6)  # how much brighter or darker a mirrored twin may be made
 
 
 @dataclass(frozen=True)
