@@ -48,6 +48,22 @@ def test_turning_an_upper_arm_moves_the_whole_arm():
     np.testing.assert_allclose(pose[IDX("left_shoulder")], kp[0, IDX("left_shoulder")] + 50)
 
 
+def test_a_hand_the_target_lacks_is_carried_with_its_forearm():
+    """A body-only target turns the forearm: the frame's hand turns and moves with it, about the
+    wrist, instead of staying where it was (which held the puppet's hand in place)."""
+    kp, sc = standing(height=200.0)
+    present = sc[0] > 0.3
+    hand = list(range(112, 133))
+    wrist, elbow = IDX("right_wrist"), IDX("right_elbow")
+    det = kp[0].copy()
+    det[[wrist, *hand]] = rotate_about(det[[wrist, *hand]], det[elbow], 60)
+    body_only = present.copy()
+    body_only[91:] = False
+    pose, _ = corrected_pose(det, present, kp[0], body_only, {"right_forearm"})
+    np.testing.assert_allclose(pose[wrist], kp[0, wrist])
+    np.testing.assert_allclose(pose[hand], kp[0, hand], atol=1e-6)  # the hand's own shape, back on the wrist
+
+
 @pytest.fixture(scope="module")
 def drifted_clip(tmp_path_factory):
     """A real full-body photo animated by the warp puppet along the built-in wave, whose left

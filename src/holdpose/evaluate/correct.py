@@ -81,15 +81,30 @@ def off_limbs(detected: np.ndarray, det_present: np.ndarray, target: np.ndarray,
 def corrected_pose(detected: np.ndarray, det_present: np.ndarray, target: np.ndarray, tgt_present: np.ndarray,
                    limbs: set[str]) -> tuple[np.ndarray, np.ndarray]:
     """The frame's own pose with the points of ``limbs`` (and of their lower limbs) moved to the
-    target's: what the puppet of the frame is posed in. ``[133, 2]``, ``[133]`` (1 = present)."""
+    target's: what the puppet of the frame is posed in. ``[133, 2]``, ``[133]`` (1 = present).
+
+    A point that hangs from a moved bone and that the target lacks (a hand when the target has
+    only a body) is carried with the bone: turned as the bone turns, about its far joint, and
+    moved with it. Left where it was, it would hold the hand in place while the arm moves."""
     pose = np.where(det_present[:, None], detected, target).astype(np.float64)
     present = det_present | tgt_present
     moved = set(limbs) | {CHILD[name] for name in limbs if name in CHILD}
-    for name in moved:
+    for name in sorted(moved, key=lambda n: n in CHILD.values()):  # upper limbs first: they move the lower's joint
         for k in FOLLOWERS[name]:
             if tgt_present[k]:
                 pose[k] = target[k]
+        near, far = LIMBS[name]
+        if det_present[near] and det_present[far]:
+            turn = _rotation(detected[far] - detected[near], pose[far] - pose[near])
+            carried = [k for k in FOLLOWERS[name] if k != far and det_present[k] and not tgt_present[k]]
+            pose[carried] = pose[far] + (detected[carried] - detected[far]) @ turn.T
     return pose, present.astype(np.float32)
+
+
+def _rotation(before: np.ndarray, after: np.ndarray) -> np.ndarray:
+    """The 2x2 rotation that turns the direction ``before`` into ``after``."""
+    angle = np.arctan2(after[1], after[0]) - np.arctan2(before[1], before[0])
+    return np.array([[np.cos(angle), -np.sin(angle)], [np.sin(angle), np.cos(angle)]])
 
 
 def correct_frame(frame: np.ndarray, detected: np.ndarray, det_scores: np.ndarray, target: np.ndarray,
