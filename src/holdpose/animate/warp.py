@@ -52,6 +52,7 @@ import numpy as np
 
 from holdpose.animate.base import Animator, FrameCallback, check_poses, check_reference
 from holdpose.detect.base import REFERENCE_MIN_VISIBILITY
+from holdpose.detect.reference import check_reference_pose
 from holdpose.errors import HoldposeError
 from holdpose.sequence import PoseSequence
 
@@ -211,8 +212,7 @@ class PuppetRig:
         self.size = (w, h)
         self.points = np.asarray(keypoints, np.float64)
         self.present = np.asarray(scores) >= REFERENCE_MIN_VISIBILITY
-        if not (self.present[[5, 6]].all() or self.present[[11, 12]].all()):
-            raise HoldposeError("the reference pose needs both shoulders or both hips to rig the puppet")
+        check_reference_pose(np.where(self.present, 1.0, 0.0), "the reference photo")
         soft = np.asarray(mask, np.float32)
         self.mask = soft > 0.5
         if self.mask.sum() < 100:
@@ -575,17 +575,20 @@ def triangle_maps(target: np.ndarray, source: np.ndarray) -> np.ndarray:
 
 def rig_reference(reference: np.ndarray, keypoints: np.ndarray | None = None, scores: np.ndarray | None = None,
                   **rig_options) -> PuppetRig:
-    """Detect the reference's pose (unless given) and segmentation, and build its :class:`PuppetRig`."""
+    """Detect the reference's pose (unless given) and segmentation, and build its :class:`PuppetRig`.
+
+    Without ``keypoints``, the photo's main person (:func:`holdpose.detect.reference.find_reference_person`:
+    one person, never a skeleton or mask mixed from two); with them, MediaPipe's segmentation of the photo."""
     from holdpose.detect.mediapipe import MediaPipeDetector
+    from holdpose.detect.reference import find_reference_person
 
     reference = check_reference(reference)
-    with MediaPipeDetector(segmentation=True, min_visibility=REFERENCE_MIN_VISIBILITY) as detector:
-        found = detector.detect_one(reference)
-        mask, depth = detector.last_mask, detector.last_depth
     if keypoints is None:
-        if found is None:
-            raise HoldposeError("nobody found in the reference photo; use a photo where one person is clearly visible")
-        keypoints, scores = found
+        person = find_reference_person(reference, segmentation=True)
+        return PuppetRig(reference, person.keypoints, person.scores, person.mask, depth=person.depth, **rig_options)
+    with MediaPipeDetector(segmentation=True, min_visibility=REFERENCE_MIN_VISIBILITY) as detector:
+        detector.detect_one(reference)
+        mask, depth = detector.last_mask, detector.last_depth
     if mask is None:
         raise HoldposeError("segmentation found no person in the reference photo")
     return PuppetRig(reference, keypoints, scores, mask, depth=depth, **rig_options)

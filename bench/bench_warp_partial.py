@@ -1,0 +1,246 @@
+"""The warp animator on references that show only part of a person, or more than one person.
+
+Users give photos where the person is cut at the knees, at the waist, with an arm out of frame,
+small in a big frame, not the only person, at the frame's edge. This battery makes such photos
+from the fixtures and drives each with the fixture dance, as `holdpose animate ref.png poses.json`
+does (Character: rig, align, animate):
+
+- crops of the fixture references (anyone-11, anyone-3) at the knees, the hips and the chest, with
+  one side cut (the arm on the image's right out of frame), the person small in a canvas three
+  times the photo's size (its border colour continued), and the two side by side (``pair``);
+- scikit-image's astronaut (waist-up) as is and with one side cut;
+- the COCO photos of ``fixtures/images``: a skier (coco_785) and four skiers, the front one cut
+  by the frame's edge (coco_197388, the photo of the defect).
+
+Per case:
+- ``pck@0.05`` (and 0.1): holdpose's evaluation (``evaluate_video``, MediaPipe re-detection) of
+  the output against the aligned target restricted to the joints the reference shows (a joint
+  the photo lacks cannot be animated, and the frame's edge cuts what it would be);
+- ``area_ratio``: the animated person's silhouette (the puppet's coverage in the target pose)
+  over its silhouette in the reference pose, median and range over the frames; alignment keeps
+  the character's bone lengths, so a sane animation stays near 1 (a collapsed puppet, or a
+  target shrunk to head height, falls far below);
+- ``stretch``: how much the mesh stretches or squeezes the texture: per frame the 95th percentile,
+  over the puppet's triangles, of ``exp |log(area in the pose / area in the photo)|`` (1: none), its
+  median and maximum over the frames (a smear along a limb or a squashed body shows here);
+- ``height_ratio``: the target's body height (joints the reference shows) over the reference's,
+  median over the frames (the alignment's scale);
+- ``body_ratio``: the alignment's scale; ``error``: the one-line message when the reference is
+  refused.
+A contact sheet per case, ``bench/out/warp_partial_<case>.png``: the reference, then frames
+(top) over the same frames with the target pose drawn on them (bottom).
+
+    python bench/bench_warp_partial.py [--stride 3] [--only NAME] [--no-adherence]
+
+Writes bench/results/warp_partial.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import git_state, load, rel  # noqa: E402
+from bench_animate import FIXTURES, OUT, RESULTS, driving_poses, fixtures_ready  # noqa: E402
+
+SANE_AREA = (0.5, 2.0)  # animated silhouette over the reference's: outside this the puppet collapsed or blew up
+
+
+# --- the battery -----------------------------------------------------------------------
+
+
+def _body(image: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Body points ``[17, 2]`` px and presence ``[17]`` of the person in a full fixture photo."""
+    from holdpose.detect.extract import detect_reference_pose
+
+    keypoints, scores = detect_reference_pose(image)
+    return keypoints[:17].astype(np.float64), scores[:17] > 0.3
+
+
+def _mean_y(points, present, joints) -> int:
+    return int(round(np.mean([points[j, 1] for j in joints if present[j]])))
+
+
+def crops(name: str, image: np.ndarray) -> dict[str, np.ndarray]:
+    """Partial views of a full-body photo: cut at the knees, the hips, the chest; with the arm on
+    the image's right out of frame (cut just beyond that shoulder) and cut through the middle
+    (one shoulder and one hip left: too little to rig, a clear refusal is the right answer)."""
+    points, present = _body(image)
+    knee, hip, shoulder = (_mean_y(points, present, j) for j in ((13, 14), (11, 12), (5, 6)))
+    chest = (shoulder + hip) // 2
+    cuts = side_cuts(points)
+    return {f"{name}_knees": image[:knee], f"{name}_hips": image[:hip + (knee - hip) // 8],
+            f"{name}_chest": image[:chest], f"{name}_side": image[:, :cuts[0]], f"{name}_half": image[:, :cuts[1]]}
+
+
+def side_cuts(points: np.ndarray) -> tuple[int, int]:
+    """Where to cut a photo's right side (x, px): just beyond the shoulder on that side (its arm out
+    of frame), and a quarter of the shoulder width past the body's middle."""
+    right, left = sorted(points[[5, 6], 0])
+    return int(left + 0.1 * (left - right)), int((left + right) / 2 + 0.25 * (left - right))
+
+
+def padded(image: np.ndarray, factor: int = 3) -> np.ndarray:
+    """The photo small in a canvas ``factor`` times its size, its border colour continued."""
+    import cv2
+
+    h, w = image.shape[:2]
+    dy, dx = (factor - 1) * h // 2, (factor - 1) * w // 2
+    return cv2.copyMakeBorder(image, dy, dy, dx, dx, cv2.BORDER_REPLICATE)
+
+
+def side_by_side(left: np.ndarray, right: np.ndarray) -> np.ndarray:
+    """Two photos at the same height, next to each other."""
+    import cv2
+
+    height = min(left.shape[0], right.shape[0])
+    resized = [cv2.resize(im, (round(im.shape[1] * height / im.shape[0]), height), interpolation=cv2.INTER_AREA)
+               for im in (left, right)]
+    return np.concatenate(resized, axis=1)
+
+
+def battery() -> dict[str, np.ndarray]:
+    """Case name -> reference photo ``uint8 [H, W, 3]`` RGB."""
+    from skimage import data
+
+    from holdpose.io.video import read_image
+
+    anyone = {short: read_image(FIXTURES / "reference" / f"ref_animateanyone_{short}.png")
+              for short in ("anyone-11", "anyone-3")}
+    cases = {}
+    for short, image in anyone.items():
+        cases[f"{short}_full"] = image
+        cases.update(crops(short, image))
+        cases[f"{short}_small"] = padded(image)
+    cases["pair"] = side_by_side(anyone["anyone-11"], anyone["anyone-3"])
+    astronaut = data.astronaut()
+    cases["astronaut"] = astronaut
+    side, half = side_cuts(_body(astronaut)[0])
+    cases["astronaut_side"], cases["astronaut_half"] = astronaut[:, :side], astronaut[:, :half]
+    for stem in ("coco_000000000785", "coco_000000197388"):
+        cases[stem] = read_image(FIXTURES / "images" / f"{stem}.jpg")
+    return {name: np.ascontiguousarray(image) for name, image in cases.items()}
+
+
+# --- measuring --------------------------------------------------------------------------
+
+
+def body_height(points: np.ndarray, present: np.ndarray) -> float:
+    """Height of the box around the present body points ``[17, 2]``, px (0 with fewer than 2)."""
+    ys = points[:17, 1][present[:17]]
+    return float(np.ptp(ys)) if len(ys) >= 2 else 0.0
+
+
+def sheet(reference: np.ndarray, frames: list[np.ndarray], overlays: list[np.ndarray], height: int = 300) -> np.ndarray:
+    """The reference beside the frames (top) over the frames with the target drawn (bottom)."""
+    import cv2
+
+    def fit(im):
+        return cv2.resize(im, (max(1, round(im.shape[1] * height / im.shape[0])), height), interpolation=cv2.INTER_AREA)
+
+    top = np.concatenate([fit(reference)] + [fit(f) for f in frames], axis=1)
+    bottom = np.concatenate([np.zeros_like(fit(reference))] + [fit(o) for o in overlays], axis=1)
+    return np.concatenate([top, bottom], axis=0)
+
+
+def run_case(name: str, image: np.ndarray, dance, adherence: bool) -> dict:
+    from holdpose.animate.character import Character
+    from holdpose.animate.output import write_animation
+    from holdpose.animate.warp import MIN_SCORE
+    from holdpose.errors import HoldposeError
+    from holdpose.io.video import write_image
+    from holdpose.refine.align import align_to_reference
+    from holdpose.render.openpose import overlay_pose_map, render_pose_maps
+
+    row = {"case": name, "size": [int(image.shape[1]), int(image.shape[0])]}
+    start = time.perf_counter()
+    character = Character(image)
+    try:
+        rig = character.rig
+        # what Character.align does, keeping the measured scale
+        aligned, alignment = align_to_reference(dance, *character.pose, reference_size=character.size)
+    except HoldposeError as err:
+        row["error"] = str(err)
+        print(json.dumps(row), flush=True)
+        return row
+    row["rig_seconds"] = time.perf_counter() - start
+    row["body_ratio"] = alignment.body_ratio
+    shown = rig.present.copy()  # joints the reference shows: the only ones that can be animated
+    reference_area = float(rig.coverage(rig.points, rig.present.astype(np.float32)).sum())
+    reference_height = body_height(rig.points, shown)
+    areas, heights, stretches, frames, overlays = [], [], [], [], []
+    wanted = set(np.linspace(0, aligned.num_frames - 1, 5).round().astype(int))
+    maps = render_pose_maps(aligned, "openpose_full")
+    video = OUT / f"warp_partial_{name}.mp4"
+    rendered = []
+    for t, pose_map in enumerate(maps):
+        keypoints, scores = aligned.keypoints[t, 0], aligned.scores[t, 0]
+        frame = rig.deform(keypoints, scores)
+        rendered.append(frame)
+        areas.append(float(rig.coverage(keypoints, scores).sum()) / max(reference_area, 1.0))
+        heights.append(body_height(keypoints, (scores > MIN_SCORE) & shown) / max(reference_height, 1.0))
+        _, ratios = rig.texture_scale(keypoints, scores)
+        stretches.append(float(np.percentile(np.exp(np.abs(np.log(np.maximum(ratios, 1e-6)))), 95)))
+        if t in wanted:
+            frames.append(frame)
+            overlays.append(overlay_pose_map(frame, pose_map, dim=0.5))
+    write_image(OUT / f"warp_partial_{name}.png", sheet(image, frames, overlays))
+    areas = np.array(areas)
+    row.update(frames=aligned.num_frames, area_ratio_median=float(np.median(areas)),
+               area_ratio_min=float(areas.min()), area_ratio_max=float(areas.max()),
+               sane_frames=float(np.mean((areas >= SANE_AREA[0]) & (areas <= SANE_AREA[1]))),
+               height_ratio_median=float(np.nanmedian(heights)), stretch_p95_median=float(np.median(stretches)),
+               stretch_p95_max=float(np.max(stretches)), contact_sheet=rel(OUT / f"warp_partial_{name}.png"))
+    if adherence:
+        from holdpose.evaluate.run import evaluate_video
+
+        write_animation(iter(rendered), aligned, video, progress=False)
+        target = aligned.copy()
+        target.scores[:, :, ~shown] = 0  # score only the joints the reference shows
+        evaluation = evaluate_video(video, target=target, detector="mediapipe", max_people=1, progress=False)
+        row.update({key: evaluation.metrics.get(key) for key in ("pck@0.05", "pck@0.1", "oks_ap")})
+    row["seconds"] = time.perf_counter() - start
+    print(json.dumps(row), flush=True)
+    return row
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--stride", type=int, default=3, help="animate every Nth frame of the dance")
+    parser.add_argument("--only", default="", help="run only the cases whose name contains this")
+    parser.add_argument("--no-adherence", action="store_true", help="skip the re-detection (PCK)")
+    parser.add_argument("--label", default="", help="suffix of the result file and contact sheets")
+    args = parser.parse_args(argv)
+    if not fixtures_ready():
+        return 0
+    dance = driving_poses(None)[::args.stride]
+    rows = [run_case(name + args.label, image, dance, not args.no_adherence)
+            for name, image in battery().items() if args.only in name]
+    result = {"benchmark": "warp partial references", "git": git_state(), "load": load(), "stride": args.stride,
+              "sane_area_ratio": SANE_AREA, "cases": rows}
+    path = RESULTS / f"warp_partial{args.label}.json"
+    path.write_text(json.dumps(result, indent=2))
+    print("| case | size | PCK@0.05 | PCK@0.1 | silhouette area ratio, median (min-max) | sane frames | "
+          "texture stretch p95, median / max | target height / reference's | body ratio |")
+    print("|---|---|---:|---:|---:|---:|---:|---:|---:|")
+    for r in rows:
+        if "error" in r:
+            print(f"| {r['case']} | {r['size'][0]}x{r['size'][1]} | refused: {r['error']} | | | | | | |")
+            continue
+        pck = (f"{r['pck@0.05']:.3f} | {r['pck@0.1']:.3f}" if r.get("pck@0.05") is not None else "- | -")
+        print(f"| {r['case']} | {r['size'][0]}x{r['size'][1]} | {pck} | {r['area_ratio_median']:.2f} "
+              f"({r['area_ratio_min']:.2f}-{r['area_ratio_max']:.2f}) | {100 * r['sane_frames']:.0f} % | "
+              f"{r['stretch_p95_median']:.2f} / {r['stretch_p95_max']:.2f} | {r['height_ratio_median']:.2f} | "
+              f"{r['body_ratio']:.3f} |")
+    print(f"wrote {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
