@@ -25,6 +25,10 @@ Per case:
   median and maximum over the frames (a smear along a limb or a squashed body shows here);
 - ``height_ratio``: the target's body height (joints the reference shows) over the reference's,
   median over the frames (the alignment's scale);
+- ``reference_pck@0.05``: the rig's reference pose against the truth (the COCO annotation of the
+  photo's largest person, or the detection on the whole photo a crop was cut from): the fraction of
+  the true body points it places within 0.05 of the person's height; a skeleton mixed from two
+  people, or a body made up inside a cut photo, scores low;
 - ``body_ratio``: the alignment's scale; ``error``: the one-line message when the reference is
   refused.
 A contact sheet per case, ``bench/out/warp_partial_<case>.png``: the reference, then frames
@@ -67,16 +71,27 @@ def _mean_y(points, present, joints) -> int:
     return int(round(np.mean([points[j, 1] for j in joints if present[j]])))
 
 
-def crops(name: str, image: np.ndarray) -> dict[str, np.ndarray]:
+def _cut(image: np.ndarray, truth, width: int | None = None, height: int | None = None):
+    """``image[:height, :width]`` and the true body points ``(points [17, 2], present [17])`` it still shows."""
+    image = image[:height, :width]
+    points, present = truth
+    inside = (points[:, 0] < image.shape[1]) & (points[:, 1] < image.shape[0])
+    return image, (points, present & inside)
+
+
+def crops(name: str, image: np.ndarray) -> dict:
     """Partial views of a full-body photo: cut at the knees, the hips, the chest; with the arm on
     the image's right out of frame (cut just beyond that shoulder) and cut through the middle
-    (one shoulder and one hip left: too little to rig, a clear refusal is the right answer)."""
-    points, present = _body(image)
+    (one shoulder and one hip left: too little to rig, a clear refusal is the right answer).
+    Each with the body points of the whole photo it still shows (the truth for its reference pose)."""
+    truth = _body(image)
+    points, present = truth
     knee, hip, shoulder = (_mean_y(points, present, j) for j in ((13, 14), (11, 12), (5, 6)))
     chest = (shoulder + hip) // 2
-    cuts = side_cuts(points)
-    return {f"{name}_knees": image[:knee], f"{name}_hips": image[:hip + (knee - hip) // 8],
-            f"{name}_chest": image[:chest], f"{name}_side": image[:, :cuts[0]], f"{name}_half": image[:, :cuts[1]]}
+    side, half = side_cuts(points)
+    return {f"{name}_knees": _cut(image, truth, height=knee), f"{name}_hips": _cut(image, truth, height=hip + (knee - hip) // 8),
+            f"{name}_chest": _cut(image, truth, height=chest), f"{name}_side": _cut(image, truth, width=side),
+            f"{name}_half": _cut(image, truth, width=half)}
 
 
 def side_cuts(points: np.ndarray) -> tuple[int, int]:
@@ -86,27 +101,38 @@ def side_cuts(points: np.ndarray) -> tuple[int, int]:
     return int(left + 0.1 * (left - right)), int((left + right) / 2 + 0.25 * (left - right))
 
 
-def padded(image: np.ndarray, factor: int = 3) -> np.ndarray:
+def padded(image: np.ndarray, truth, factor: int = 3):
     """The photo small in a canvas ``factor`` times its size, its border colour continued."""
     import cv2
 
     h, w = image.shape[:2]
     dy, dx = (factor - 1) * h // 2, (factor - 1) * w // 2
-    return cv2.copyMakeBorder(image, dy, dy, dx, dx, cv2.BORDER_REPLICATE)
+    return cv2.copyMakeBorder(image, dy, dy, dx, dx, cv2.BORDER_REPLICATE), (truth[0] + [dx, dy], truth[1])
 
 
-def side_by_side(left: np.ndarray, right: np.ndarray) -> np.ndarray:
-    """Two photos at the same height, next to each other."""
+def side_by_side(left: np.ndarray, right: np.ndarray, truth):
+    """Two photos at the same height, next to each other; the truth is the left one's."""
     import cv2
 
     height = min(left.shape[0], right.shape[0])
     resized = [cv2.resize(im, (round(im.shape[1] * height / im.shape[0]), height), interpolation=cv2.INTER_AREA)
                for im in (left, right)]
-    return np.concatenate(resized, axis=1)
+    return np.concatenate(resized, axis=1), (truth[0] * height / left.shape[0], truth[1])
 
 
-def battery() -> dict[str, np.ndarray]:
-    """Case name -> reference photo ``uint8 [H, W, 3]`` RGB."""
+def coco_truth(stem: str):
+    """The COCO annotation of the photo's largest person: ``(points [17, 2], present [17])``."""
+    doc = json.loads((FIXTURES / "images" / "annotations.json").read_text())
+    image_id = next(im["id"] for im in doc["images"] if im["file_name"] == f"{stem}.jpg")
+    people = [a for a in doc["annotations"] if a["image_id"] == image_id]
+    largest = max(people, key=lambda a: a["bbox"][2] * a["bbox"][3])
+    keypoints = np.array(largest["keypoints"], np.float64).reshape(17, 3)
+    return keypoints[:, :2], keypoints[:, 2] > 0
+
+
+def battery() -> dict[str, tuple[np.ndarray, tuple[np.ndarray, np.ndarray]]]:
+    """Case name -> (reference photo ``uint8 [H, W, 3]`` RGB, true body points ``(points [17, 2] px,
+    present [17])`` of the person meant: the COCO annotation, or the detection on the whole photo)."""
     from skimage import data
 
     from holdpose.io.video import read_image
@@ -115,17 +141,19 @@ def battery() -> dict[str, np.ndarray]:
               for short in ("anyone-11", "anyone-3")}
     cases = {}
     for short, image in anyone.items():
-        cases[f"{short}_full"] = image
+        truth = _body(image)
+        cases[f"{short}_full"] = image, truth
         cases.update(crops(short, image))
-        cases[f"{short}_small"] = padded(image)
-    cases["pair"] = side_by_side(anyone["anyone-11"], anyone["anyone-3"])
+        cases[f"{short}_small"] = padded(image, truth)
+    cases["pair"] = side_by_side(anyone["anyone-11"], anyone["anyone-3"], cases["anyone-11_full"][1])
     astronaut = data.astronaut()
-    cases["astronaut"] = astronaut
-    side, half = side_cuts(_body(astronaut)[0])
-    cases["astronaut_side"], cases["astronaut_half"] = astronaut[:, :side], astronaut[:, :half]
+    truth = _body(astronaut)
+    cases["astronaut"] = astronaut, truth
+    side, half = side_cuts(truth[0])
+    cases["astronaut_side"], cases["astronaut_half"] = _cut(astronaut, truth, width=side), _cut(astronaut, truth, width=half)
     for stem in ("coco_000000000785", "coco_000000197388"):
-        cases[stem] = read_image(FIXTURES / "images" / f"{stem}.jpg")
-    return {name: np.ascontiguousarray(image) for name, image in cases.items()}
+        cases[stem] = read_image(FIXTURES / "images" / f"{stem}.jpg"), coco_truth(stem)
+    return {name: (np.ascontiguousarray(image), truth) for name, (image, truth) in cases.items()}
 
 
 # --- measuring --------------------------------------------------------------------------
@@ -149,7 +177,17 @@ def sheet(reference: np.ndarray, frames: list[np.ndarray], overlays: list[np.nda
     return np.concatenate([top, bottom], axis=0)
 
 
-def run_case(name: str, image: np.ndarray, dance, adherence: bool) -> dict:
+def reference_pck(rig, truth, alpha: float = 0.05) -> float:
+    """Fraction of the true body points the rig's reference pose places within ``alpha`` times the
+    true person's height (a point the rig lacks counts as wrong): does it have the right person?"""
+    points, present = truth
+    height = body_height(points, present)
+    error = np.linalg.norm(rig.points[:17] - points, axis=1)
+    hits = (error <= alpha * height) & rig.present[:17]
+    return float(hits[present].mean()) if present.any() else float("nan")
+
+
+def run_case(name: str, image: np.ndarray, truth, dance, adherence: bool) -> dict:
     from holdpose.animate.character import Character
     from holdpose.animate.output import write_animation
     from holdpose.animate.warp import MIN_SCORE
@@ -171,6 +209,7 @@ def run_case(name: str, image: np.ndarray, dance, adherence: bool) -> dict:
         return row
     row["rig_seconds"] = time.perf_counter() - start
     row["body_ratio"] = alignment.body_ratio
+    row["reference_pck@0.05"] = reference_pck(rig, truth)
     shown = rig.present.copy()  # joints the reference shows: the only ones that can be animated
     reference_area = float(rig.coverage(rig.points, rig.present.astype(np.float32)).sum())
     reference_height = body_height(rig.points, shown)
@@ -203,7 +242,13 @@ def run_case(name: str, image: np.ndarray, dance, adherence: bool) -> dict:
         write_animation(iter(rendered), aligned, video, progress=False)
         target = aligned.copy()
         target.scores[:, :, ~shown] = 0  # score only the joints the reference shows
-        evaluation = evaluate_video(video, target=target, detector="mediapipe", max_people=1, progress=False)
+        # several people in the photo: the re-detection looks for them all and the animated one is matched
+        from holdpose.detect.mediapipe import MediaPipeDetector
+
+        with MediaPipeDetector(max_people=6, hands_and_face=False) as detector:
+            people = max(1, len(detector(image)[0]))
+        evaluation = evaluate_video(video, target=target, detector="mediapipe", max_people=people, progress=False)
+        row["people_in_photo"] = people
         row.update({key: evaluation.metrics.get(key) for key in ("pck@0.05", "pck@0.1", "oks_ap")})
     row["seconds"] = time.perf_counter() - start
     print(json.dumps(row), flush=True)
@@ -220,24 +265,24 @@ def main(argv=None) -> int:
     if not fixtures_ready():
         return 0
     dance = driving_poses(None)[::args.stride]
-    rows = [run_case(name + args.label, image, dance, not args.no_adherence)
-            for name, image in battery().items() if args.only in name]
+    rows = [run_case(name + args.label, image, truth, dance, not args.no_adherence)
+            for name, (image, truth) in battery().items() if args.only in name]
     result = {"benchmark": "warp partial references", "git": git_state(), "load": load(), "stride": args.stride,
               "sane_area_ratio": SANE_AREA, "cases": rows}
     path = RESULTS / f"warp_partial{args.label}.json"
     path.write_text(json.dumps(result, indent=2))
     print("| case | size | PCK@0.05 | PCK@0.1 | silhouette area ratio, median (min-max) | sane frames | "
-          "texture stretch p95, median / max | target height / reference's | body ratio |")
-    print("|---|---|---:|---:|---:|---:|---:|---:|---:|")
+          "texture stretch p95, median / max | target height / reference's | body ratio | reference pose PCK@0.05 |")
+    print("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|")
     for r in rows:
         if "error" in r:
-            print(f"| {r['case']} | {r['size'][0]}x{r['size'][1]} | refused: {r['error']} | | | | | | |")
+            print(f"| {r['case']} | {r['size'][0]}x{r['size'][1]} | refused: {r['error']} | | | | | | | |")
             continue
         pck = (f"{r['pck@0.05']:.3f} | {r['pck@0.1']:.3f}" if r.get("pck@0.05") is not None else "- | -")
         print(f"| {r['case']} | {r['size'][0]}x{r['size'][1]} | {pck} | {r['area_ratio_median']:.2f} "
               f"({r['area_ratio_min']:.2f}-{r['area_ratio_max']:.2f}) | {100 * r['sane_frames']:.0f} % | "
               f"{r['stretch_p95_median']:.2f} / {r['stretch_p95_max']:.2f} | {r['height_ratio_median']:.2f} | "
-              f"{r['body_ratio']:.3f} |")
+              f"{r['body_ratio']:.3f} | {r['reference_pck@0.05']:.2f} |")
     print(f"wrote {path}")
     return 0
 
