@@ -14,8 +14,11 @@ does (Character: rig, align, animate):
 
 Per case:
 - ``pck@0.05`` (and 0.1): holdpose's evaluation (``evaluate_video``, MediaPipe re-detection) of
-  the output against the aligned target restricted to the joints the reference shows (a joint
-  the photo lacks cannot be animated, and the frame's edge cuts what it would be);
+  the output against the aligned target restricted to the joints the reference shows and the frame
+  holds (a joint the photo lacks cannot be animated; one the dance takes out of the frame cannot be
+  seen); the threshold is a fraction of the height of those joints' box, so a head-and-shoulders
+  target is held to a few pixels; with several people in the photo the re-detection looks for them
+  all and the animated one is matched to the target;
 - ``area_ratio``: the animated person's silhouette (the puppet's coverage in the target pose)
   over its silhouette in the reference pose, median and range over the frames; alignment keeps
   the character's bone lengths, so a sane animation stays near 1 (a collapsed puppet, or a
@@ -241,7 +244,10 @@ def run_case(name: str, image: np.ndarray, truth, dance, adherence: bool) -> dic
 
         write_animation(iter(rendered), aligned, video, progress=False)
         target = aligned.copy()
-        target.scores[:, :, ~shown] = 0  # score only the joints the reference shows
+        # score only the joints the reference shows, where the frame shows them
+        inside = ((target.keypoints >= 0) & (target.keypoints < np.array(target.size, np.float32))).all(-1)
+        target.scores[:, :, ~shown] = 0
+        target.scores[~inside] = 0
         # several people in the photo: the re-detection looks for them all and the animated one is matched
         from holdpose.detect.mediapipe import MediaPipeDetector
 

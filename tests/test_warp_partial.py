@@ -127,15 +127,21 @@ def test_knee_cut_photo_keeps_its_body_height(anyone11):
     assert np.median(heights[1] / heights[0]) == pytest.approx(1, abs=0.05)
 
 
-def test_photo_cut_through_the_middle_is_refused_in_one_line(astronaut):
+def test_photo_cut_through_the_middle_is_refused_in_one_line(astronaut, tmp_path, capsys):
     """The astronaut cut a quarter shoulder past her middle (one shoulder, no hips in view):
     MediaPipe drew a small whole body inside the cut photo, hips in the suit, and the puppet
-    was rigged from it; now the photo is refused with what it lacks."""
-    from holdpose.animate.warp import rig_reference
+    was rigged from it; now `holdpose animate` refuses the photo in one line saying what it lacks."""
+    from holdpose.cli import main
+    from holdpose.io.video import write_image
 
-    with pytest.raises(HoldposeError, match="torso is not in view") as err:
-        rig_reference(np.ascontiguousarray(astronaut[:, :257]))
-    assert "\n" not in str(err.value) and "shoulders" in str(err.value)
+    write_image(tmp_path / "half.png", np.ascontiguousarray(astronaut[:, :257]))
+    assert main(["-q", "keyframes", "wave", "-o", str(tmp_path / "wave.npz"), "--fps", "2"]) == 0
+    capsys.readouterr()
+    output = tmp_path / "out.mp4"
+    assert main(["-q", "animate", str(tmp_path / "half.png"), str(tmp_path / "wave.npz"), "-o", str(output)]) == 2
+    err = capsys.readouterr().err
+    assert "torso is not in view" in err and "right shoulder" in err and "Traceback" not in err
+    assert len(err.strip().splitlines()) == 1 and not output.exists()
 
 
 def test_turned_character_cut_at_the_chest_keeps_its_scale():

@@ -63,7 +63,7 @@ def find_reference_person(image: np.ndarray, *, segmentation: bool = False,
         found = detector.detect_one(image)
         person = None if found is None else ReferencePerson(*found, detector.last_mask, detector.last_depth)
         # 2. everyone the person detector finds
-        people = _everyone(image)
+        people = find_people(image)
         if people:
             main = _main_person(person, people)
             # 3. a skeleton that is not the main person's, or no mask of them: look again where they are
@@ -89,12 +89,12 @@ def check_reference_pose(scores: np.ndarray, what: str = "the reference image") 
     present = np.asarray(scores)[:17] >= REFERENCE_MIN_VISIBILITY
     if present[[5, 6]].all() or present[[11, 12]].all():
         return
-    names = ("nose", "left eye", "right eye", "left ear", "right ear", "left shoulder", "right shoulder",
-             "left elbow", "right elbow", "left wrist", "right wrist", "left hip", "right hip", "left knee",
-             "right knee", "left ankle", "right ankle")
-    seen = ", ".join(names[i] for i in np.flatnonzero(present)) or "no body point"
-    raise HoldposeError(f"{what}: the person's torso is not in view (found {seen}; both shoulders or both hips "
-                        "are needed); use a photo that shows the person from the head to at least the chest")
+    from holdpose.skeleton import COCO_WHOLEBODY
+
+    seen = ", ".join(COCO_WHOLEBODY.keypoint_names[i].replace("_", " ") for i in np.flatnonzero(present))
+    raise HoldposeError(f"{what}: the person's torso is not in view (found {seen or 'no body point'}; both "
+                        "shoulders or both hips are needed); use a photo that shows the person from the head "
+                        "to at least the chest")
 
 
 def without_squashed_body(keypoints: np.ndarray, scores: np.ndarray) -> np.ndarray:
@@ -117,9 +117,9 @@ def without_squashed_body(keypoints: np.ndarray, scores: np.ndarray) -> np.ndarr
     return out
 
 
-def _everyone(image: np.ndarray) -> list[tuple[np.ndarray, np.ndarray]]:
-    """Every person MediaPipe's person detector finds, ``(keypoints [133, 2], scores [133])`` body
-    only, best first; empty without a TFLite interpreter."""
+def find_people(image: np.ndarray) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Every person (up to :data:`MAX_PEOPLE`) MediaPipe's person detector finds in ``image``,
+    ``(keypoints [133, 2], scores [133])`` body only, best first; empty without a TFLite interpreter."""
     from holdpose.detect import candidates
     from holdpose.detect.mediapipe import MediaPipeDetector
 
