@@ -220,6 +220,19 @@ class PuppetRig:
         self.grid_step = grid_step or max(6, min(w, h) // 40)
         self.feather = feather
         self.scale = self._body_scale()
+        # A body the frame cuts (at the knees, the chest, an arm's edge) goes on beyond the frame, the
+        # photo near that edge mirrored: a pose that lifts or leans it shows more of the body, not the
+        # cut edge floating in the picture. The rig is built on that larger canvas; its reference,
+        # points, masks and size stay the photo's.
+        photo = self.reference, self.points, self.size
+        margins = cut_edge_margins(self.mask, self.scale)
+        self.offset = np.array(margins[:2], np.float64)  # (left, top) px: where the photo lies on the canvas
+        if any(margins):
+            soft, self.reference = (_pad_reflected(image, margins) for image in (soft, self.reference))
+            self.mask = soft > 0.5
+            self.points = self.points + self.offset
+            self.size = (self.reference.shape[1], self.reference.shape[0])
+        self.canvas = self.size  # (width, height) of the rig's canvas
 
         # 1. layers: each arm (with its hand) cut along its bones; the base keeps the rest
         # Where the body goes on behind an arm the base keeps the pixels, filled with the body's
@@ -321,6 +334,17 @@ class PuppetRig:
         if self.hair_mask.any():  # in front of the arms
             self.layers.append(self._mesh(_grow(self.hair_mask, feather), texture=2,
                                           parts=[i for i, p in enumerate(PARTS) if p.layer == 0]))
+        self._back_on_the_photo(photo)
+
+    def _back_on_the_photo(self, photo) -> None:
+        """The reference, points, size, background and masks back on the photo's canvas once the rig
+        is built (the textures and meshes stay on the rig's canvas)."""
+        self.reference, self.points, self.size = photo
+        box = self._photo_box()
+        self.mask, self.base_mask, self.hair_mask = self.mask[box], self.base_mask[box], self.hair_mask[box]
+        self.background = self.background[box]
+        self.layer_masks = [m[box] for m in self.layer_masks]
+        self.leg_masks = [m[box] for m in self.leg_masks]
 
     def _body_scale(self) -> float:
         """A body length in pixels: shoulder width, or hip width, whichever is known (larger)."""
@@ -408,21 +432,28 @@ class PuppetRig:
 
     def deform(self, target_points: np.ndarray, target_scores: np.ndarray) -> np.ndarray:
         """The puppet in the target pose (``[133, 2]`` pixels on the reference canvas), ``uint8 [H, W, 3]``."""
-        out = self.background.copy()
+        w, h = self.canvas
+        out = np.zeros((h, w, 3), np.uint8)  # beyond the photo (a cut body's continuation) nothing is shown
+        out[self._photo_box()] = self.background
         for layer, moved in self._posed_layers(target_points, target_scores):  # back to front
             self._draw(out, layer, moved)
-        return out
+        return np.ascontiguousarray(out[self._photo_box()])
 
     def coverage(self, target_points: np.ndarray, target_scores: np.ndarray) -> np.ndarray:
         """``float32 [H, W]`` in 0..1: how much of each pixel the puppet in the target pose covers."""
-        w, h = self.size
+        w, h = self.canvas
         alpha = np.zeros((h, w), np.float32)
         for layer, moved in self._posed_layers(target_points, target_scores):
             drawn = self._sample(layer, moved)
             if drawn is not None:
                 box, _, a = drawn
                 alpha[box] = a + alpha[box] * (1 - a)
-        return alpha
+        return alpha[self._photo_box()]
+
+    def _photo_box(self) -> tuple[slice, slice]:
+        """Where the photo lies on the rig's canvas."""
+        (x0, y0), (w, h) = self.offset.astype(int), self.size
+        return slice(y0, y0 + h), slice(x0, x0 + w)
 
     def posed_meshes(self, target_points: np.ndarray, target_scores: np.ndarray
                      ) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:
@@ -430,7 +461,7 @@ class PuppetRig:
         vertices in the target pose [V, 2])`` (pixels): where mesh skinning sends every point
         of the reference (DisPose's rig motion field reads the puppet's motion from this)."""
         for layer, moved in self._posed_layers(target_points, target_scores):
-            yield layer.vertices, layer.triangles, moved
+            yield layer.vertices - self.offset, layer.triangles, moved - self.offset
 
     def texture_scale(self, target_points: np.ndarray, target_scores: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """How much the puppet in the target pose stretches its texture: for every mesh triangle of
@@ -450,8 +481,9 @@ class PuppetRig:
         return np.concatenate(centres), np.concatenate(ratios)
 
     def _posed_layers(self, target_points: np.ndarray, target_scores: np.ndarray) -> Iterator[tuple[Layer, np.ndarray]]:
-        """Each layer, back to front, with its vertices in the target pose ``[V, 2]``."""
-        transforms = part_transforms(self.points, self.present, np.asarray(target_points, np.float64),
+        """Each layer, back to front, with its vertices in the target pose ``[V, 2]`` (the rig's canvas)."""
+        transforms = part_transforms(self.points + self.offset, self.present,
+                                     np.asarray(target_points, np.float64) + self.offset,
                                      np.asarray(target_scores) > MIN_SCORE)
         for layer in self.layers:
             blended = np.einsum("vp,pij->vij", layer.weights, transforms)  # linear blend skinning
@@ -476,7 +508,7 @@ class PuppetRig:
         atlas, where it is transparent)."""
         import cv2
 
-        w, h = self.size
+        w, h = self.canvas
         x0, y0 = np.maximum(np.floor(moved.min(0)).astype(int), 0)
         x1, y1 = np.minimum(np.ceil(moved.max(0)).astype(int) + 1, (w, h))
         if x1 <= x0 or y1 <= y0:
@@ -499,6 +531,25 @@ class PuppetRig:
         rgb = cv2.remap(self.atlas, map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT, borderValue=0)
         alpha = cv2.remap(self.alpha, map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT, borderValue=0)
         return (slice(y0, y1), slice(x0, x1)), rgb, alpha
+
+
+def cut_edge_margins(mask: np.ndarray, scale: float, contact: float = 0.25,
+                     reach: float = 0.75) -> tuple[int, int, int, int]:
+    """``(left, top, right, bottom)`` px to add beyond each edge of the photo the person (``mask
+    [H, W]`` bool) is cut by: an edge that ``contact`` x the body scale of the person's pixels
+    touch gets ``reach`` x the body scale (how far a pose may lift or lean a cut body into view
+    before the mirrored continuation runs out), the others none."""
+    touching = (mask[:, 0].sum(), mask[0].sum(), mask[:, -1].sum(), mask[-1].sum())
+    margin = min(int(round(reach * scale)), min(mask.shape) - 1)  # a mirror reaches across the photo at most
+    return tuple(margin if count >= contact * scale else 0 for count in touching)
+
+
+def _pad_reflected(image: np.ndarray, margins: tuple[int, int, int, int]) -> np.ndarray:
+    """``image`` with ``(left, top, right, bottom)`` px added, the image near each edge mirrored."""
+    import cv2
+
+    left, top, right, bottom = margins
+    return cv2.copyMakeBorder(image, top, bottom, left, right, cv2.BORDER_REFLECT_101)
 
 
 def _merge(layers: list[Layer]) -> Layer:
