@@ -160,3 +160,21 @@ def test_turned_character_cut_at_the_chest_keeps_its_scale():
     cut_scores[11:23] = 0  # hips and legs below the frame
     _, info = align_to_reference(driving, turned, cut_scores)
     assert info.body_ratio == pytest.approx(1.0, rel=0.15)
+
+
+def test_body_cut_by_the_frame_goes_on_when_lifted(anyone11):
+    """anyone-11 cut at the chest, lifted by a tenth of the photo's height (the dance bobs): the
+    body goes on down to the frame's edge (the photo near the edge, mirrored), where it used to
+    end in the picture, a cut edge floating over the background."""
+    from holdpose.animate.warp import rig_reference
+
+    image, (keypoints, _) = anyone11
+    chest = int((keypoints[[5, 6], 1].mean() + keypoints[[11, 12], 1].mean()) / 2)
+    rig = rig_reference(np.ascontiguousarray(image[:chest]))
+    lifted = rig.points - [0, chest / 10]
+    coverage = rig.coverage(lifted, rig.present.astype(np.float32))
+    shoulders = slice(*sorted(keypoints[[6, 5], 0].astype(int)))
+    assert coverage[-3:, shoulders].mean() > 0.95
+    frame = rig.deform(lifted, rig.present.astype(np.float32))
+    assert np.abs(frame[-3:, shoulders].astype(int) - image[chest - 3:chest, shoulders]).mean() < 40
+    assert rig.offset.tolist() == [0, 0] and rig.canvas[1] > chest  # only the bottom edge cuts the body
