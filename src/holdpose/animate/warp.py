@@ -242,6 +242,11 @@ class PuppetRig:
                 for side in ("left", "right")]
         left, right = (m if m.sum() >= 20 else np.zeros_like(m) for m in arms)
         left, right = cut.split_overlap(left, right, self.points)
+        # An arm goes no further than the photo: a mirrored continuation of the hand the frame cuts (a
+        # cuff's stripes turned upside down) would move with it; beyond the frame only the body goes on.
+        in_photo = np.zeros(self.mask.shape, bool)
+        in_photo[self._photo_box(photo[2])] = True
+        left, right = left & in_photo, right & in_photo
         # Long hair falling over an arm stays with the head: it is cut out of the arm's texture (the
         # arm goes on under it in the arm's own colours) and drawn in front of the arms, moving with
         # the body. What the hair's colours let into the arm layer besides (the top's frill) leaves it.
@@ -277,7 +282,7 @@ class PuppetRig:
         # feathered border blends the part into what is behind it, not into the photo's background.
         # The body under the arms is filled from the torso's and legs' own pixels only (not the
         # head's, nor stray bits of the mask at the photo's edge).
-        torso_sources = base_sources & (body | below_frame)
+        torso_sources = base_sources & (body | below_frame) & in_photo  # not the mirrored continuation
         base_texture = np.where(base_sources[..., None], self.reference.astype(np.float32), fill.pushpull_fill(
             self.reference, torso_sources if torso_sources.sum() >= 100 else base_sources))
         # Where a moved arm uncovers the body, a wide gap takes the garment's own texture (patches of
@@ -450,9 +455,9 @@ class PuppetRig:
                 alpha[box] = a + alpha[box] * (1 - a)
         return alpha[self._photo_box()]
 
-    def _photo_box(self) -> tuple[slice, slice]:
-        """Where the photo lies on the rig's canvas."""
-        (x0, y0), (w, h) = self.offset.astype(int), self.size
+    def _photo_box(self, size: tuple[int, int] | None = None) -> tuple[slice, slice]:
+        """Where the photo (of ``size``, default :attr:`size`) lies on the rig's canvas."""
+        (x0, y0), (w, h) = self.offset.astype(int), size or self.size
         return slice(y0, y0 + h), slice(x0, x0 + w)
 
     def posed_meshes(self, target_points: np.ndarray, target_scores: np.ndarray
