@@ -144,6 +144,20 @@ def test_photo_cut_through_the_middle_is_refused_in_one_line(astronaut, tmp_path
     assert len(err.strip().splitlines()) == 1 and not output.exists()
 
 
+def test_pose_made_up_inside_a_cut_photo_is_refused(anyone11):
+    """anyone-11 cut a quarter shoulder past his middle: MediaPipe drew a small whole person inside
+    it (the face at the crotch, the shoulders on the shorts) and the puppet was rigged from that;
+    now the photo is refused, the pose not fitting the person's outline."""
+    from holdpose.animate.warp import rig_reference
+
+    image, (keypoints, _) = anyone11
+    right, left = sorted(keypoints[[5, 6], 0])
+    half = np.ascontiguousarray(image[:, :int((left + right) / 2 + 0.25 * (left - right))])
+    with pytest.raises(HoldposeError, match="does not fit the person|torso is not in view") as err:
+        rig_reference(half)
+    assert "\n" not in str(err.value)
+
+
 def test_turned_character_cut_at_the_chest_keeps_its_scale():
     """A character turned three quarters (shoulders foreshortened to half) in a photo cut at the
     chest shares only the shoulders' halves of the torso with the driver: alone they gave half

@@ -39,6 +39,7 @@ BODY_BONES_2D = ((5, 6), (5, 7), (7, 9), (6, 8), (8, 10), (5, 11), (6, 12), (11,
 SEEN = 0.5  # a body point this visible counts when comparing people
 MIN_TORSO_EYES = 4.0  # shortest believable shoulder-to-hip distance, in eye distances
 LEGS = np.r_[11:17, 17:23]  # hips, knees, ankles, feet
+MAX_UNEXPLAINED = 0.25  # most of the person's outline that may lie a body size away from the pose found
 
 
 @dataclass
@@ -80,7 +81,28 @@ def find_reference_person(image: np.ndarray, *, segmentation: bool = False,
     if segmentation and person.mask is None:
         raise HoldposeError(f"{what}: segmentation found no person in it; use a photo where one person is "
                             "clearly visible")
+    if person.mask is not None:
+        _check_pose_fits_outline(person, what)
     return person
+
+
+def _check_pose_fits_outline(person: ReferencePerson, what: str) -> None:
+    """A one-line :class:`HoldposeError` when most of the person's outline lies far from the pose
+    found: shown a photo cut through the body, MediaPipe may draw a small whole person inside it
+    (a face at the crotch, shoulders on the shorts). Farther than one body size (the widest of
+    shoulders, hips and torso sides) from every bone: none of the person in the battery's photos
+    (bench/bench_warp_partial.py), two thirds in such a made-up pose."""
+    keypoints, present = person.keypoints, person.scores >= REFERENCE_MIN_VISIBILITY
+    inside = person.mask > 0.5
+    size = max((float(np.linalg.norm(keypoints[a] - keypoints[b])) for a, b in ((5, 6), (11, 12), (5, 11), (6, 12))
+                if present[[a, b]].all()), default=0.0)
+    if size <= 0 or not inside.any():
+        return
+    far = float((_skeleton_distance(inside.shape, keypoints, person.scores)[inside] > size).mean())
+    if far > MAX_UNEXPLAINED:
+        raise HoldposeError(f"{what}: the pose found does not fit the person ({100 * far:.0f} % of their outline "
+                            "lies far from it); use a photo that shows the person from the head to at least the "
+                            "chest")
 
 
 def check_reference_pose(scores: np.ndarray, what: str = "the reference image") -> None:
