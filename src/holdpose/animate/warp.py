@@ -220,9 +220,9 @@ class PuppetRig:
         self.grid_step = grid_step or max(6, min(w, h) // 40)
         self.feather = feather
         self.scale = self._body_scale()
-        # A body the frame cuts (at the knees, the chest, an arm's edge) goes on beyond the frame, the
-        # photo near that edge mirrored: a pose that lifts or leans it shows more of the body, not the
-        # cut edge floating in the picture. The rig is built on that larger canvas; its reference,
+        # A body the frame's bottom cuts (at the knees, the hips, the chest) goes on below it, the photo
+        # near that edge mirrored: a pose that lifts or leans it shows more of the body, not the cut
+        # edge floating in the picture. The rig is built on that larger canvas; its reference,
         # points, masks and size stay the photo's.
         photo = self.reference, self.points, self.size
         margins = cut_edge_margins(self.mask, self.scale)
@@ -540,13 +540,14 @@ class PuppetRig:
 
 def cut_edge_margins(mask: np.ndarray, scale: float, contact: float = 0.25,
                      reach: float = 0.75) -> tuple[int, int, int, int]:
-    """``(left, top, right, bottom)`` px to add beyond each edge of the photo the person (``mask
-    [H, W]`` bool) is cut by: an edge that ``contact`` x the body scale of the person's pixels
-    touch gets ``reach`` x the body scale (how far a pose may lift or lean a cut body into view
-    before the mirrored continuation runs out), the others none."""
-    touching = (mask[:, 0].sum(), mask[0].sum(), mask[:, -1].sum(), mask[-1].sum())
-    margin = min(int(round(reach * scale)), min(mask.shape) - 1)  # a mirror reaches across the photo at most
-    return tuple(margin if count >= contact * scale else 0 for count in touching)
+    """``(left, top, right, bottom)`` px to add beyond the photo's edges: ``reach`` x the body scale
+    below the bottom edge when ``contact`` x the body scale of the person's pixels (``mask [H, W]``
+    bool) touch it (a photo cut at the knees, the hips, the chest), how far a pose may lift or
+    lean the cut body into view before the mirrored continuation runs out. The sides and the top
+    are not continued: a body does not go on sideways as it goes on down, and a mirror there
+    draws a twin of the person's half beside them."""
+    margin = min(int(round(reach * scale)), mask.shape[0] - 1)  # a mirror reaches across the photo at most
+    return 0, 0, 0, margin if mask[-1].sum() >= contact * scale else 0
 
 
 def _pad_reflected(image: np.ndarray, margins: tuple[int, int, int, int]) -> np.ndarray:
