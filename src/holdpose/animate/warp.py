@@ -222,16 +222,14 @@ class PuppetRig:
         self.scale = self._body_scale()
         # A body the frame's bottom cuts (at the knees, the hips, the chest) goes on below it, the photo
         # near that edge mirrored: a pose that lifts or leans it shows more of the body, not the cut
-        # edge floating in the picture. The rig is built on that larger canvas; its reference,
-        # points, masks and size stay the photo's.
-        photo = self.reference, self.points, self.size
-        margins = cut_edge_margins(self.mask, self.scale)
-        self.offset = np.array(margins[:2], np.float64)  # (left, top) px: where the photo lies on the canvas
-        if any(margins):
-            soft, self.reference = (_pad_reflected(image, margins) for image in (soft, self.reference))
+        # edge floating in the picture. The rig is built on that taller canvas (same pixel coordinates);
+        # its reference, masks and size stay the photo's.
+        photo = self.reference, self.size
+        below = margin_below(self.mask, self.scale)
+        if below:
+            soft, self.reference = (_mirrored_below(image, below) for image in (soft, self.reference))
             self.mask = soft > 0.5
-            self.points = self.points + self.offset
-            self.size = (self.reference.shape[1], self.reference.shape[0])
+            self.size = (w, h + below)
         self.canvas = self.size  # (width, height) of the rig's canvas
 
         # 1. layers: each arm (with its hand) cut along its bones; the base keeps the rest
@@ -245,7 +243,7 @@ class PuppetRig:
         # An arm goes no further than the photo: a mirrored continuation of the hand the frame cuts (a
         # cuff's stripes turned upside down) would move with it; beyond the frame only the body goes on.
         in_photo = np.zeros(self.mask.shape, bool)
-        in_photo[self._photo_box(photo[2])] = True
+        in_photo[:h] = True
         left, right = left & in_photo, right & in_photo
         # Long hair falling over an arm stays with the head: it is cut out of the arm's texture (the
         # arm goes on under it in the arm's own colours) and drawn in front of the arms, moving with
@@ -342,9 +340,9 @@ class PuppetRig:
         self._back_on_the_photo(photo)
 
     def _back_on_the_photo(self, photo) -> None:
-        """The reference, points, size, background and masks back on the photo's canvas once the rig
-        is built (the textures and meshes stay on the rig's canvas)."""
-        self.reference, self.points, self.size = photo
+        """The reference, size, background and masks back on the photo's canvas once the rig is built
+        (the textures and meshes stay on the rig's canvas)."""
+        self.reference, self.size = photo
         box = self._photo_box()
         self.mask, self.base_mask, self.hair_mask = self.mask[box], self.base_mask[box], self.hair_mask[box]
         self.background = self.background[box]
@@ -455,10 +453,10 @@ class PuppetRig:
                 alpha[box] = a + alpha[box] * (1 - a)
         return alpha[self._photo_box()]
 
-    def _photo_box(self, size: tuple[int, int] | None = None) -> tuple[slice, slice]:
-        """Where the photo (of ``size``, default :attr:`size`) lies on the rig's canvas."""
-        (x0, y0), (w, h) = self.offset.astype(int), size or self.size
-        return slice(y0, y0 + h), slice(x0, x0 + w)
+    def _photo_box(self) -> tuple[slice, slice]:
+        """Where the photo lies on the rig's canvas (its top left)."""
+        w, h = self.size
+        return slice(0, h), slice(0, w)
 
     def posed_meshes(self, target_points: np.ndarray, target_scores: np.ndarray
                      ) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:
@@ -466,7 +464,7 @@ class PuppetRig:
         vertices in the target pose [V, 2])`` (pixels): where mesh skinning sends every point
         of the reference (DisPose's rig motion field reads the puppet's motion from this)."""
         for layer, moved in self._posed_layers(target_points, target_scores):
-            yield layer.vertices - self.offset, layer.triangles, moved - self.offset
+            yield layer.vertices, layer.triangles, moved
 
     def texture_scale(self, target_points: np.ndarray, target_scores: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """How much the puppet in the target pose stretches its texture: for every mesh triangle of
@@ -486,9 +484,8 @@ class PuppetRig:
         return np.concatenate(centres), np.concatenate(ratios)
 
     def _posed_layers(self, target_points: np.ndarray, target_scores: np.ndarray) -> Iterator[tuple[Layer, np.ndarray]]:
-        """Each layer, back to front, with its vertices in the target pose ``[V, 2]`` (the rig's canvas)."""
-        transforms = part_transforms(self.points + self.offset, self.present,
-                                     np.asarray(target_points, np.float64) + self.offset,
+        """Each layer, back to front, with its vertices in the target pose ``[V, 2]``."""
+        transforms = part_transforms(self.points, self.present, np.asarray(target_points, np.float64),
                                      np.asarray(target_scores) > MIN_SCORE)
         for layer in self.layers:
             blended = np.einsum("vp,pij->vij", layer.weights, transforms)  # linear blend skinning
@@ -538,24 +535,22 @@ class PuppetRig:
         return (slice(y0, y1), slice(x0, x1)), rgb, alpha
 
 
-def cut_edge_margins(mask: np.ndarray, scale: float, contact: float = 0.25,
-                     reach: float = 0.75) -> tuple[int, int, int, int]:
-    """``(left, top, right, bottom)`` px to add beyond the photo's edges: ``reach`` x the body scale
-    below the bottom edge when ``contact`` x the body scale of the person's pixels (``mask [H, W]``
-    bool) touch it (a photo cut at the knees, the hips, the chest), how far a pose may lift or
-    lean the cut body into view before the mirrored continuation runs out. The sides and the top
-    are not continued: a body does not go on sideways as it goes on down, and a mirror there
-    draws a twin of the person's half beside them."""
-    margin = min(int(round(reach * scale)), mask.shape[0] - 1)  # a mirror reaches across the photo at most
-    return 0, 0, 0, margin if mask[-1].sum() >= contact * scale else 0
+def margin_below(mask: np.ndarray, scale: float, contact: float = 0.25, reach: float = 0.75) -> int:
+    """Rows (px) to add below the photo: ``reach`` x the body scale when ``contact`` x the body scale
+    of the person's pixels (``mask [H, W]`` bool) touch its bottom edge (a photo cut at the knees,
+    the hips, the chest), how far a pose may lift or lean the cut body into view before the
+    mirrored continuation runs out; else 0. The sides and the top are not continued: a body does
+    not go on sideways as it goes on down, and a mirror there draws a twin of the person's half."""
+    if mask[-1].sum() < contact * scale:
+        return 0
+    return min(int(round(reach * scale)), mask.shape[0] - 1)  # a mirror reaches across the photo at most
 
 
-def _pad_reflected(image: np.ndarray, margins: tuple[int, int, int, int]) -> np.ndarray:
-    """``image`` with ``(left, top, right, bottom)`` px added, the image near each edge mirrored."""
+def _mirrored_below(image: np.ndarray, rows: int) -> np.ndarray:
+    """``image`` with ``rows`` more at the bottom: its last rows mirrored."""
     import cv2
 
-    left, top, right, bottom = margins
-    return cv2.copyMakeBorder(image, top, bottom, left, right, cv2.BORDER_REFLECT_101)
+    return cv2.copyMakeBorder(image, 0, rows, 0, 0, cv2.BORDER_REFLECT_101)
 
 
 def _merge(layers: list[Layer]) -> Layer:
