@@ -256,6 +256,11 @@ def run_case(name: str, image: np.ndarray, truth, dance, adherence: bool) -> dic
         evaluation = evaluate_video(video, target=target, detector="mediapipe", max_people=people, progress=False)
         row["people_in_photo"] = people
         row.update({key: evaluation.metrics.get(key) for key in ("pck@0.05", "pck@0.1", "oks_ap")})
+        from holdpose.skeleton import COCO_WHOLEBODY
+
+        error = evaluation.keypoints["error_px"][:17]  # mean px error of each body joint, where detected
+        row["body_error_px"] = {COCO_WHOLEBODY.keypoint_names[k]: round(float(error[k]), 1)
+                                for k in range(17) if np.isfinite(error[k])}
     row["seconds"] = time.perf_counter() - start
     print(json.dumps(row), flush=True)
     return row
