@@ -178,8 +178,8 @@ def test_turned_character_cut_at_the_chest_keeps_its_scale():
 
 def test_body_cut_by_the_frame_goes_on_when_lifted(anyone11):
     """anyone-11 cut at the chest, lifted by a tenth of the photo's height (the dance bobs): the
-    body goes on down to the frame's edge (the photo near the edge, mirrored), where it used to
-    end in the picture, a cut edge floating over the background."""
+    body goes on down to the frame's edge (its clothes carried on), where it used to end in the
+    picture, a cut edge floating over the background."""
     from holdpose.animate.warp import rig_reference
 
     image, (keypoints, _) = anyone11

@@ -220,17 +220,6 @@ class PuppetRig:
         self.grid_step = grid_step or max(6, min(w, h) // 40)
         self.feather = feather
         self.scale = self._body_scale()
-        # A body the frame's bottom cuts (at the knees, the hips, the chest) goes on below it, the photo
-        # near that edge mirrored: a pose that lifts or leans it shows more of the body, not the cut
-        # edge floating in the picture. The rig is built on that taller canvas (same pixel coordinates);
-        # its reference, masks and size stay the photo's.
-        photo = self.reference, self.size
-        below = margin_below(self.mask, self.scale)
-        if below:
-            soft, self.reference = (_mirrored_below(image, below) for image in (soft, self.reference))
-            self.mask = soft > 0.5
-            self.size = (w, h + below)
-        self.canvas = self.size  # (width, height) of the rig's canvas
 
         # 1. layers: each arm (with its hand) cut along its bones; the base keeps the rest
         # Where the body goes on behind an arm the base keeps the pixels, filled with the body's
@@ -240,11 +229,6 @@ class PuppetRig:
                 for side in ("left", "right")]
         left, right = (m if m.sum() >= 20 else np.zeros_like(m) for m in arms)
         left, right = cut.split_overlap(left, right, self.points)
-        # An arm goes no further than the photo: a mirrored continuation of the hand the frame cuts (a
-        # cuff's stripes turned upside down) would move with it; beyond the frame only the body goes on.
-        in_photo = np.zeros(self.mask.shape, bool)
-        in_photo[:h] = True
-        left, right = left & in_photo, right & in_photo
         # Long hair falling over an arm stays with the head: it is cut out of the arm's texture (the
         # arm goes on under it in the arm's own colours) and drawn in front of the arms, moving with
         # the body. What the hair's colours let into the arm layer besides (the top's frill) leaves it.
@@ -280,7 +264,7 @@ class PuppetRig:
         # feathered border blends the part into what is behind it, not into the photo's background.
         # The body under the arms is filled from the torso's and legs' own pixels only (not the
         # head's, nor stray bits of the mask at the photo's edge).
-        torso_sources = base_sources & (body | below_frame) & in_photo  # not the mirrored continuation
+        torso_sources = base_sources & (body | below_frame)
         base_texture = np.where(base_sources[..., None], self.reference.astype(np.float32), fill.pushpull_fill(
             self.reference, torso_sources if torso_sources.sum() >= 100 else base_sources))
         # Where a moved arm uncovers the body, a wide gap takes the garment's own texture (patches of
@@ -309,15 +293,29 @@ class PuppetRig:
         if self.hair_mask.any():
             textures.append(fill.pushpull_fill(self.reference, self.hair_mask))
             alphas.append(_feathered(self.hair_mask, feather))
+        # A body the frame's bottom cuts (at the knees, the hips, the chest) goes on below it: the base
+        # layer's texture, matte and masks continue their last row, so a pose that lifts or leans it
+        # shows more of the body (legs, clothes carried on straight down), not the cut edge floating in
+        # the picture. A mirror instead repeats what lies above the edge (shorts below the knees). Arms
+        # and hair stop at the edge. The rig's canvas is the photo with those rows below it, in the
+        # photo's pixel coordinates.
+        below = margin_below(self.mask, self.scale)
+        self.canvas = (w, h + below)  # (width, height) of the rig's canvas
+        textures = [_below(texture, below) for texture in textures]
+        alphas = [_below(alpha, below, repeat=number == 0) for number, alpha in enumerate(alphas)]
+        torso_mask, base_edge = _below(torso_mask, below), _below(base_edge, below)
+        legs = [_below(leg, below) for leg in self.leg_masks]
+        arm_masks = [_below(m, below, repeat=False) for m in self.layer_masks]
+        arm_edge, hair_mask = _below(arm_edge, below, repeat=False), _below(self.hair_mask, below, repeat=False)
         self.atlas = np.concatenate([_to_uint8(texture) for texture in textures], axis=1)
         self.alpha = np.concatenate(alphas, axis=1)  # 0..1
 
         # 3. meshes and skinning weights, over each layer's mask grown by its feather
         # The legs take the base's texture (the body under the arms filled), drawn before the torso.
-        leg_edges = [base_edge & _grow(leg, halo) for leg in self.leg_masks]
+        leg_edges = [base_edge & _grow(leg, halo) for leg in legs]
         legs_meshes = [self._mesh(_grow(leg, feather) | edge, texture=0,
                                   parts=[PART_INDEX[f"{side}_{bone}"] for bone in ("thigh", "shin", "foot")])
-                       for side, leg, edge in zip(("left", "right"), self.leg_masks, leg_edges) if leg.any()]
+                       for side, leg, edge in zip(("left", "right"), legs, leg_edges) if leg.any()]
         self.layers = [_merge(legs_meshes)] if legs_meshes else []
         self.layers.append(self._mesh(_grow(torso_mask, feather) | (base_edge & ~leg_edges[0] & ~leg_edges[1]),
                                       parts=[i for i, p in enumerate(PARTS) if p.layer == 0], texture=0))
@@ -325,29 +323,17 @@ class PuppetRig:
         if depth is not None:  # nearer arm (smaller z) last
             wrist_z = {1: depth[9], 2: depth[10]}
             arm_order.sort(key=lambda layer: -wrist_z[layer])
-        arms_meshes = [self._mesh(_grow(self.layer_masks[layer], feather)
-                                  | (arm_edge & _grow(self.layer_masks[layer], halo)),
+        arms_meshes = [self._mesh(_grow(arm_masks[layer], feather) | (arm_edge & _grow(arm_masks[layer], halo)),
                                   texture=1, shoulder=5 if layer == 1 else 6,
                                   parts=[i for i, p in enumerate(PARTS) if p.layer == layer] + [PART_INDEX["torso"]])
-                       for layer in arm_order if self.layer_masks[layer].any()]
+                       for layer in arm_order if arm_masks[layer].any()]
         if arms_meshes:
             # Both arms go in one mesh, the nearer one's triangles last: rasterised in order into
             # one index buffer they overlap as painted, at the cost of one pass instead of two.
             self.layers.append(_merge(arms_meshes))
-        if self.hair_mask.any():  # in front of the arms
-            self.layers.append(self._mesh(_grow(self.hair_mask, feather), texture=2,
+        if hair_mask.any():  # in front of the arms
+            self.layers.append(self._mesh(_grow(hair_mask, feather), texture=2,
                                           parts=[i for i, p in enumerate(PARTS) if p.layer == 0]))
-        self._back_on_the_photo(photo)
-
-    def _back_on_the_photo(self, photo) -> None:
-        """The reference, size, background and masks back on the photo's canvas once the rig is built
-        (the textures and meshes stay on the rig's canvas)."""
-        self.reference, self.size = photo
-        box = self._photo_box()
-        self.mask, self.base_mask, self.hair_mask = self.mask[box], self.base_mask[box], self.hair_mask[box]
-        self.background = self.background[box]
-        self.layer_masks = [m[box] for m in self.layer_masks]
-        self.leg_masks = [m[box] for m in self.leg_masks]
 
     def _body_scale(self) -> float:
         """A body length in pixels: shoulder width, or hip width, whichever is known (larger)."""
@@ -538,19 +524,23 @@ class PuppetRig:
 def margin_below(mask: np.ndarray, scale: float, contact: float = 0.25, reach: float = 0.75) -> int:
     """Rows (px) to add below the photo: ``reach`` x the body scale when ``contact`` x the body scale
     of the person's pixels (``mask [H, W]`` bool) touch its bottom edge (a photo cut at the knees,
-    the hips, the chest), how far a pose may lift or lean the cut body into view before the
-    mirrored continuation runs out; else 0. The sides and the top are not continued: a body does
-    not go on sideways as it goes on down, and a mirror there draws a twin of the person's half."""
-    if mask[-1].sum() < contact * scale:
-        return 0
-    return min(int(round(reach * scale)), mask.shape[0] - 1)  # a mirror reaches across the photo at most
+    the hips, the chest), how far a pose may lift or lean the cut body into view before its
+    continuation runs out; else 0. The sides and the top are not continued: a body does not go on
+    sideways as it goes on down (a mirror there drew a twin of the person's half beside them)."""
+    return int(round(reach * scale)) if mask[-1].sum() >= contact * scale else 0
 
 
-def _mirrored_below(image: np.ndarray, rows: int) -> np.ndarray:
-    """``image`` with ``rows`` more at the bottom: its last rows mirrored."""
+def _below(image: np.ndarray, rows: int, *, repeat: bool = True) -> np.ndarray:
+    """``image`` (``[H, W, ...]``, bool or numbers) with ``rows`` more at the bottom: its last row
+    repeated, or zeros (False)."""
     import cv2
 
-    return cv2.copyMakeBorder(image, 0, rows, 0, 0, cv2.BORDER_REFLECT_101)
+    if rows == 0:
+        return image
+    source = image.astype(np.uint8) if image.dtype == bool else image
+    border = cv2.BORDER_REPLICATE if repeat else cv2.BORDER_CONSTANT
+    out = cv2.copyMakeBorder(source, 0, rows, 0, 0, border, value=0)
+    return out > 0 if image.dtype == bool else out
 
 
 def _merge(layers: list[Layer]) -> Layer:
