@@ -71,9 +71,10 @@ def find_reference_person(image: np.ndarray, *, segmentation: bool = False,
             if person is None or not _same(person, people[main]) or (segmentation and person.mask is None):
                 person = _look_again(detector, image, people[main]) or _finder_pose(person, people[main])
             # 4. the mask: the main person's pixels only
-            others = [p for i, p in enumerate(people) if i != main and not _overlaps(p, person)]
-            if person.mask is not None and others:
-                person.mask = _own_pixels(person.mask, person, others)
+            if person.mask is not None:
+                others = [p for i, p in enumerate(people) if i != main and _someone_else(p, person)]
+                if others:
+                    person.mask = _own_pixels(person.mask, person, others)
     if person is None:
         raise HoldposeError(f"{what}: nobody found in it; use a photo where one person is clearly visible")
     person.scores = without_squashed_body(person.keypoints, person.scores)
@@ -191,10 +192,21 @@ def _same(person: ReferencePerson, other: tuple[np.ndarray, np.ndarray]) -> bool
     return both >= 3 and _shared(person, other, reach=0.08) >= both - 1
 
 
-def _overlaps(other: tuple[np.ndarray, np.ndarray], person: ReferencePerson) -> bool:
-    """Whether ``other`` shares points with ``person``: the same person found twice, or a
-    blend of them with someone else; either would claim the person's own pixels."""
-    return _shared(person, other) >= 2
+def _someone_else(other: tuple[np.ndarray, np.ndarray], person: ReferencePerson) -> bool:
+    """Whether ``other`` is another person than ``person`` (who has a mask): not sharing two points
+    with them (the same person found twice, or a blend of them with someone else), and not lying
+    mostly inside their outline (a skeleton the landmark model makes up on their legs). Either
+    would claim the person's own pixels."""
+    if _shared(person, other) >= 2:
+        return False
+    keypoints, scores = other
+    h, w = person.mask.shape
+    seen = (scores[:17] > SEEN) & (keypoints[:17, 0] >= 0) & (keypoints[:17, 0] < w) & (keypoints[:17, 1] >= 0) \
+        & (keypoints[:17, 1] < h)
+    if not seen.any():
+        return False
+    x, y = keypoints[:17][seen].astype(int).T
+    return float((person.mask[y, x] > 0.5).mean()) < 0.5
 
 
 def _look_again(detector, image: np.ndarray, main: tuple[np.ndarray, np.ndarray]) -> ReferencePerson | None:
