@@ -16,8 +16,10 @@ person, whole, so:
 4. the segmentation mask keeps only the pixels nearer the main person's skeleton than anyone
    else's (a mask over two people standing close becomes one person's).
 
-Then the pose must be usable: a torso (both shoulders or both hips) in view, else a one-line
-:class:`HoldposeError` that says what the photo lacks.
+Then the pose must be usable, else a one-line :class:`HoldposeError` that says what is wrong: a torso
+(both shoulders or both hips) in view, once hips and legs too close to the face to be real are left
+out (:func:`without_squashed_body`), and, with a mask, bones that reach most of the person's outline
+(shown a photo cut through the body, MediaPipe may draw a small whole person inside it).
 """
 
 from __future__ import annotations
