@@ -58,6 +58,7 @@ import numpy as np
 
 from holdpose.animate.base import Animator, FrameCallback, check_poses, check_reference
 from holdpose.detect.base import REFERENCE_MIN_VISIBILITY
+from holdpose.detect.reference import check_reference_pose
 from holdpose.errors import HoldposeError
 from holdpose.sequence import PoseSequence
 
@@ -226,8 +227,7 @@ class PuppetRig:
         self.points = np.asarray(keypoints, np.float64)
         self.scores = np.asarray(scores, np.float32)
         self.present = self.scores >= REFERENCE_MIN_VISIBILITY
-        if not (self.present[[5, 6]].all() or self.present[[11, 12]].all()):
-            raise HoldposeError("the reference pose needs both shoulders or both hips to rig the puppet")
+        check_reference_pose(np.where(self.present, 1.0, 0.0), "the reference photo")
         soft = np.asarray(mask, np.float32)
         self.mask = soft > 0.5
         if self.mask.sum() < 100:
@@ -341,15 +341,29 @@ class PuppetRig:
         if self.completed:
             textures += [fill.pushpull_fill(completed_texture, completed), fill.pushpull_fill(self.reference, in_front)]
             alphas += [_feathered(completed, feather), _feathered(in_front, feather)]
+        # A body the frame's bottom cuts (at the knees, the hips, the chest) goes on below it: the base
+        # layer's texture, matte and masks continue their last row, so a pose that lifts or leans it
+        # shows more of the body (legs, clothes carried on straight down), not the cut edge floating in
+        # the picture. A mirror instead repeats what lies above the edge (shorts below the knees). Arms
+        # and hair stop at the edge. The rig's canvas is the photo with those rows below it, in the
+        # photo's pixel coordinates.
+        below = margin_below(self.mask, self.scale)
+        self.canvas = (w, h + below)  # (width, height) of the rig's canvas
+        textures = [_below(texture, below) for texture in textures]
+        alphas = [_below(alpha, below, repeat=number == 0) for number, alpha in enumerate(alphas)]
+        torso_mask, base_edge = _below(torso_mask, below), _below(base_edge, below)
+        legs = [_below(leg, below) for leg in self.leg_masks]
+        arm_masks = [_below(m, below, repeat=False) for m in self.layer_masks]
+        arm_edge, hair_mask = _below(arm_edge, below, repeat=False), _below(self.hair_mask, below, repeat=False)
         self.atlas = np.concatenate([_to_uint8(texture) for texture in textures], axis=1)
         self.alpha = np.concatenate(alphas, axis=1)  # 0..1
 
         # 3. meshes and skinning weights, over each layer's mask grown by its feather
         # The legs take the base's texture (the body under the arms filled), drawn before the torso.
-        leg_edges = [base_edge & _grow(leg, halo) for leg in self.leg_masks]
+        leg_edges = [base_edge & _grow(leg, halo) for leg in legs]
         legs_meshes = [self._mesh(_grow(leg, feather) | edge, texture=0,
                                   parts=[PART_INDEX[f"{side}_{bone}"] for bone in ("thigh", "shin", "foot")])
-                       for side, leg, edge in zip(("left", "right"), self.leg_masks, leg_edges) if leg.any()]
+                       for side, leg, edge in zip(("left", "right"), legs, leg_edges) if leg.any()]
         self.layers = [_merge(legs_meshes)] if legs_meshes else []
         if self.completed:  # behind everything: in the reference pose what hid them is in front
             self.layers[:0] = [_merge([self._mesh(_grow(mask, feather), texture=len(textures) - 2,
@@ -365,17 +379,16 @@ class PuppetRig:
         if depth is not None:  # nearer arm (smaller z) last
             wrist_z = {1: depth[9], 2: depth[10]}
             arm_order.sort(key=lambda layer: -wrist_z[layer])
-        arms_meshes = [self._mesh(_grow(self.layer_masks[layer], feather)
-                                  | (arm_edge & _grow(self.layer_masks[layer], halo)),
+        arms_meshes = [self._mesh(_grow(arm_masks[layer], feather) | (arm_edge & _grow(arm_masks[layer], halo)),
                                   texture=1, shoulder=5 if layer == 1 else 6,
                                   parts=[i for i, p in enumerate(PARTS) if p.layer == layer] + [PART_INDEX["torso"]])
-                       for layer in arm_order if self.layer_masks[layer].any()]
+                       for layer in arm_order if arm_masks[layer].any()]
         if arms_meshes:
             # Both arms go in one mesh, the nearer one's triangles last: rasterised in order into
             # one index buffer they overlap as painted, at the cost of one pass instead of two.
             self.layers.append(_merge(arms_meshes))
-        if self.hair_mask.any():  # in front of the arms
-            self.layers.append(self._mesh(_grow(self.hair_mask, feather), texture=2,
+        if hair_mask.any():  # in front of the arms
+            self.layers.append(self._mesh(_grow(hair_mask, feather), texture=2,
                                           parts=[i for i, p in enumerate(PARTS) if p.layer == 0]))
 
     def _cut_arms(self, soft: np.ndarray, body: np.ndarray, hidden: set[str] = frozenset()
@@ -482,21 +495,28 @@ class PuppetRig:
 
     def deform(self, target_points: np.ndarray, target_scores: np.ndarray) -> np.ndarray:
         """The puppet in the target pose (``[133, 2]`` pixels on the reference canvas), ``uint8 [H, W, 3]``."""
-        out = self.background.copy()
+        w, h = self.canvas
+        out = np.zeros((h, w, 3), np.uint8)  # beyond the photo (a cut body's continuation) nothing is shown
+        out[self._photo_box()] = self.background
         for layer, moved in self._posed_layers(target_points, target_scores):  # back to front
             self._draw(out, layer, moved)
-        return out
+        return np.ascontiguousarray(out[self._photo_box()])
 
     def coverage(self, target_points: np.ndarray, target_scores: np.ndarray) -> np.ndarray:
         """``float32 [H, W]`` in 0..1: how much of each pixel the puppet in the target pose covers."""
-        w, h = self.size
+        w, h = self.canvas
         alpha = np.zeros((h, w), np.float32)
         for layer, moved in self._posed_layers(target_points, target_scores):
             drawn = self._sample(layer, moved)
             if drawn is not None:
                 box, _, a = drawn
                 alpha[box] = a + alpha[box] * (1 - a)
-        return alpha
+        return alpha[self._photo_box()]
+
+    def _photo_box(self) -> tuple[slice, slice]:
+        """Where the photo lies on the rig's canvas (its top left)."""
+        w, h = self.size
+        return slice(0, h), slice(0, w)
 
     def posed_meshes(self, target_points: np.ndarray, target_scores: np.ndarray
                      ) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:
@@ -553,7 +573,7 @@ class PuppetRig:
         atlas, where it is transparent)."""
         import cv2
 
-        w, h = self.size
+        w, h = self.canvas
         x0, y0 = np.maximum(np.floor(moved.min(0)).astype(int), 0)
         x1, y1 = np.minimum(np.ceil(moved.max(0)).astype(int) + 1, (w, h))
         if x1 <= x0 or y1 <= y0:
@@ -604,6 +624,28 @@ def _hull_distance(xy: np.ndarray, points: np.ndarray, shape: tuple[int, int]) -
     x = np.clip(np.round(xy[:, 0]).astype(int), 0, w - 1)
     y = np.clip(np.round(xy[:, 1]).astype(int), 0, h - 1)
     return distance[y, x].astype(np.float64)
+
+
+def margin_below(mask: np.ndarray, scale: float, contact: float = 0.25, reach: float = 0.75) -> int:
+    """Rows (px) to add below the photo: ``reach`` x the body scale when ``contact`` x the body scale
+    of the person's pixels (``mask [H, W]`` bool) touch its bottom edge (a photo cut at the knees,
+    the hips, the chest), how far a pose may lift or lean the cut body into view before its
+    continuation runs out; else 0. The sides and the top are not continued: a body does not go on
+    sideways as it goes on down (a mirror there drew a twin of the person's half beside them)."""
+    return int(round(reach * scale)) if mask[-1].sum() >= contact * scale else 0
+
+
+def _below(image: np.ndarray, rows: int, *, repeat: bool = True) -> np.ndarray:
+    """``image`` (``[H, W, ...]``, bool or numbers) with ``rows`` more at the bottom: its last row
+    repeated, or zeros (False)."""
+    import cv2
+
+    if rows == 0:
+        return image
+    source = image.astype(np.uint8) if image.dtype == bool else image
+    border = cv2.BORDER_REPLICATE if repeat else cv2.BORDER_CONSTANT
+    out = cv2.copyMakeBorder(source, 0, rows, 0, 0, border, value=0)
+    return out > 0 if image.dtype == bool else out
 
 
 def _merge(layers: list[Layer]) -> Layer:
@@ -680,17 +722,20 @@ def triangle_maps(target: np.ndarray, source: np.ndarray) -> np.ndarray:
 
 def rig_reference(reference: np.ndarray, keypoints: np.ndarray | None = None, scores: np.ndarray | None = None,
                   **rig_options) -> PuppetRig:
-    """Detect the reference's pose (unless given) and segmentation, and build its :class:`PuppetRig`."""
+    """Detect the reference's pose (unless given) and segmentation, and build its :class:`PuppetRig`.
+
+    Without ``keypoints``, the photo's main person (:func:`holdpose.detect.reference.find_reference_person`:
+    one person, never a skeleton or mask mixed from two); with them, MediaPipe's segmentation of the photo."""
     from holdpose.detect.mediapipe import MediaPipeDetector
+    from holdpose.detect.reference import find_reference_person
 
     reference = check_reference(reference)
-    with MediaPipeDetector(segmentation=True, min_visibility=REFERENCE_MIN_VISIBILITY) as detector:
-        found = detector.detect_one(reference)
-        mask, depth = detector.last_mask, detector.last_depth
     if keypoints is None:
-        if found is None:
-            raise HoldposeError("nobody found in the reference photo; use a photo where one person is clearly visible")
-        keypoints, scores = found
+        person = find_reference_person(reference, segmentation=True)
+        return PuppetRig(reference, person.keypoints, person.scores, person.mask, depth=person.depth, **rig_options)
+    with MediaPipeDetector(segmentation=True, min_visibility=REFERENCE_MIN_VISIBILITY) as detector:
+        detector.detect_one(reference)
+        mask, depth = detector.last_mask, detector.last_depth
     if mask is None:
         raise HoldposeError("segmentation found no person in the reference photo")
     return PuppetRig(reference, keypoints, scores, mask, depth=depth, **rig_options)

@@ -131,13 +131,11 @@ def sequence_from_detections(detections: list[tuple], *, size: tuple[int, int], 
 
 
 def detect_reference_pose(image: np.ndarray, what: str = "the reference image") -> tuple[np.ndarray, np.ndarray]:
-    """The pose of the person in one photo (the most salient one), with the default detector:
-    ``keypoints [133, 2]`` in pixels and ``scores [133]``. Nobody found is a :class:`HoldposeError`."""
-    from holdpose.detect.base import REFERENCE_MIN_VISIBILITY
-    from holdpose.detect.mediapipe import MediaPipeDetector
+    """The pose of the person in one photo (its main person, never a skeleton mixed from two:
+    :func:`holdpose.detect.reference.find_reference_person`), with the default detector:
+    ``keypoints [133, 2]`` in pixels and ``scores [133]``. Nobody found, or no torso in view, is a
+    :class:`HoldposeError`."""
+    from holdpose.detect.reference import find_reference_person
 
-    with MediaPipeDetector(min_visibility=REFERENCE_MIN_VISIBILITY) as detector:
-        keypoints, scores = detector(image)
-    if len(scores) == 0:
-        raise HoldposeError(f"{what}: nobody found in it; use a photo where one person is clearly visible")
-    return keypoints[0], scores[0]
+    person = find_reference_person(image, what=what)
+    return person.keypoints, person.scores

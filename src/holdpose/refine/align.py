@@ -9,7 +9,11 @@ driving motion (bone directions, and root motion) and gives it the character's b
    not in one frame as MusePose does, so a bad or missing joint in one frame cannot
    poison the ratios.
 2. Each bone gets the ratio ``reference length / typical driving length``; a bone the
-   reference lacks (legs of a head-and-shoulders photo) takes the median body ratio.
+   reference lacks (legs of a head-and-shoulders photo) takes the body ratio: the median over
+   the torso bones, or, when the reference or the driver lacks the spine (a photo cut at the
+   chest, a waist-up driver), the larger of that and the median over the long bones near the
+   body that both show (shoulders, head, upper arms, thighs), so shoulders foreshortened by a
+   turn cannot set the scale alone.
 3. Each frame is rebuilt outward from the root (mid-hip, or the neck when the hips
    are rarely seen) along the kinematic tree: ``child = parent + direction * length``.
    By default ``length`` is the driving length times the bone's ratio, so
@@ -45,6 +49,8 @@ BODY_BONES = (  # undirected; the tree is rooted at run time
     (15, 17), (15, 18), (15, 19), (16, 20), (16, 21), (16, 22),
 )
 TORSO_BONES = ((PELVIS, NECK), (NECK, LEFT_SHOULDER), (NECK, RIGHT_SHOULDER), (PELVIS, LEFT_HIP), (PELVIS, RIGHT_HIP))
+# the body's scale when the spine is not shared: long bones near the body, seldom foreshortened all at once
+SCALE_BONES = TORSO_BONES + ((NECK, NOSE), (5, 7), (6, 8), (11, 13), (12, 14))
 ALL_BONES = (
     BODY_BONES
     + ((9, 91), (10, 112))
@@ -220,12 +226,7 @@ def _align_person(points, scores, ref_p, ref_s, ref_present, orientation_only, m
     with np.errstate(all="ignore"):
         typical = _nan_percentile(driving_lengths, LENGTH_PERCENTILE)  # [B]
         ratios = bone_lengths(ref_p, ref_present) / typical
-    torso = [ALL_BONES.index(b) for b in TORSO_BONES]
-    body_ratio = float(np.nanmedian(ratios[torso])) if np.isfinite(ratios[torso]).any() else np.nan
-    if not np.isfinite(body_ratio):
-        body_ratio = float(np.nanmedian(ratios[:len(BODY_BONES)]))
-    if not np.isfinite(body_ratio):
-        raise HoldposeError("the reference and the driving poses share no body bone; cannot measure proportions")
+    body_ratio = _body_ratio(ratios)
     ratios = np.where(np.isfinite(ratios), ratios, body_ratio)
     if scale is not None:  # the character's proportions at another overall scale
         ratios, body_ratio = ratios * (scale / body_ratio), scale
@@ -277,6 +278,27 @@ def _align_person(points, scores, ref_p, ref_s, ref_present, orientation_only, m
     result = np.where(placed[:, :133, None], out[:, :133], 0).astype(np.float32)
     result_scores = np.where(placed[:, :133], scores, 0).astype(np.float32)
     return result, result_scores, Alignment(ratios=ratios, body_ratio=body_ratio, root=root)
+
+
+def _body_ratio(ratios: np.ndarray) -> float:
+    """How much bigger the character is than the driver, from the per-bone ``ratios [B]`` (NaN: a
+    bone the reference or the driver lacks): the median over the torso bones when both show the
+    spine (neck to mid-hip). Else the torso shares at most the shoulders' halves (a photo cut at
+    the chest, a driver seen from the waist up), which a character turned three quarters to the
+    camera shows at half their length: alone they would shrink the target, and the puppet with
+    it, to a fraction of the character. Then the larger of that median and the median over the
+    long bones near the body both show (:data:`SCALE_BONES`: shoulders, head, upper arms, hips,
+    thighs); a photo only ever shortens a bone, so the larger estimate is the nearer."""
+    torso = [ALL_BONES.index(b) for b in TORSO_BONES]
+    if np.isfinite(ratios[ALL_BONES.index((PELVIS, NECK))]):
+        return float(np.nanmedian(ratios[torso]))
+    estimates = [float(np.nanmedian(ratios[bones])) for bones in (torso, [ALL_BONES.index(b) for b in SCALE_BONES])
+                 if np.isfinite(ratios[bones]).any()]
+    if estimates:
+        return max(estimates)
+    if np.isfinite(ratios[:len(BODY_BONES)]).any():
+        return float(np.nanmedian(ratios[:len(BODY_BONES)]))
+    raise HoldposeError("the reference and the driving poses share no body bone; cannot measure proportions")
 
 
 def _nan_percentile(values: np.ndarray, q: float) -> np.ndarray:
