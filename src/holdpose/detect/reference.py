@@ -12,7 +12,8 @@ person, whole, so:
    main person is the one holistic picked (the most points in common), or the largest when
    holistic found nobody;
 3. when holistic's skeleton is not that person's (a blend) or holistic found nobody, holistic
-   looks again in a crop around the main person, where they fill the view;
+   looks again in a crop around the main person, where they fill the view (when the pose it gives
+   fails the checks below and holistic's own pick passes them, that pick is kept);
 4. the segmentation mask keeps only the pixels nearer the main person's skeleton than anyone
    else's (a mask over two people standing close becomes one person's).
 
