@@ -92,3 +92,32 @@ def test_same_material_tells_shade_from_another_garment():
     assert same_material(jacket_lit, sleeve_shade).all()
     assert not same_material(grey_top, skin).any()
     assert not same_material(denim, skin).any()
+
+
+def test_arm_cut_drops_the_frill_lying_over_the_upper_arm(anyone3):
+    """Cut as if nothing of it were hidden, anyone-3's right arm layer takes the top's frill beside her
+    upper arm; the garment cut gives it back to the torso: the pixels it drops (mostly the shade under
+    the frill) are nearer the top's grey than her skin, no lighter than the top, and lie along the upper arm."""
+    import cv2
+
+    from holdpose.animate.puppet import layers as cut
+
+    image, rig = anyone3
+    lab = cv2.cvtColor(image, cv2.COLOR_RGB2LAB).astype(np.float32)
+    body = cut.body_region(rig.mask.shape, rig.points, rig.present, rig.scale, rig.mask)
+    arm = cut.arm_mask(image, rig.mask, rig.mask, body, rig.points, rig.present, rig.scale, "right")
+    hair = cut.hair_over_arms(image, rig.mask, arm, rig.points, rig.present)
+    arm = cut.without_what_hair_hid(image, arm, hair, rig.mask, rig.points, rig.present, rig.scale)
+    garment = cut.torso_garment_colours(lab, rig.mask, arm, hair, rig.points, rig.present, rig.scale)
+    dropped = arm & ~cut.without_torso_garment(lab, arm, hair, garment, rig.mask, rig.points, rig.present,
+                                               rig.scale, "right")
+    assert dropped.sum() > 200
+    distance, t = cut.segment_distance(rig.mask.shape, rig.points[6], rig.points[8])
+    assert (dropped & (t > 0) & (t < 1.1)).sum() > 0.9 * dropped.sum()
+    _, forearm_t = cut.segment_distance(rig.mask.shape, rig.points[8], rig.points[10])
+    forearm = cut.segment_distance(rig.mask.shape, rig.points[8], rig.points[10])[0] < 0.04 * rig.scale
+    skin = np.median(lab[forearm & rig.mask & (forearm_t > 0.3) & (forearm_t < 0.7)], axis=0)
+    top = np.median(lab[rig.mask & ~rig.layer_masks[1] & (distance > 0.5 * rig.scale) & (t > 0.3) & (t < 0.6)
+                        & cut.below_shoulders(rig.mask.shape, rig.points, rig.present)], axis=0)
+    shown = np.median(lab[dropped], axis=0)
+    assert np.linalg.norm(shown - top) < np.linalg.norm(shown - skin) and shown[0] <= top[0]  # the frill's shade
