@@ -12,12 +12,13 @@ Rig (once per reference, :class:`PuppetRig`)
        outline) it keeps the arm's pixels, filled with the garment's own texture (patches of
        the torso around the gap, :mod:`holdpose.animate.puppet.exemplar`); elsewhere they
        leave the base and a moved arm uncovers the background. Long hair falling over an arm
-       is a layer of its own, drawn in front of the arms and moving with the body. Each leg, from
+       is a layer of its own, drawn in front of the arms and moving with the body; pieces of the
+       torso's garment over an arm (a frill, the shade beside it) stay in the base. Each leg, from
        the hip down, is a layer of its own under the torso's, cut out of the base along the thigh,
        shin and foot with radii measured on the silhouette; the torso keeps the seat down to the
        crotch, which bends with both thighs: spread legs turn about their hips instead of
        stretching the inner thighs between them like paper. A limb segment the photo hides
-       (behind a held helmet or the back, under the other arm, painted over) leaves its limb's
+       (behind a held helmet or the back, under the other arm or long hair, painted over) leaves its limb's
        layer and gets one of its own behind the body, completed from its mirrored twin or its
        limb's visible neighbour extended (:mod:`holdpose.animate.puppet.hidden`); what hid it off
        the body stays where the photo has it, in front of it.

@@ -19,7 +19,10 @@ into the arm away from the hand (a cuff's stripes that the jacket's hem shares) 
 
 Long hair falling over an arm (:func:`hair_over_arms`: the hair's colours, sampled around the
 face, joined to the head) is drawn in front of the arm and stays with the body; the arm goes on
-under it (:func:`without_what_hair_hid` cuts it again without the hair among its colours).
+under it (:func:`without_what_hair_hid` cuts it again without the hair among its colours). Pieces
+of the torso's garment lying over an arm (a frill, the shade between arm and body) leave it
+(:func:`without_torso_garment`: the torso's colours against the arm's own, sampled along the
+silhouette's outer edge, where nothing covers the arm).
 
 Each leg (:func:`leg_masks`) takes the base's pixels nearer its thigh, shin and foot than the
 other leg's, in units of each bone's radius measured on the silhouette, from the hip down; the
@@ -508,8 +511,8 @@ def crotch(person: np.ndarray, points: np.ndarray, present: np.ndarray) -> float
     return high
 
 
-# The arm's own colours are sampled this far (pixels, times the body scale) inside the silhouette's edge
-# where the arm borders the background: there nothing lies over it.
+# The arm's own colours are sampled this deep (times the body scale) inside the silhouette's edge where
+# the arm borders the background: there nothing lies over it.
 OUTER_EDGE = 0.03
 # Two chromatic colours (chroma above SAME_DYE_CHROMA, in OpenCV's 8-bit Lab units) whose hues differ by
 # less than SAME_DYE_HUE degrees are one material in different light (a red sleeve in shade and the red
@@ -558,8 +561,8 @@ def without_torso_garment(lab: np.ndarray, arm: np.ndarray, hair: np.ndarray, ga
                           side: str) -> np.ndarray:
     """An arm layer ``arm`` (``bool [H, W]``) without what of the torso lies over the arm in the photo:
     the top's fabric or frill hanging over the upper arm, the shading between arm and body. Those
-    pixels stay with the torso (the base layer); the arm goes on under them, completed from its own
-    colours.
+    pixels stay with the torso (the base layer); a segment of the arm they leave mostly unseen is
+    completed under them from its twin (:mod:`holdpose.animate.puppet.hidden`).
 
     The arm's own colours are clustered where nothing covers it: along the silhouette's edge with the
     background (:func:`arm_in_view`). A pixel leaves the arm when
