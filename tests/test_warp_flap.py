@@ -114,9 +114,8 @@ def test_arm_cut_drops_the_frill_lying_over_the_upper_arm(anyone3):
     assert dropped.sum() > 200
     distance, t = cut.segment_distance(rig.mask.shape, rig.points[6], rig.points[8])
     assert (dropped & (t > 0) & (t < 1.1)).sum() > 0.9 * dropped.sum()
-    _, forearm_t = cut.segment_distance(rig.mask.shape, rig.points[8], rig.points[10])
-    forearm = cut.segment_distance(rig.mask.shape, rig.points[8], rig.points[10])[0] < 0.04 * rig.scale
-    skin = np.median(lab[forearm & rig.mask & (forearm_t > 0.3) & (forearm_t < 0.7)], axis=0)
+    across, along = cut.segment_distance(rig.mask.shape, rig.points[8], rig.points[10])
+    skin = np.median(lab[rig.mask & (across < 0.04 * rig.scale) & (along > 0.3) & (along < 0.7)], axis=0)
     top = np.median(lab[rig.mask & ~rig.layer_masks[1] & (distance > 0.5 * rig.scale) & (t > 0.3) & (t < 0.6)
                         & cut.below_shoulders(rig.mask.shape, rig.points, rig.present)], axis=0)
     shown = np.median(lab[dropped], axis=0)

@@ -616,7 +616,8 @@ def _hand_area(shape: tuple[int, int], points: np.ndarray, present: np.ndarray, 
     found = present[hand]
     area = np.zeros(shape, np.uint8)
     if found.sum() >= 5:
-        cv2.fillConvexPoly(area, np.round(cv2.convexHull(points[hand][found].astype(np.float32))).astype(np.int32), 1)
+        hull = cv2.convexHull(points[hand][found].astype(np.float32))
+        cv2.fillConvexPoly(area, np.round(hull).astype(np.int32), 1)
     elif present[wrist]:
         cv2.circle(area, tuple(int(v) for v in np.round(points[wrist])), max(2, round(0.15 * scale)), 1, -1)
     return cv2.dilate(area, disc(max(2, round(0.1 * scale)))) > 0
