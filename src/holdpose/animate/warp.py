@@ -12,12 +12,13 @@ Rig (once per reference, :class:`PuppetRig`)
        outline) it keeps the arm's pixels, filled with the garment's own texture (patches of
        the torso around the gap, :mod:`holdpose.animate.puppet.exemplar`); elsewhere they
        leave the base and a moved arm uncovers the background. Long hair falling over an arm
-       is a layer of its own, drawn in front of the arms and moving with the body. Each leg, from
+       is a layer of its own, drawn in front of the arms and moving with the body; pieces of the
+       torso's garment over an arm (a frill, the shade beside it) stay in the base. Each leg, from
        the hip down, is a layer of its own under the torso's, cut out of the base along the thigh,
        shin and foot with radii measured on the silhouette; the torso keeps the seat down to the
        crotch, which bends with both thighs: spread legs turn about their hips instead of
        stretching the inner thighs between them like paper. A limb segment the photo hides
-       (behind a held helmet or the back, under the other arm, painted over) leaves its limb's
+       (behind a held helmet or the back, under the other arm or long hair, painted over) leaves its limb's
        layer and gets one of its own behind the body, completed from its mirrored twin or its
        limb's visible neighbour extended (:mod:`holdpose.animate.puppet.hidden`); what hid it off
        the body stays where the photo has it, in front of it.
@@ -240,23 +241,18 @@ class PuppetRig:
         # Where the body goes on behind an arm the base keeps the pixels, filled with the body's
         # texture; beside the body a moved arm uncovers the background.
         body = cut.body_region(self.mask.shape, self.points, self.present, self.scale, self.mask)
-        left, right = self._cut_arms(soft, body)
-        # A limb segment the reference hides (behind the back or a held object, under the other arm, off
-        # the silhouette) leaves its limb's layer, which would take what lies in front of it; it gets a
-        # layer of its own, completed from its mirrored twin or its neighbour extended, drawn behind.
+        # A limb segment the reference hides (behind the back or a held object, under the other arm, under
+        # long hair or the top, off the silhouette) leaves its limb's layer, which would take what lies in
+        # front of it; it gets a layer of its own, completed from its mirrored twin or its neighbour
+        # extended, drawn behind. It is judged on what of the arm is seen: without the hair over it.
         lab, backdrop = (cv2.cvtColor(image, cv2.COLOR_RGB2LAB).astype(np.float32) for image in
                          (self.reference, fill.fill_background(self.reference, fill.person_hole(soft))))
+        left, right, self.hair_mask = self._arm_layers(soft, body, lab)
         bones = hidden.segment_bones(self.mask, self.points, self.present, self.scale)
-        self.hidden = hidden.hidden_segments(lab, backdrop, bones, _by_segment((left, right), limbs="arms"),
-                                             self.mask, self.scores)
+        seen = _by_segment((left & ~self.hair_mask, right & ~self.hair_mask), limbs="arms")
+        self.hidden = hidden.hidden_segments(lab, backdrop, bones, seen, self.mask, self.scores)
         if self.hidden:
-            left, right = self._cut_arms(soft, body, self.hidden)
-        # Long hair falling over an arm stays with the head: it is cut out of the arm's texture (the
-        # arm goes on under it in the arm's own colours) and drawn in front of the arms, moving with
-        # the body. What the hair's colours let into the arm layer besides (the top's frill) leaves it.
-        self.hair_mask = cut.hair_over_arms(self.reference, self.mask, left | right, self.points, self.present)
-        left, right = (cut.without_what_hair_hid(self.reference, m, self.hair_mask, self.mask, self.points,
-                                                 self.present, self.scale) for m in (left, right))
+            left, right, self.hair_mask = self._arm_layers(soft, body, lab, self.hidden)
         arms = left | right
         # Slivers the arm layers leave along their edges (a finger's rim against the background) would
         # stay behind as an outline of the arm: they go with the background.
@@ -390,6 +386,28 @@ class PuppetRig:
         if hair_mask.any():  # in front of the arms
             self.layers.append(self._mesh(_grow(hair_mask, feather), texture=2,
                                           parts=[i for i, p in enumerate(PARTS) if p.layer == 0]))
+
+    def _arm_layers(self, soft: np.ndarray, body: np.ndarray, lab: np.ndarray, hidden: set[str] = frozenset()
+                    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Both arms' layers and the hair over them, ``bool [H, W]`` each (left, right, hair), without the
+        ``hidden`` segments (part names). ``lab``: the reference in Lab, float32.
+
+        Long hair falling over an arm stays with the head: it is cut out of the arm's texture (the arm
+        goes on under it in the arm's own colours) and drawn in front of the arms, moving with the body.
+        What the hair's colours let into the arm layer besides (the top's frill) leaves it, and so does
+        what of the torso lies over the arm (the top's fabric, the shade between arm and body): it stays
+        with the torso."""
+        from holdpose.animate.puppet import layers as cut
+
+        left, right = self._cut_arms(soft, body, hidden)
+        hair = cut.hair_over_arms(self.reference, self.mask, left | right, self.points, self.present)
+        left, right = (cut.without_what_hair_hid(self.reference, m, hair, self.mask, self.points, self.present,
+                                                 self.scale) for m in (left, right))
+        garment = cut.torso_garment_colours(lab, self.mask, left | right, hair, self.points, self.present,
+                                            self.scale)
+        left, right = (cut.without_torso_garment(lab, m, hair, garment, self.mask, self.points, self.present,
+                                                 self.scale, side) for m, side in ((left, "left"), (right, "right")))
+        return left, right, hair
 
     def _cut_arms(self, soft: np.ndarray, body: np.ndarray, hidden: set[str] = frozenset()
                   ) -> tuple[np.ndarray, np.ndarray]:

@@ -19,7 +19,10 @@ into the arm away from the hand (a cuff's stripes that the jacket's hem shares) 
 
 Long hair falling over an arm (:func:`hair_over_arms`: the hair's colours, sampled around the
 face, joined to the head) is drawn in front of the arm and stays with the body; the arm goes on
-under it (:func:`without_what_hair_hid` cuts it again without the hair among its colours).
+under it (:func:`without_what_hair_hid` cuts it again without the hair among its colours). Pieces
+of the torso's garment lying over an arm (a frill, the shade between arm and body) leave it
+(:func:`without_torso_garment`: the torso's colours against the arm's own, sampled along the
+silhouette's outer edge, where nothing covers the arm).
 
 Each leg (:func:`leg_masks`) takes the base's pixels nearer its thigh, shin and foot than the
 other leg's, in units of each bone's radius measured on the silhouette, from the hip down; the
@@ -506,3 +509,123 @@ def crotch(person: np.ndarray, points: np.ndarray, present: np.ndarray) -> float
         if not (0 <= x < w and 0 <= y < h) or not person[y, x]:
             return float(t)
     return high
+
+
+# The arm's own colours are sampled this deep (times the body scale) inside the silhouette's edge where
+# the arm borders the background: there nothing lies over it.
+OUTER_EDGE = 0.03
+# Two chromatic colours (chroma above SAME_DYE_CHROMA, in OpenCV's 8-bit Lab units) whose hues differ by
+# less than SAME_DYE_HUE degrees are one material in different light (a red sleeve in shade and the red
+# jacket in the light): shading changes lightness far more than hue.
+SAME_DYE_CHROMA = 15.0
+SAME_DYE_HUE = 20.0
+GARMENT_THICKNESS = 0.035  # half the least width (times the body scale) of a garment's piece over an arm
+
+
+def torso_garment_colours(lab: np.ndarray, person: np.ndarray, arms: np.ndarray, hair: np.ndarray,
+                          points: np.ndarray, present: np.ndarray, scale: float) -> np.ndarray:
+    """``[k, 3]`` Lab centres of the torso's colours (its garment, its skin, the shading of its folds):
+    k-means of the person's pixels inside the torso's quadrilateral below the shoulders, away from
+    the arm layers ``arms`` and the hair over them ``hair`` (``bool [H, W]`` each). Empty without a
+    torso."""
+    import cv2
+
+    corners = _torso_corners(points, present, scale)
+    if corners is None:
+        return np.zeros((0, 3), np.float32)
+    quad = np.zeros(person.shape, np.uint8)
+    cv2.fillConvexPoly(quad, np.round(corners).astype(np.int32), 1)
+    near_arms = cv2.dilate((arms | hair).astype(np.uint8), disc(max(2, round(0.05 * scale)))) > 0
+    torso = (quad > 0) & person & ~near_arms & below_shoulders(person.shape, points, present)
+    if torso.sum() < 50:
+        return np.zeros((0, 3), np.float32)
+    return colour_clusters(lab[torso], count=4, min_share=0.05)
+
+
+def arm_in_view(arm: np.ndarray, person: np.ndarray, hair: np.ndarray, scale: float) -> np.ndarray:
+    """``bool [H, W]``: pixels of the arm layer ``arm`` that are the arm in plain view, without hair: a
+    band along the silhouette's outer edge where the arm borders the background (from 2 pixels inside it,
+    where the background no longer bleeds in, to :data:`OUTER_EDGE` of the body scale). Nothing of the
+    torso lies over the arm there; along the bone's middle, what covers the arm may."""
+    import cv2
+
+    band = max(2, round(OUTER_EDGE * scale))
+    outside = (~person & ~_holes(person)).astype(np.uint8)  # a gap between arm and body is lined with shade
+    rim = cv2.dilate(outside, disc(2)) > 0
+    edge = cv2.dilate(outside, disc(band + 2)) > 0
+    return arm & edge & ~rim & ~hair
+
+
+def without_torso_garment(lab: np.ndarray, arm: np.ndarray, hair: np.ndarray, garment: np.ndarray,
+                          person: np.ndarray, points: np.ndarray, present: np.ndarray, scale: float,
+                          side: str) -> np.ndarray:
+    """An arm layer ``arm`` (``bool [H, W]``) without what of the torso lies over the arm in the photo:
+    the top's fabric or frill hanging over the upper arm, the shading between arm and body. Those
+    pixels stay with the torso (the base layer); a segment of the arm they leave mostly unseen is
+    completed under them from its twin (:mod:`holdpose.animate.puppet.hidden`).
+
+    The arm's own colours are clustered where nothing covers it: along the silhouette's edge with the
+    background (:func:`arm_in_view`). A pixel leaves the arm when
+    its colour is nearer one of ``garment`` (:func:`torso_garment_colours`, ``[k, 3]`` Lab) that is none of
+    the arm's materials (:func:`same_material`: a red sleeve on a red jacket is the arm, the shape
+    decides) than the arm's own colours by :data:`COLOUR_MARGIN`, and the pixels so found
+    join the torso (a piece of the garment over the arm is continuous with the garment beside it). The
+    hair over the arm and the hand are left as they are. ``lab``: the photo in Lab, float32."""
+    edge = arm_in_view(arm, person, hair, scale)
+    if edge.sum() < 20 or not len(garment):
+        return arm
+    own = colour_clusters(lab[edge], count=4, min_share=0.05)  # a cuff's stripes are the arm's own too
+    garment = garment[~same_material(garment, own).any(1)]
+    if not len(garment):
+        return arm
+    hand = _hand_area(arm.shape, points, present, side, scale)
+    ys, xs = np.nonzero(arm & ~hair & ~edge & ~hand)
+    pixels = lab[ys, xs]
+    to_own = np.linalg.norm(pixels[:, None] - own[None], axis=-1).min(1)
+    to_garment = np.linalg.norm(pixels[:, None] - garment[None], axis=-1).min(1)
+    over = np.zeros_like(arm)
+    over[ys, xs] = to_garment + COLOUR_MARGIN < to_own
+    torso = person & ~arm
+    # a piece of garment, not a crease's line of shade (which a raised arm's own edge carries)
+    over &= _open(over | (hair & arm), max(1, round(GARMENT_THICKNESS * scale)))
+    over = _touching(over | torso | (hair & arm), torso) & over  # the frill may meet the top under the hair
+    kept = arm & ~over
+    return _touching(kept, edge | hair | hand)
+
+
+def same_material(colours: np.ndarray, others: np.ndarray) -> np.ndarray:
+    """``bool [N, M]``: whether each of ``colours [N, 3]`` may be the same material as each of ``others
+    [M, 3]`` (OpenCV 8-bit Lab) in another light: closer than :data:`KINDRED`, or both chromatic with
+    hues less than :data:`SAME_DYE_HUE` apart."""
+    near = np.linalg.norm(colours[:, None] - others[None], axis=-1) < KINDRED
+    a, b = (colours[:, 1:] - 128).T
+    a2, b2 = (others[:, 1:] - 128).T
+    chromatic = (np.hypot(a, b)[:, None] > SAME_DYE_CHROMA) & (np.hypot(a2, b2)[None] > SAME_DYE_CHROMA)
+    hue = np.degrees(np.arctan2(b, a))[:, None] - np.degrees(np.arctan2(b2, a2))[None]
+    return near | chromatic & (np.abs((hue + 180) % 360 - 180) < SAME_DYE_HUE)
+
+
+def _hand_area(shape: tuple[int, int], points: np.ndarray, present: np.ndarray, side: str,
+               scale: float) -> np.ndarray:
+    """``bool [H, W]``: around one hand (its landmarks, or its wrist), grown by a tenth of the body
+    scale: the hand keeps the cut of :func:`arm_mask` (its gaps show the garment behind)."""
+    import cv2
+
+    hand = HAND_POINTS[side]
+    wrist = ARM_JOINTS[side][2]
+    found = present[hand]
+    area = np.zeros(shape, np.uint8)
+    if found.sum() >= 5:
+        hull = cv2.convexHull(points[hand][found].astype(np.float32))
+        cv2.fillConvexPoly(area, np.round(hull).astype(np.int32), 1)
+    elif present[wrist]:
+        cv2.circle(area, tuple(int(v) for v in np.round(points[wrist])), max(2, round(0.15 * scale)), 1, -1)
+    return cv2.dilate(area, disc(max(2, round(0.1 * scale)))) > 0
+
+
+def _open(mask: np.ndarray, radius: int) -> np.ndarray:
+    """Morphological opening of ``mask`` (bool) by a disc of ``radius`` pixels: without its parts thinner
+    than the disc."""
+    import cv2
+
+    return cv2.morphologyEx(mask.astype(np.uint8), cv2.MORPH_OPEN, disc(radius)) > 0
