@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import os
 import resource
 import subprocess
@@ -77,3 +78,12 @@ def run_process(cmd: list[str], *, monitor=None) -> dict:
     after = resource.getrusage(resource.RUSAGE_CHILDREN)  # counts every reaped descendant
     cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
     return {"seconds": seconds, "cpu_seconds": cpu, "stdout": stdout, **extra}
+
+
+def dance_bench_arguments(description: str, argv=None) -> argparse.Namespace:
+    """``--label`` (names the result file and the contact sheets) and ``--stride`` (every Nth
+    frame of the fixture dance) of the warp animator's look benches."""
+    parser = argparse.ArgumentParser(description=description, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--label", default="after", help="names the result file and the contact sheets")
+    parser.add_argument("--stride", type=int, default=3, help="use every Nth frame of the dance")
+    return parser.parse_args(argv)

@@ -19,7 +19,6 @@ bench/results/warp_hidden_<label>.json.
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 from pathlib import Path
@@ -27,7 +26,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import git_state, load, rel  # noqa: E402
+from _common import dance_bench_arguments, git_state, load, rel  # noqa: E402
 from bench_animate import FIXTURES, OUT, RESULTS, driving_poses, fixtures_ready  # noqa: E402
 
 # material -> (fixture photo, the painted segments as (joint, joint) pairs)
@@ -143,10 +142,7 @@ def astronaut_wave(label: str) -> dict:
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--label", default="after", help="names the result file and the contact sheets")
-    parser.add_argument("--stride", type=int, default=3, help="use every Nth frame of the dance")
-    args = parser.parse_args(argv)
+    args = dance_bench_arguments(__doc__, argv)
     if not fixtures_ready():
         return 0
     dance = driving_poses(None)[::args.stride]

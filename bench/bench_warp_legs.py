@@ -19,7 +19,6 @@ Writes bench/results/warp_legs_<label>.json.
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 from pathlib import Path
@@ -27,7 +26,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import git_state, load, rel  # noqa: E402
+from _common import dance_bench_arguments, git_state, load, rel  # noqa: E402
 from bench_animate import FIXTURES, OUT, RESULTS, fixtures_ready, driving_poses  # noqa: E402
 
 SPREADS = (20, 35, 50)  # degrees each leg turns outward
@@ -98,10 +97,7 @@ def measure(path: Path, dance, label: str, stride: int) -> dict:
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--label", default="after", help="names the result file and the contact sheets")
-    parser.add_argument("--stride", type=int, default=3, help="measure every N-th frame of the dance")
-    args = parser.parse_args(argv)
+    args = dance_bench_arguments(__doc__, argv)
     if not fixtures_ready():
         return 0
     dance = driving_poses(None)
