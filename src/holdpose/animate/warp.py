@@ -58,6 +58,7 @@ from typing import Iterator
 import numpy as np
 
 from holdpose.animate.base import Animator, FrameCallback, check_poses, check_reference
+from holdpose.animate.puppet.layers import close_mask, grow_mask, open_mask
 from holdpose.detect.base import REFERENCE_MIN_VISIBILITY
 from holdpose.detect.reference import check_reference_pose
 from holdpose.errors import HoldposeError
@@ -257,11 +258,11 @@ class PuppetRig:
         # Slivers the arm layers leave along their edges (a finger's rim against the background) would
         # stay behind as an outline of the arm: they go with the background.
         rest = self.mask & ~arms
-        slivers = rest & ~_open(rest, 2) & _grow(arms, max(3, round(0.05 * self.scale)))
+        slivers = rest & ~open_mask(rest, 2) & grow_mask(arms, max(3, round(0.05 * self.scale)))
         self.layer_masks = [rest & ~slivers, left, right]
         # ... and only where the body's own outline closes over the gap the arm leaves (morphological
         # closing of what is left), so the body does not grow into the space beside it.
-        hidden_body = arms & body & _close(self.layer_masks[0], max(2, round(0.25 * self.scale)))
+        hidden_body = arms & body & close_mask(self.layer_masks[0], max(2, round(0.25 * self.scale)))
         hidden_body |= arms & cut.leg_hulls(self.mask & ~arms, self.points, self.present, self.scale)
         below_frame = cut.torso_below_frame(self.mask, self.points, self.present, self.scale)
         hidden_body |= arms & below_frame
@@ -278,7 +279,7 @@ class PuppetRig:
         torso_mask = self.base_mask & ~((self.leg_masks[0] | self.leg_masks[1]) & ~seat)
 
         # 2. textures: the background without the person, the base without the arms
-        arms_grown = _grow(arms, 2)
+        arms_grown = grow_mask(arms, 2)
         self.background = fill.fill_background(self.reference, fill.person_hole(soft) | arms_grown)
         base_sources = self.layer_masks[0] & ~arms_grown
         if base_sources.sum() < 100:
@@ -293,13 +294,13 @@ class PuppetRig:
         # Where a moved arm uncovers the body, a wide gap takes the garment's own texture (patches of
         # the torso's and legs' pixels below the neck, never the hair or face) instead of a smooth blob;
         # only under the arms (and their feather): the rim around them shows in the reference pose.
-        uncovered = arms & _grow(self.base_mask, feather)
+        uncovered = arms & grow_mask(self.base_mask, feather)
         base_texture = exemplar_fill(base_texture, uncovered,
                                      torso_sources & cut.below_shoulders(self.mask.shape, self.points, self.present),
                                      min_width=EXEMPLAR_MIN_WIDTH * self.scale)
         # An arm's outermost pixels are part background (a white wall's rim around a hand): they take
         # the colour of the arm just inside, so the arm does not carry a rim of its old background.
-        arm_core = arms & ~_grow(~arms, 1) & ~self.hair_mask
+        arm_core = arms & ~grow_mask(~arms, 1) & ~self.hair_mask
         arm_texture = fill.pushpull_fill(self.reference, arm_core if arm_core.any() else arms)
         # The hidden segments' textures; what hid them off the body (a held helmet, the background painted
         # over an arm) stays in front of them, in the base layer.
@@ -315,7 +316,7 @@ class PuppetRig:
         # that the segmentation's prior of a body took in) is a layer that stays where the photo shows
         # it, in front of them (over their feather too); what hid them on the body stays in its layer.
         legs_mask = self.leg_masks[0] | self.leg_masks[1]
-        in_front = _grow(completed, 2 * feather + 1) & ~arms & ~legs_mask & (
+        in_front = grow_mask(completed, 2 * feather + 1) & ~arms & ~legs_mask & (
             ~self.mask | (np.linalg.norm(lab - backdrop, axis=-1) < hidden.BACKDROP))
         self.base_mask &= ~in_front
         torso_mask &= ~in_front
@@ -324,8 +325,8 @@ class PuppetRig:
         # it borders: the photo comes back as it was in the reference pose, and the edge moves with
         # its part instead of staying behind as an outline.
         halo = fill.halo_width(soft)
-        edge = (soft > 0.02) & ~self.mask & _grow(self.mask, halo)
-        arm_edge = edge & _grow(arms, halo)
+        edge = (soft > 0.02) & ~self.mask & grow_mask(self.mask, halo)
+        arm_edge = edge & grow_mask(arms, halo)
         base_edge = edge & ~arm_edge & ~in_front
         for texture, alpha, part in ((base_texture, base_alpha, base_edge), (arm_texture, arm_alpha, arm_edge)):
             texture[part] = self.reference[part]
@@ -356,26 +357,26 @@ class PuppetRig:
 
         # 3. meshes and skinning weights, over each layer's mask grown by its feather
         # The legs take the base's texture (the body under the arms filled), drawn before the torso.
-        leg_edges = [base_edge & _grow(leg, halo) for leg in legs]
-        legs_meshes = [self._mesh(_grow(leg, feather) | edge, texture=0,
+        leg_edges = [base_edge & grow_mask(leg, halo) for leg in legs]
+        legs_meshes = [self._mesh(grow_mask(leg, feather) | edge, texture=0,
                                   parts=[PART_INDEX[f"{side}_{bone}"] for bone in ("thigh", "shin", "foot")])
                        for side, leg, edge in zip(("left", "right"), legs, leg_edges) if leg.any()]
         self.layers = [_merge(legs_meshes)] if legs_meshes else []
         if self.completed:  # behind everything: in the reference pose what hid them is in front
-            self.layers[:0] = [_merge([self._mesh(_grow(mask, feather), texture=len(textures) - 2,
+            self.layers[:0] = [_merge([self._mesh(grow_mask(mask, feather), texture=len(textures) - 2,
                                                   parts=_limb_parts(name)) for name, (mask, _) in
                                        self.completed.items()])]
             if in_front.any():
-                occluder = self._mesh(_grow(in_front, feather), texture=len(textures) - 1, parts=[PART_INDEX["torso"]])
+                occluder = self._mesh(grow_mask(in_front, feather), texture=len(textures) - 1, parts=[PART_INDEX["torso"]])
                 self.layers.insert(1, Layer(occluder.vertices, occluder.triangles, occluder.weights, occluder.texture,
                                             static=True))
-        self.layers.append(self._mesh(_grow(torso_mask, feather) | (base_edge & ~leg_edges[0] & ~leg_edges[1]),
+        self.layers.append(self._mesh(grow_mask(torso_mask, feather) | (base_edge & ~leg_edges[0] & ~leg_edges[1]),
                                       parts=[i for i, p in enumerate(PARTS) if p.layer == 0], texture=0))
         arm_order = list(ARM_LAYERS)
         if depth is not None:  # nearer arm (smaller z) last
             wrist_z = {1: depth[9], 2: depth[10]}
             arm_order.sort(key=lambda layer: -wrist_z[layer])
-        arms_meshes = [self._mesh(_grow(arm_masks[layer], feather) | (arm_edge & _grow(arm_masks[layer], halo)),
+        arms_meshes = [self._mesh(grow_mask(arm_masks[layer], feather) | (arm_edge & grow_mask(arm_masks[layer], halo)),
                                   texture=1, shoulder=5 if layer == 1 else 6,
                                   parts=[i for i, p in enumerate(PARTS) if p.layer == layer] + [PART_INDEX["torso"]])
                        for layer in arm_order if arm_masks[layer].any()]
@@ -384,7 +385,7 @@ class PuppetRig:
             # one index buffer they overlap as painted, at the cost of one pass instead of two.
             self.layers.append(_merge(arms_meshes))
         if hair_mask.any():  # in front of the arms
-            self.layers.append(self._mesh(_grow(hair_mask, feather), texture=2,
+            self.layers.append(self._mesh(grow_mask(hair_mask, feather), texture=2,
                                           parts=[i for i, p in enumerate(PARTS) if p.layer == 0]))
 
     def _arm_layers(self, soft: np.ndarray, body: np.ndarray, lab: np.ndarray, hidden: set[str] = frozenset()
@@ -672,37 +673,6 @@ def _merge(layers: list[Layer]) -> Layer:
     return Layer(np.concatenate([layer.vertices for layer in layers]),
                  np.concatenate([layer.triangles + offset for layer, offset in zip(layers, offsets)]),
                  np.concatenate([layer.weights for layer in layers]), layers[0].texture)
-
-
-def _grow(mask: np.ndarray, pixels: int) -> np.ndarray:
-    """``mask`` (bool) dilated by a disc of ``pixels`` radius."""
-    import cv2
-
-    from holdpose.animate.puppet.layers import disc
-
-    return cv2.dilate(mask.astype(np.uint8), disc(pixels)) > 0 if pixels > 0 else mask
-
-
-def _close(mask: np.ndarray, pixels: int) -> np.ndarray:
-    """Morphological closing of ``mask`` (bool) by a disc of ``pixels`` radius, the mask going on
-    beyond the frame as it is at its edge (a body the frame cuts continues out of it)."""
-    import cv2
-
-    padded = cv2.copyMakeBorder(mask.astype(np.uint8), pixels, pixels, pixels, pixels, cv2.BORDER_REPLICATE)
-    return _morphology(padded > 0, "MORPH_CLOSE", pixels)[pixels:-pixels, pixels:-pixels]
-
-
-def _open(mask: np.ndarray, pixels: int) -> np.ndarray:
-    """Morphological opening of ``mask`` (bool) by a disc of ``pixels`` radius."""
-    return _morphology(mask, "MORPH_OPEN", pixels)
-
-
-def _morphology(mask: np.ndarray, operation: str, pixels: int) -> np.ndarray:
-    import cv2
-
-    from holdpose.animate.puppet.layers import disc
-
-    return cv2.morphologyEx(mask.astype(np.uint8), getattr(cv2, operation), disc(pixels)) > 0
 
 
 def _feathered(mask: np.ndarray, feather: int) -> np.ndarray:

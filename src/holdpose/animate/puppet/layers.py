@@ -202,6 +202,22 @@ def disc(radius: int) -> np.ndarray:
     return cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * radius + 1, 2 * radius + 1))
 
 
+def grow_mask(mask: np.ndarray, pixels: int) -> np.ndarray:
+    """``mask`` (bool) dilated by a disc of ``pixels`` radius."""
+    import cv2
+
+    return cv2.dilate(mask.astype(np.uint8), disc(pixels)) > 0 if pixels > 0 else mask
+
+
+def close_mask(mask: np.ndarray, pixels: int) -> np.ndarray:
+    """Morphological closing of ``mask`` (bool) by a disc of ``pixels`` radius, the mask going on
+    beyond the frame as it is at its edge (a body the frame cuts continues out of it)."""
+    import cv2
+
+    padded = cv2.copyMakeBorder(mask.astype(np.uint8), pixels, pixels, pixels, pixels, cv2.BORDER_REPLICATE)
+    return cv2.morphologyEx(padded, cv2.MORPH_CLOSE, disc(pixels))[pixels:-pixels, pixels:-pixels] > 0
+
+
 def arm_mask(image: np.ndarray, person: np.ndarray, loose_person: np.ndarray, body: np.ndarray, points: np.ndarray,
              present: np.ndarray, scale: float, side: str, hidden: frozenset[str] = frozenset()) -> np.ndarray:
     """One arm's layer, ``bool [H, W]``. ``person``: the mask the limbs are cut from;
@@ -587,7 +603,7 @@ def without_torso_garment(lab: np.ndarray, arm: np.ndarray, hair: np.ndarray, ga
     over[ys, xs] = to_garment + COLOUR_MARGIN < to_own
     torso = person & ~arm
     # a piece of garment, not a crease's line of shade (which a raised arm's own edge carries)
-    over &= _open(over | (hair & arm), max(1, round(GARMENT_THICKNESS * scale)))
+    over &= open_mask(over | (hair & arm), max(1, round(GARMENT_THICKNESS * scale)))
     over = _touching(over | torso | (hair & arm), torso) & over  # the frill may meet the top under the hair
     kept = arm & ~over
     return _touching(kept, edge | hair | hand)
@@ -623,7 +639,7 @@ def _hand_area(shape: tuple[int, int], points: np.ndarray, present: np.ndarray, 
     return cv2.dilate(area, disc(max(2, round(0.1 * scale)))) > 0
 
 
-def _open(mask: np.ndarray, radius: int) -> np.ndarray:
+def open_mask(mask: np.ndarray, radius: int) -> np.ndarray:
     """Morphological opening of ``mask`` (bool) by a disc of ``radius`` pixels: without its parts thinner
     than the disc."""
     import cv2
