@@ -20,7 +20,9 @@ test: $(BIN)/holdpose
 test-all: $(BIN)/holdpose
 	$(BIN)/python -m pytest -q -m "slow or not slow"
 
-# Every figure of the README but the diffusion one (bench/bench_diffusion.py, ~10 min on 2 cores).
+# The foundation's figures (extraction, rendering, accuracy, refine, align, the animator, evaluation,
+# studio, batch, reliability); every other table in the README names its own bench/ command beside it
+# (people, the animator's look, closed loop, the diffusion backends and research systems).
 bench: $(BIN)/holdpose
 	for b in extract render accuracy refine align animate evaluate studio batch reliability; do $(BIN)/python bench/bench_$$b.py || exit 1; done
 
