@@ -114,6 +114,7 @@ def correct_frame(frame: np.ndarray, detected: np.ndarray, det_scores: np.ndarra
     when the frame cannot be rigged (no person segmented)."""
     import cv2
 
+    from holdpose.animate.puppet.layers import grow_mask
     from holdpose.animate.warp import rig_reference
 
     det_present, tgt_present = det_scores > min_score, tgt_scores > min_score
@@ -125,10 +126,9 @@ def correct_frame(frame: np.ndarray, detected: np.ndarray, det_scores: np.ndarra
     own = rig.deform(np.where(det_present[:, None], detected, 0), det_present.astype(np.float32))
     pose, present = corrected_pose(detected, det_present, target, tgt_present, limbs)
     moved = rig.deform(pose, present)
-    changed = (np.abs(moved.astype(np.int16) - own.astype(np.int16)).max(-1) > 8).astype(np.uint8)
-    changed = cv2.dilate(changed, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * feather + 1,) * 2))
+    changed = grow_mask(np.abs(moved.astype(np.int16) - own.astype(np.int16)).max(-1) > 8, feather)
     alpha = cv2.GaussianBlur(changed.astype(np.float32), (0, 0), feather / 2)[..., None]
-    alpha[changed[..., None] > 0] = np.maximum(alpha[changed[..., None] > 0], 0.999)
+    alpha[changed[..., None]] = np.maximum(alpha[changed[..., None]], 0.999)
     out = frame.astype(np.float32) * (1 - alpha) + moved.astype(np.float32) * alpha
     return np.clip(np.rint(out), 0, 255).astype(np.uint8)
 

@@ -51,12 +51,10 @@ def person_hole(soft_mask: np.ndarray, *, halo: int | None = None) -> np.ndarray
     photo's edge pixels there are a mix of person and background, so the hole takes every
     pixel the mask gives any weight (> 0.02), grown by ``halo`` pixels (default
     :func:`halo_width`)."""
-    import cv2
+    from holdpose.animate.puppet.layers import grow_mask
 
     halo = halo_width(soft_mask) if halo is None else halo
-    grown = cv2.dilate((soft_mask > 0.02).astype(np.uint8), cv2.getStructuringElement(
-        cv2.MORPH_ELLIPSE, (2 * halo + 1, 2 * halo + 1)))
-    return grown > 0
+    return grow_mask(soft_mask > 0.02, halo)
 
 
 def halo_width(soft_mask: np.ndarray) -> int:
