@@ -526,7 +526,7 @@ class PuppetRig:
         w, h = self.canvas
         alpha = np.zeros((h, w), np.float32)
         for layer, moved in self._posed_layers(target_points, target_scores):
-            drawn = self._sample(layer, moved)
+            drawn = self._sample(layer, moved, colour=False)
             if drawn is not None:
                 box, _, a = drawn
                 alpha[box] = a + alpha[box] * (1 - a)
@@ -583,9 +583,10 @@ class PuppetRig:
         box, rgb, alpha = drawn
         out[box] = cv2.blendLinear(rgb, out[box], alpha, 1 - alpha)
 
-    def _sample(self, layer: Layer, moved: np.ndarray) -> tuple[tuple[slice, slice], np.ndarray, np.ndarray] | None:
+    def _sample(self, layer: Layer, moved: np.ndarray, *, colour: bool = True
+                ) -> tuple[tuple[slice, slice], np.ndarray | None, np.ndarray] | None:
         """The layer in its bounding box: ``(box, rgb uint8 [h, w, 3], alpha float32 [h, w])``, None
-        when off the frame.
+        when off the frame; ``colour=False`` leaves the rgb out (None), for coverage alone.
 
         Triangles are rasterised into a triangle-index buffer; each pixel is mapped back into
         the atlas through its triangle's affine map (pixels no triangle covers map off the
@@ -612,7 +613,8 @@ class PuppetRig:
         a, b, c, d, e, f = (np.take(row, index) for row in matrices)
         map_x = a * xs + b * ys + c
         map_y = d * xs + e * ys + f
-        rgb = cv2.remap(self.atlas, map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT, borderValue=0)
+        rgb = None if not colour else cv2.remap(self.atlas, map_x, map_y, cv2.INTER_LINEAR,
+                                                borderMode=cv2.BORDER_CONSTANT, borderValue=0)
         alpha = cv2.remap(self.alpha, map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT, borderValue=0)
         return (slice(y0, y1), slice(x0, x1)), rgb, alpha
 
