@@ -118,11 +118,11 @@ def _garment(image: np.ndarray, hole: np.ndarray, sources: np.ndarray) -> np.nda
     badge it touches)."""
     import cv2
 
-    from holdpose.animate.puppet.layers import colour_clusters, disc
+    from holdpose.animate.puppet.layers import colour_clusters, grow_mask
 
     lab = cv2.cvtColor(np.clip(image, 0, 255).astype(np.uint8), cv2.COLOR_RGB2LAB).astype(np.float32)
     lab = cv2.blur(lab, (5, 5))  # a pixel's neighbourhood, not its noise
-    ring = sources & (cv2.dilate(hole.astype(np.uint8), disc(BORDER * (2 * PATCH_RADIUS + 1))) > 0)
+    ring = sources & grow_mask(hole, BORDER * (2 * PATCH_RADIUS + 1))
     if ring.sum() < 50:
         return sources.astype(np.float32)
     colours = colour_clusters(lab[ring], count=4, min_share=MAIN_COLOUR)

@@ -128,9 +128,7 @@ def keep_own_colours(lab: np.ndarray, layer: np.ndarray, core: np.ndarray, perso
     part's own are ignored (a red sleeve on a red jacket cannot be told apart: the shape
     decides). Keeps the pieces that touch ``core``. ``lab``: the photo in Lab, float32;
     ``extra_core``: a second part for sure (the hand), whose colours are clustered on their own."""
-    import cv2
-
-    ring = (cv2.dilate(layer.astype(np.uint8), disc(reach)) > 0) & ~layer & person
+    ring = grow_mask(layer, reach) & ~layer & person
     if core.sum() < 10 or ring.sum() < 10:
         return layer
     own = colour_clusters(lab[core], min_share=0.1)  # a few stray pixels of the core are not the part's colour
@@ -270,7 +268,7 @@ def arm_mask(image: np.ndarray, person: np.ndarray, loose_person: np.ndarray, bo
         out |= hand_core
     shapes = out.copy()
     out = keep_own_colours(lab, out, core, person, reach, extra_core=hand_core)
-    beyond = (cv2.dilate(out.astype(np.uint8), disc(reach)) > 0) & person & ~body & ~out
+    beyond = grow_mask(out, reach) & person & ~body & ~out
     if beyond.any():
         out = keep_own_colours(lab, out | beyond, out, person, reach)
     # Small notches the colour cut bites into the arm (a cuff's white stripes, which the jacket's hem
@@ -551,7 +549,7 @@ def torso_garment_colours(lab: np.ndarray, person: np.ndarray, arms: np.ndarray,
         return np.zeros((0, 3), np.float32)
     quad = np.zeros(person.shape, np.uint8)
     cv2.fillConvexPoly(quad, np.round(corners).astype(np.int32), 1)
-    near_arms = cv2.dilate((arms | hair).astype(np.uint8), disc(max(2, round(0.05 * scale)))) > 0
+    near_arms = grow_mask(arms | hair, max(2, round(0.05 * scale)))
     torso = (quad > 0) & person & ~near_arms & below_shoulders(person.shape, points, present)
     if torso.sum() < 50:
         return np.zeros((0, 3), np.float32)
@@ -563,12 +561,10 @@ def arm_in_view(arm: np.ndarray, person: np.ndarray, hair: np.ndarray, scale: fl
     band along the silhouette's outer edge where the arm borders the background (from 2 pixels inside it,
     where the background no longer bleeds in, to :data:`OUTER_EDGE` of the body scale). Nothing of the
     torso lies over the arm there; along the bone's middle, what covers the arm may."""
-    import cv2
-
     band = max(2, round(OUTER_EDGE * scale))
-    outside = (~person & ~_holes(person)).astype(np.uint8)  # a gap between arm and body is lined with shade
-    rim = cv2.dilate(outside, disc(2)) > 0
-    edge = cv2.dilate(outside, disc(band + 2)) > 0
+    outside = ~person & ~_holes(person)  # a gap between arm and body is lined with shade
+    rim = grow_mask(outside, 2)
+    edge = grow_mask(outside, band + 2)
     return arm & edge & ~rim & ~hair
 
 
@@ -636,7 +632,7 @@ def _hand_area(shape: tuple[int, int], points: np.ndarray, present: np.ndarray, 
         cv2.fillConvexPoly(area, np.round(hull).astype(np.int32), 1)
     elif present[wrist]:
         cv2.circle(area, tuple(int(v) for v in np.round(points[wrist])), max(2, round(0.15 * scale)), 1, -1)
-    return cv2.dilate(area, disc(max(2, round(0.1 * scale)))) > 0
+    return grow_mask(area > 0, max(2, round(0.1 * scale)))
 
 
 def open_mask(mask: np.ndarray, radius: int) -> np.ndarray:
